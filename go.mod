@@ -1,0 +1,3 @@
+module github.com/duplex-ws/duplex
+
+go 1.26
