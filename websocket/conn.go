@@ -1,0 +1,247 @@
+package websocket
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Role says which end of the connection a Conn is; it decides the masking
+// rules (RFC 6455 §5.1) and who closes the transport first (§7.1.1).
+type Role int
+
+// The two roles.
+const (
+	RoleServer Role = iota
+	RoleClient
+)
+
+// Conn is a WebSocket connection. One goroutine may read (Read, Reader)
+// while any number of goroutines write (Write, Writer, Ping, Close):
+// writes are serialized inside the Conn, and reads never wait for writes.
+// See the package documentation for the full rules.
+type Conn struct {
+	rwc      io.ReadWriteCloser
+	netConn  net.Conn // rwc as a net.Conn, when it is one (for vectored writes)
+	readDL   func(time.Time) error // the transport's SetReadDeadline, or nil
+	writeDL  func(time.Time) error // the transport's SetWriteDeadline, or nil
+	role     Role
+	subproto string
+	opts     Options
+	limit    atomic.Int64
+	state    atomic.Int32
+
+	// Read half, owned by whoever holds readLock.
+	readLock   chan struct{}
+	br         *bufio.Reader
+	dec        headerDecoder
+	frame      frameHeader // the data frame whose payload is being read
+	frameLeft  int64       // payload bytes of frame not yet read
+	inFrame    bool        // a data frame's header was read and its payload is not finished
+	inControl  bool        // a control frame's payload is being read
+	maskPos    int         // position in the masking key of the next payload byte
+	inMessage  bool        // a data message has started and its final frame is not finished
+	msgType    MessageType // type of the current message
+	msgLen     int64       // payload bytes of the current message so far
+	utf8       utf8Validator
+	msgBuf     *[]byte // pooled buffer of the last message returned by Read
+	readResume bool    // Read was interrupted between frames; its message continues
+	reader     *messageReader
+	ctrl       [maxControlPayload]byte
+	readGen    uint64 // guarded by dlMu; stops stale context callbacks
+	readDLSet  bool
+
+	// Write half. msgLock serializes messages; frameLock serializes frames,
+	// so control frames may go out between the fragments of a message.
+	msgLock    chan struct{}
+	frameLock  chan struct{}
+	hdr        [maxHeaderSize]byte
+	wbuf       *[]byte // the write buffer, borrowed from writeBufPool while writing
+	vec        [2][]byte
+	bufs       net.Buffers
+	writeGen   uint64 // guarded by dlMu
+	writeDLSet bool
+
+	dlMu sync.Mutex // guards readGen and writeGen
+
+	// A pong owed to the peer, sent by whoever next holds frameLock.
+	pongMu      sync.Mutex
+	pongPending atomic.Bool
+	pongBuf     [maxControlPayload]byte
+	pongLen     int
+
+	// Closing.
+	closeMu    sync.Mutex
+	closeSent  bool
+	closeRecvd bool
+	err        error         // the sticky error, set once
+	closed     chan struct{} // closed when the transport is closed
+	closeOnce  sync.Once
+
+	// Pings waiting for their pong, and keepalive.
+	pingMu    sync.Mutex
+	pings     map[uint64]chan struct{}
+	pingSeq   uint64
+	keepalive *keepalive
+}
+
+// NewConn makes a Conn over an established transport on which the opening
+// handshake is already done: a hijacked HTTP/1.1 connection, an HTTP/2 or
+// HTTP/3 stream, or an in-memory pipe in tests. If rwc has SetReadDeadline
+// and SetWriteDeadline methods, contexts and timeouts use them; otherwise a
+// blocking call can only be ended by closing the Conn. br, when not nil, is
+// a buffered reader over rwc that may already hold the first bytes (such as
+// the one net/http hands over at hijack); it is used as the Conn's read
+// buffer instead of a new one.
+func NewConn(rwc io.ReadWriteCloser, br *bufio.Reader, role Role, subprotocol string, opts *Options) *Conn {
+	c := &Conn{
+		rwc:       rwc,
+		role:      role,
+		subproto:  subprotocol,
+		readLock:  make(chan struct{}, 1),
+		msgLock:   make(chan struct{}, 1),
+		frameLock: make(chan struct{}, 1),
+		closed:    make(chan struct{}),
+	}
+	if opts != nil {
+		c.opts = *opts
+	}
+	c.limit.Store(c.opts.readLimit())
+	if nc, ok := rwc.(net.Conn); ok {
+		c.netConn = nc
+	}
+	if d, ok := rwc.(interface{ SetReadDeadline(time.Time) error }); ok {
+		c.readDL = d.SetReadDeadline
+	}
+	if d, ok := rwc.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		c.writeDL = d.SetWriteDeadline
+	}
+	if br == nil {
+		br = bufio.NewReaderSize(rwc, readBufSize)
+	}
+	c.br = br
+	c.dec.expectMasked = role == RoleServer
+	c.state.Store(int32(StateOpen))
+	if c.opts.PingInterval > 0 {
+		c.startKeepalive()
+	}
+	return c
+}
+
+// Subprotocol returns the subprotocol chosen in the handshake, or "".
+func (c *Conn) Subprotocol() string { return c.subproto }
+
+// State returns where the connection is in its life (W3C readyState values).
+func (c *Conn) State() State { return State(c.state.Load()) }
+
+// SetReadLimit changes the largest message the connection accepts, from
+// the next frame on. A negative n means no limit.
+func (c *Conn) SetReadLimit(n int64) {
+	if n < 0 {
+		n = 1<<63 - 1
+	}
+	c.limit.Store(n)
+}
+
+// stickyErr returns the error every call reports once the connection ended.
+func (c *Conn) stickyErr() error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	return c.err
+}
+
+// setErr records err as the sticky error unless one is already set, and
+// returns the sticky error.
+func (c *Conn) setErr(err error) error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.err == nil {
+		c.err = err
+	}
+	return c.err
+}
+
+// closeTransport closes the transport once and marks the Conn closed.
+func (c *Conn) closeTransport() {
+	c.closeOnce.Do(func() {
+		c.setErr(ErrClosed)
+		c.state.Store(int32(StateClosed))
+		c.rwc.Close()
+		c.stopKeepalive()
+		close(c.closed)
+	})
+}
+
+// lock acquires a channel lock, giving up when ctx ends or the Conn closes.
+func (c *Conn) lock(ctx context.Context, l chan struct{}) error {
+	select {
+	case l <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case l <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.closed:
+		return c.stickyErr()
+	}
+}
+
+func unlock(l chan struct{}) { <-l }
+
+// aLongTimeAgo is a deadline in the past, to wake a blocked read or write.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// watchRead applies ctx to the transport's read side and returns a function
+// that undoes it. With context.Background it costs nothing.
+func (c *Conn) watchRead(ctx context.Context) (done func() bool) {
+	return c.watch(ctx, c.readDL, &c.readGen, &c.readDLSet)
+}
+
+// watchWrite applies ctx to the transport's write side, like watchRead.
+func (c *Conn) watchWrite(ctx context.Context) (done func() bool) {
+	return c.watch(ctx, c.writeDL, &c.writeGen, &c.writeDLSet)
+}
+
+func nop() bool { return false }
+
+func (c *Conn) watch(ctx context.Context, setDL func(time.Time) error, gen *uint64, isSet *bool) func() bool {
+	if setDL == nil {
+		return nop
+	}
+	deadline, hasDeadline := ctx.Deadline()
+	if ctx.Done() == nil {
+		if *isSet { // an earlier call left a deadline behind
+			c.dlMu.Lock()
+			*gen++
+			setDL(time.Time{})
+			*isSet = false
+			c.dlMu.Unlock()
+		}
+		return nop
+	}
+	c.dlMu.Lock()
+	*gen++
+	my := *gen
+	if hasDeadline {
+		setDL(deadline)
+	} else {
+		setDL(time.Time{})
+	}
+	*isSet = true
+	c.dlMu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		c.dlMu.Lock()
+		if *gen == my {
+			setDL(aLongTimeAgo)
+		}
+		c.dlMu.Unlock()
+	})
+	return stop
+}

@@ -1,0 +1,423 @@
+package websocket
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+	"unicode/utf8"
+)
+
+// errStaleReader is returned by a message reader after a newer Reader or
+// Read call took over the connection.
+var errStaleReader = errors.New("websocket: reader used after the next message was requested")
+
+// Read reads the next data message whole. Pings, pongs and close frames
+// that arrive meanwhile are handled on the way (RFC 6455 §5.5).
+//
+// The returned slice belongs to the Conn and is valid only until the next
+// call to Read or Reader: copy it to keep it. This lets whole-message reads
+// reuse pooled buffers and allocate nothing in steady state.
+//
+// If ctx ends while Read waits between frames, Read returns ctx.Err() and
+// the connection stays usable: the next Read continues the same message. If
+// ctx ends in the middle of a frame, the connection fails, because the rest
+// of that frame can no longer be found.
+func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
+	if err := c.lock(ctx, c.readLock); err != nil {
+		return 0, nil, err
+	}
+	defer unlock(c.readLock)
+	if err := c.stickyErr(); err != nil {
+		return 0, nil, err
+	}
+	done := c.watchRead(ctx)
+	defer done()
+
+	if !c.readResume {
+		if c.msgBuf != nil {
+			putMsgBuf(c.msgBuf)
+			c.msgBuf = nil
+		}
+		c.reader = nil
+		if c.inMessage { // the rest of a message abandoned by a Reader
+			if err := c.discardMessage(); err != nil {
+				return 0, nil, c.readFailed(ctx, err)
+			}
+		}
+		if err := c.readFrameStart(); err != nil {
+			return 0, nil, c.readFailed(ctx, err)
+		}
+		c.msgBuf = getMsgBuf(int(min(c.frameLeft, 64<<10)))
+		c.readResume = true
+	}
+	for {
+		for c.inFrame {
+			b := *c.msgBuf
+			if len(b) == cap(b) {
+				c.msgBuf = growMsgBuf(c.msgBuf, int(min(c.frameLeft, 1<<20)))
+				b = *c.msgBuf
+			}
+			room := b[len(b):cap(b)]
+			n, err := c.readPayload(room)
+			*c.msgBuf = b[:len(b)+n]
+			if err != nil {
+				return 0, nil, c.readFailed(ctx, err)
+			}
+		}
+		if !c.inMessage {
+			c.readResume = false
+			return c.msgType, *c.msgBuf, nil
+		}
+		if err := c.readFrameStart(); err != nil {
+			return 0, nil, c.readFailed(ctx, err)
+		}
+	}
+}
+
+// Reader waits for the next data message and returns its type and a reader
+// of its payload, for messages too large to hold in memory. The reader
+// returns io.EOF at the end of the message. Calling Read or Reader again
+// before the end discards the rest of the message.
+//
+// ctx bounds the wait and every Read of the returned reader. As with Read,
+// a context that ends between frames leaves the connection usable, and one
+// that ends in the middle of a frame fails it.
+func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
+	if err := c.lock(ctx, c.readLock); err != nil {
+		return 0, nil, err
+	}
+	defer unlock(c.readLock)
+	if err := c.stickyErr(); err != nil {
+		return 0, nil, err
+	}
+	done := c.watchRead(ctx)
+	defer done()
+
+	c.readResume = false
+	if c.msgBuf != nil {
+		putMsgBuf(c.msgBuf)
+		c.msgBuf = nil
+	}
+	if c.inMessage {
+		if err := c.discardMessage(); err != nil {
+			return 0, nil, c.readFailed(ctx, err)
+		}
+	}
+	if err := c.readFrameStart(); err != nil {
+		return 0, nil, c.readFailed(ctx, err)
+	}
+	r := &messageReader{c: c, ctx: ctx}
+	c.reader = r
+	return c.msgType, r, nil
+}
+
+// messageReader streams the payload of one message.
+type messageReader struct {
+	c   *Conn
+	ctx context.Context
+	eof bool
+}
+
+// Read reads payload bytes of the message.
+func (r *messageReader) Read(p []byte) (int, error) {
+	if r.eof {
+		return 0, io.EOF
+	}
+	c := r.c
+	if err := c.lock(r.ctx, c.readLock); err != nil {
+		return 0, err
+	}
+	defer unlock(c.readLock)
+	if c.reader != r {
+		return 0, errStaleReader
+	}
+	if err := c.stickyErr(); err != nil {
+		return 0, err
+	}
+	done := c.watchRead(r.ctx)
+	defer done()
+	for {
+		if c.inFrame {
+			if len(p) == 0 {
+				return 0, nil
+			}
+			n, err := c.readPayload(p)
+			if err != nil {
+				return n, c.readFailed(r.ctx, err)
+			}
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		if !c.inMessage {
+			r.eof = true
+			c.reader = nil
+			return 0, io.EOF
+		}
+		if err := c.readFrameStart(); err != nil {
+			return 0, c.readFailed(r.ctx, err)
+		}
+	}
+}
+
+// readHeader reads one frame header with the incremental decoder, taking
+// whatever bytes the read buffer holds and refilling it when empty.
+func (c *Conn) readHeader() (frameHeader, error) {
+	for {
+		if c.br.Buffered() == 0 {
+			if _, err := c.br.Peek(1); err != nil {
+				return frameHeader{}, err
+			}
+		}
+		b, _ := c.br.Peek(c.br.Buffered())
+		n, h, done, err := c.dec.decode(b)
+		c.br.Discard(n)
+		if err != nil {
+			return h, err
+		}
+		if done {
+			return h, nil
+		}
+	}
+}
+
+// readFrameStart reads frames until the header of a data frame, handling
+// control frames on the way, and checks the rules of fragmentation
+// (RFC 6455 §5.4) and the message size limit.
+func (c *Conn) readFrameStart() error {
+	for {
+		h, err := c.readHeader()
+		if err != nil {
+			return err
+		}
+		if h.op.isControl() {
+			if err := c.handleControl(h); err != nil {
+				return err
+			}
+			continue
+		}
+		if h.op == opContinuation {
+			if !c.inMessage {
+				return protocolErrorf(StatusProtocolError, "continuation frame without a message to continue")
+			}
+		} else {
+			if c.inMessage {
+				return protocolErrorf(StatusProtocolError, "%s frame inside a fragmented message", h.op)
+			}
+			c.inMessage = true
+			c.msgType = MessageType(h.op)
+			c.msgLen = 0
+			c.utf8.reset()
+		}
+		if limit := c.limit.Load(); h.length > limit-c.msgLen {
+			return protocolErrorf(StatusMessageTooBig, "message of at least %d bytes exceeds the limit of %d", uint64(c.msgLen)+uint64(h.length), limit)
+		}
+		c.msgLen += h.length
+		c.frame = h
+		c.frameLeft = h.length
+		c.inFrame = true
+		if h.length == 0 {
+			return c.finishFrame()
+		}
+		return nil
+	}
+}
+
+// readPayload reads up to len(p) bytes of the current frame's payload,
+// unmasking and validating them.
+func (c *Conn) readPayload(p []byte) (int, error) {
+	if int64(len(p)) > c.frameLeft {
+		p = p[:c.frameLeft]
+	}
+	n, err := c.br.Read(p)
+	if n > 0 {
+		p = p[:n]
+		if c.frame.masked {
+			c.maskPos = maskBytes(c.frame.maskKey, c.maskPos, p)
+		}
+		if c.msgType == MessageText && !c.opts.DisableUTF8Check && !c.utf8.write(p) {
+			return 0, protocolErrorf(StatusInvalidFramePayloadData, "text message is not valid UTF-8")
+		}
+		c.frameLeft -= int64(n)
+		if c.frameLeft == 0 {
+			if err := c.finishFrame(); err != nil {
+				return 0, err
+			}
+		}
+		return n, nil
+	}
+	return 0, err
+}
+
+// finishFrame moves past a data frame whose payload is all read.
+func (c *Conn) finishFrame() error {
+	c.inFrame = false
+	c.maskPos = 0
+	if c.frame.fin {
+		c.inMessage = false
+		if c.msgType == MessageText && !c.opts.DisableUTF8Check && !c.utf8.complete() {
+			return protocolErrorf(StatusInvalidFramePayloadData, "text message ends inside a UTF-8 sequence")
+		}
+	}
+	return nil
+}
+
+// discardMessage reads and drops the rest of the current message.
+func (c *Conn) discardMessage() error {
+	scratch := getWriteBuf()
+	defer putWriteBuf(scratch)
+	for c.inMessage {
+		for c.inFrame {
+			if _, err := c.readPayload(*scratch); err != nil {
+				return err
+			}
+		}
+		if c.inMessage {
+			if err := c.readFrameStart(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// handleControl reads the payload of a control frame and acts on it.
+func (c *Conn) handleControl(h frameHeader) error {
+	payload := c.ctrl[:h.length]
+	c.inControl = true // a half-read control frame counts as a half-read frame
+	if _, err := io.ReadFull(c.br, payload); err != nil {
+		return err
+	}
+	c.inControl = false
+	if h.masked {
+		maskBytes(h.maskKey, 0, payload)
+	}
+	switch h.op {
+	case opPing:
+		if c.opts.OnPing != nil {
+			c.opts.OnPing(payload)
+		}
+		c.queuePong(payload)
+	case opPong:
+		if c.opts.OnPong != nil {
+			c.opts.OnPong(payload)
+		}
+		c.gotPong(payload)
+	case opClose:
+		return c.handleClose(payload)
+	}
+	return nil
+}
+
+// parseClosePayload decodes and checks a received close frame (§5.5.1, §7.4).
+func parseClosePayload(p []byte) (*CloseError, error) {
+	switch {
+	case len(p) == 0:
+		return &CloseError{Code: StatusNoStatusRcvd}, nil
+	case len(p) == 1:
+		return nil, protocolErrorf(StatusProtocolError, "close frame with a 1-byte payload")
+	}
+	code := StatusCode(binary.BigEndian.Uint16(p))
+	if !code.Sendable() {
+		return nil, protocolErrorf(StatusProtocolError, "close frame with invalid status code %d", int(code))
+	}
+	if !utf8.Valid(p[2:]) {
+		return nil, protocolErrorf(StatusInvalidFramePayloadData, "close reason is not valid UTF-8")
+	}
+	return &CloseError{Code: code, Reason: string(p[2:])}, nil
+}
+
+// handleClose answers the peer's close frame and ends the connection
+// (RFC 6455 §5.5.1, §7.1.1): it echoes the status code unless we sent a
+// close first, then the server closes the transport at once and the client
+// waits, bounded, for the server to close it.
+func (c *Conn) handleClose(p []byte) error {
+	ce, perr := parseClosePayload(p)
+	if perr != nil {
+		return perr
+	}
+	c.closeMu.Lock()
+	c.closeRecvd = true
+	reply := !c.closeSent
+	c.closeSent = true
+	if c.err == nil {
+		c.err = ce
+	}
+	err := c.err
+	c.closeMu.Unlock()
+	c.state.Store(int32(StateClosing))
+
+	timeout := c.opts.closeTimeout()
+	if reply {
+		var buf [2]byte
+		echo := buf[:0]
+		if ce.Code != StatusNoStatusRcvd {
+			echo = binary.BigEndian.AppendUint16(echo, uint16(ce.Code))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		c.writeControl(ctx, opClose, echo)
+		cancel()
+	}
+	if c.role == RoleClient {
+		c.awaitEOF(timeout)
+	}
+	c.closeTransport()
+	return err
+}
+
+// awaitEOF reads and drops bytes until the peer closes the transport, for at
+// most timeout. A client calls it so that the server closes TCP first and
+// the client's port does not linger in TIME_WAIT (RFC 6455 §7.1.1).
+func (c *Conn) awaitEOF(timeout time.Duration) {
+	if c.readDL != nil {
+		c.dlMu.Lock()
+		c.readGen++
+		c.readDL(time.Now().Add(timeout))
+		c.readDLSet = true
+		c.dlMu.Unlock()
+	}
+	c.br.Discard(c.br.Buffered())
+	io.CopyN(io.Discard, c.br, 1<<20)
+}
+
+// readFailed turns an error met while reading into what the caller sees,
+// and ends the connection when the error demands it.
+func (c *Conn) readFailed(ctx context.Context, err error) error {
+	var pe *ProtocolError
+	if errors.As(err, &pe) {
+		c.fail(pe)
+		return c.stickyErr()
+	}
+	if se := c.stickyErr(); se != nil {
+		return se
+	}
+	if ctx.Err() != nil && isTimeout(err) {
+		if !c.dec.inProgress() && !c.inFrame && !c.inControl {
+			return ctx.Err() // between frames: the connection stays usable
+		}
+		c.setErr(fmt.Errorf("websocket: read stopped in the middle of a frame: %w", ctx.Err()))
+		c.closeTransport()
+		return c.stickyErr()
+	}
+	reason := "transport closed without a close frame"
+	if !errors.Is(err, io.EOF) {
+		reason += ": " + err.Error()
+	}
+	c.setErr(&CloseError{Code: StatusAbnormalClosure, Reason: reason})
+	c.closeTransport()
+	return c.stickyErr()
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
