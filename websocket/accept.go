@@ -191,4 +191,3 @@ func selectSubprotocol(r *http.Request, supported []string) string {
 	}
 	return ""
 }
-

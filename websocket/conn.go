@@ -26,7 +26,7 @@ const (
 // See the package documentation for the full rules.
 type Conn struct {
 	rwc      io.ReadWriteCloser
-	netConn  net.Conn // rwc as a net.Conn, when it is one (for vectored writes)
+	netConn  net.Conn              // rwc as a net.Conn, when it is one (for vectored writes)
 	readDL   func(time.Time) error // the transport's SetReadDeadline, or nil
 	writeDL  func(time.Time) error // the transport's SetWriteDeadline, or nil
 	role     Role
