@@ -1,0 +1,124 @@
+// Command duplex is the Duplex binary: `duplex serve` runs the WebSocket
+// server, `duplex version` prints the version.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/duplex-ws/duplex/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `duplex: a WebSocket toolkit and real-time server.
+
+Usage:
+  duplex serve [flags]    run the server (see duplex serve --help)
+  duplex version          print the version
+  duplex help             show this help
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "duplex", versionString())
+		return 0
+	case "help", "--help", "-help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "duplex: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", ":8080", "TCP `address` to listen on, host:port (\":8080\" means every interface)")
+	readLimit := fs.Int64("read-limit", 32<<20, "largest WebSocket message accepted, in `bytes`; a larger one is refused with close code 1009")
+	handshakeTimeout := fs.Duration("handshake-timeout", 10*time.Second, "time allowed for a client to send the upgrade request's headers")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long to wait for requests in flight")
+	var origins stringList
+	fs.Var(&origins, "origin", "host `pattern` (path.Match syntax, e.g. *.example.com) whose pages may connect across origins; repeatable. By default only same-origin pages may")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: duplex serve [flags]\n\nRuns the Duplex server: GET /echo echoes every WebSocket message; GET / describes the server.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "duplex serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	s := server.New(server.Config{
+		Listen:           *listen,
+		ReadLimit:        *readLimit,
+		HandshakeTimeout: *handshakeTimeout,
+		OriginPatterns:   origins,
+		Version:          versionString(),
+		Log:              log,
+	})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- s.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			fmt.Fprintln(stderr, "duplex serve:", err)
+			return 1
+		}
+		return 0
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil {
+		fmt.Fprintln(stderr, "duplex serve: shutdown:", err)
+		return 1
+	}
+	return 0
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return fmt.Sprint(*l) }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
