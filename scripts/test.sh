@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need when it
+# is missing, then gofmt, go vet, go test -race on every package (the
+# conformance suite, interop with Python websockets, Node ws and headless
+# Chromium), and each fuzz target for a short time.
+#
+# With CI=true no test skips: a missing browser or peer library fails.
+# FUZZTIME (default 10s) sets how long each fuzz target runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO="${GO:-go}"
+FUZZTIME="${FUZZTIME:-10s}"
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "dependencies"
+bash scripts/install-test-deps.sh
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './interop/node/*'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+echo ok
+
+step "go vet"
+"$GO" vet ./...
+
+step "go test -race"
+"$GO" test -race -count=1 -timeout 30m ./...
+
+step "fuzz (each target for $FUZZTIME)"
+for pkg in ./websocket/; do
+	for target in $("$GO" test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+		echo "fuzz $pkg $target"
+		"$GO" test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"
+	done
+done
+
+step "all tests passed"

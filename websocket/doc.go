@@ -1,0 +1,126 @@
+// Package websocket implements the WebSocket protocol (RFC 6455), server
+// and client, with no dependency outside the standard library.
+//
+// # Opening a connection
+//
+// A server upgrades an HTTP request with Accept; a client connects with
+// Dial. Both check the opening handshake strictly (RFC 6455 §4): a refused
+// handshake answers with an HTTP status and a one-line reason, and returns a
+// *HandshakeError whose Check names the rule that failed.
+//
+//	http.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+//		c, err := websocket.Accept(w, r, nil)
+//		if err != nil {
+//			return // Accept has answered the request
+//		}
+//		defer c.CloseNow()
+//		for {
+//			typ, p, err := c.Read(r.Context())
+//			if err != nil {
+//				return
+//			}
+//			if err := c.Write(r.Context(), typ, p); err != nil {
+//				return
+//			}
+//		}
+//	})
+//
+// By default Accept refuses a request whose Origin header names another
+// host than the request's Host (403): browsers attach cookies to WebSocket
+// handshakes from any site, so accepting them would let any page act as the
+// user (cross-site WebSocket hijacking). AcceptOptions.OriginPatterns or
+// AcceptOptions.CheckOrigin widen that.
+//
+// Everything after the handshake runs over an io.ReadWriteCloser (see
+// NewConn), so a hijacked HTTP/1.1 connection, an HTTP/2 stream and an
+// in-memory pipe in a test share one code path.
+//
+// # Messages
+//
+// There is one way to do each thing. Read and Write move whole messages;
+// Reader and Writer stream them, so a message of any size needs only a
+// small buffer. Text messages are checked as UTF-8 as their bytes arrive,
+// across frame boundaries, and an invalid byte fails the connection with
+// 1007 at once, without waiting for the rest of the message (§8.1).
+//
+// # Buffers
+//
+// The slice Read returns is only valid until the next Read or Reader call:
+// the Conn reuses pooled buffers so that steady-state reads allocate
+// nothing. Write does not keep p. On the server, the buffered reader that
+// net/http hands over at hijack becomes the connection's read buffer (no
+// double buffering), and its write buffer joins the pool. A connection
+// borrows a write buffer only while it writes and a message buffer only
+// from a Read until the next, so an idle connection holds only its 4 KiB
+// read buffer. Large server frames are sent with a vectored write of header
+// and payload, without a copy.
+//
+// # Concurrency
+//
+// One goroutine may read (Read, Reader and the reader it returns) while any
+// number of goroutines write (Write, Writer, Ping, Close, CloseNow). Writes
+// are serialized inside the Conn: whole messages go out one after another,
+// never interleaved, and there is no "concurrent write" panic. Reads never
+// wait for writes: the reader answers pings by queueing a pong, which goes
+// out as soon as the frame being written is done, even between the
+// fragments of a message a Writer holds open (§5.4 lets control frames go
+// between fragments). The read and write halves have separate locks, as in
+// crypto/tls.
+//
+// # Contexts and timeouts
+//
+// Every blocking call takes a context.Context. The rule for reads: if the
+// context ends while the Conn waits between frames, the call returns
+// ctx.Err() and the connection stays usable (a whole-message Read continues
+// its message on the next call). If the context ends in the middle of a
+// frame, the connection fails, because the rest of the frame could no
+// longer be told apart from the next one. For writes: if the context ends
+// while the call waits for its turn, nothing was sent and the connection
+// stays usable; if it ends while a frame is being written, the connection
+// fails. Contexts act through the transport's deadlines; a transport
+// without deadlines can only be interrupted by closing the Conn.
+//
+// # Limits
+//
+// Options.ReadLimit (default 32 MiB, settable per connection with
+// SetReadLimit) bounds a message; a frame header announcing more fails the
+// connection with 1009 before its payload is read. Control frames are at
+// most 125 bytes (§5.5). A 64-bit length with its top bit set is a protocol
+// error (§5.2). The server-side handshake is bounded by the HTTP server's
+// ReadHeaderTimeout and AcceptOptions.HandshakeTimeout; closing is bounded
+// by Options.CloseTimeout.
+//
+// # Pings and keepalive
+//
+// Pings are answered automatically with the same payload (§5.5.2); OnPing
+// and OnPong observe them. Ping sends a ping and waits for its pong, which
+// the reading goroutine sees, so Ping needs a goroutine in Read. With
+// Options.PingInterval set, the Conn pings on a timer and fails with
+// ErrKeepaliveTimeout when no pong comes back within Options.PingTimeout.
+//
+// # Closing and errors
+//
+// Close runs the closing handshake of §7: it sends a close frame, waits for
+// the peer's, and closes the transport; the server closes TCP first
+// (§7.1.1), the client waits for it, bounded. CloseNow drops the connection.
+// Close codes are checked: 1005, 1006, 1015 and codes outside the
+// registered ranges (1000–1003, 1007–1014, 3000–4999) are never sent, and
+// receiving one fails the connection with 1002; a reason must be valid UTF-8
+// of at most 123 bytes.
+//
+// Once a connection has ended, every call returns the same sticky error:
+//   - *CloseError: the peer closed (its code and reason; 1006 when the
+//     transport ended without a close frame);
+//   - *ProtocolError: the peer broke the protocol or a limit and this side
+//     failed the connection, sending Code (1002, 1007 or 1009);
+//   - ErrClosed (wrapped): this side called Close or CloseNow;
+//   - ErrKeepaliveTimeout, or a wrapped context or transport error.
+//
+// Nothing panics on bad input from the peer.
+//
+// # Extensions
+//
+// No extension is negotiated yet: Dial offers none and fails a handshake
+// whose answer names one; Accept answers none. RSV bits set on a frame are
+// a protocol error (§5.2).
+package websocket
