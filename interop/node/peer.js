@@ -192,17 +192,26 @@ async function closePhase(conn, closer) {
 }
 
 async function scenario(conn, role, closer) {
-  if (closer !== 'go' && closer !== 'peer') {
-    throw new Mismatch(`bad closer ${JSON.stringify(closer)}: want go or peer`);
+  try {
+    if (closer !== 'go' && closer !== 'peer') {
+      throw new Mismatch(`bad closer ${JSON.stringify(closer)}: want go or peer`);
+    }
+    if (role === 'server') {
+      await sendAll(conn);
+      await recvAll(conn);
+    } else {
+      await recvAll(conn);
+      await sendAll(conn);
+    }
+    await closePhase(conn, closer);
+  } catch (err) {
+    if (err instanceof Mismatch && conn.ws.readyState === WebSocket.OPEN) {
+      // Tell the other side, so that its error points here.
+      conn.ws.close(1011, 'interop peer: mismatch, see its stderr');
+      await Promise.race([conn.closed(), new Promise((r) => setTimeout(r, 5000))]);
+    }
+    throw err;
   }
-  if (role === 'server') {
-    await sendAll(conn);
-    await recvAll(conn);
-  } else {
-    await recvAll(conn);
-    await sendAll(conn);
-  }
-  await closePhase(conn, closer);
   const f = conn.failure();
   if (f) throw f;
 }

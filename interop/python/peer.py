@@ -175,15 +175,23 @@ async def close_phase(ws, closer):
 
 
 async def scenario(ws, role, closer):
-    if closer not in ("go", "peer"):
-        raise Mismatch(f"bad closer {closer!r}: want go or peer")
-    if role == "server":
-        await send_all(ws)
-        await recv_all(ws)
-    else:
-        await recv_all(ws)
-        await send_all(ws)
-    await close_phase(ws, closer)
+    try:
+        if closer not in ("go", "peer"):
+            raise Mismatch(f"bad closer {closer!r}: want go or peer")
+        if role == "server":
+            await send_all(ws)
+            await recv_all(ws)
+        else:
+            await recv_all(ws)
+            await send_all(ws)
+        await close_phase(ws, closer)
+    except Mismatch:
+        # Tell the other side, so that its error points here.
+        try:
+            await asyncio.wait_for(ws.close(1011, "interop peer: mismatch, see its stderr"), 5)
+        except Exception:
+            pass
+        raise
 
 
 def closer_of(path):
