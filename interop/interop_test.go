@@ -1,0 +1,195 @@
+package interop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/duplex-ws/duplex/websocket"
+)
+
+// testTimeout bounds each test (one connection running the whole scenario).
+const testTimeout = 4 * time.Minute
+
+var closers = []string{closerGo, closerPeer}
+
+func TestGoServerPythonClient(t *testing.T) {
+	for _, closer := range closers {
+		t.Run("closer="+closer, func(t *testing.T) {
+			requirePeer(t, "python")
+			goServer(t, closer, "python client", func(base string) []string {
+				return []string{systemPython, pythonPeer, "client", wsURL(base, closer)}
+			})
+		})
+	}
+}
+
+func TestGoClientPythonServer(t *testing.T) {
+	for _, closer := range closers {
+		t.Run("closer="+closer, func(t *testing.T) {
+			requirePeer(t, "python")
+			goClient(t, closer, "python server", []string{systemPython, pythonPeer, "server", "0"})
+		})
+	}
+}
+
+func TestGoServerNodeClient(t *testing.T) {
+	for _, closer := range closers {
+		t.Run("closer="+closer, func(t *testing.T) {
+			requirePeer(t, "node")
+			goServer(t, closer, "node client", func(base string) []string {
+				return []string{"node", nodePeer, "client", wsURL(base, closer)}
+			})
+		})
+	}
+}
+
+func TestGoClientNodeServer(t *testing.T) {
+	for _, closer := range closers {
+		t.Run("closer="+closer, func(t *testing.T) {
+			requirePeer(t, "node")
+			goClient(t, closer, "node server", []string{"node", nodePeer, "server", "0"})
+		})
+	}
+}
+
+// TestGoServerChromium runs the client side in a page of headless Chromium
+// with the browser's WebSocket. A browser cannot send fragmented messages,
+// so it sends the fragmented entries whole; it receives ours fragmented.
+func TestGoServerChromium(t *testing.T) {
+	for _, closer := range closers {
+		t.Run("closer="+closer, func(t *testing.T) {
+			requirePeer(t, "chromium")
+			goServer(t, closer, "chromium page", func(base string) []string {
+				return []string{"node", browserPeer, base + "/?closer=" + closer}
+			})
+		})
+	}
+}
+
+func wsURL(httpBase, closer string) string {
+	return "ws" + strings.TrimPrefix(httpBase, "http") + "/interop?closer=" + closer
+}
+
+// goServer serves the scenario at /interop (and the browser page at /) on an
+// httptest server, starts the peer client given by argv(serverURL), and
+// checks both sides.
+func goServer(t *testing.T, closer, name string, argv func(base string) []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+
+	var accepted atomic.Int32
+	goResult := make(chan error, 1)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/interop", func(w http.ResponseWriter, r *http.Request) {
+		if accepted.Add(1) != 1 {
+			http.Error(w, "one connection per test", http.StatusServiceUnavailable)
+			return
+		}
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Options: connOptions})
+		if err != nil {
+			goResult <- fmt.Errorf("Accept: %w", err)
+			return
+		}
+		defer c.CloseNow()
+		if got := r.URL.Query().Get("closer"); got != closer {
+			goResult <- fmt.Errorf("the peer connected with closer=%q, want %q", got, closer)
+			return
+		}
+		goResult <- runGoSide(ctx, c, "server", closer)
+	})
+	mux.HandleFunc("/favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		fmt.Fprint(w, browserPage)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer cancel() // runs before srv.Close: unblocks the handler on failure
+
+	p := startPeer(ctx, t, name, argv(srv.URL)...)
+
+	// Wait for both sides. If the peer exits without ever connecting, the Go
+	// side will never report: stop waiting for it then.
+	var goErr, peerErr error
+	goDone, peerDone := false, false
+	peerExited := p.done
+	for !goDone || !peerDone {
+		select {
+		case goErr = <-goResult:
+			goDone = true
+		case <-peerExited:
+			peerErr = p.wait(ctx)
+			peerDone = true
+			peerExited = nil // never selected again
+			if !goDone && accepted.Load() == 0 {
+				goErr = errors.New("the peer never connected")
+				goDone = true
+			}
+		case <-ctx.Done():
+			if !goDone {
+				goErr = fmt.Errorf("Go side did not finish: %w", ctx.Err())
+			}
+			if !peerDone {
+				peerErr = fmt.Errorf("%s did not finish: %w", name, ctx.Err())
+			}
+			goDone, peerDone = true, true
+		}
+	}
+	report(t, name, goErr, peerErr)
+}
+
+// goClient starts the peer server argv, dials it with the Go client and
+// checks both sides.
+func goClient(t *testing.T, closer, name string, argv []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+
+	p := startPeer(ctx, t, name, argv...)
+	port, err := p.waitListening(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("ws://127.0.0.1:%d/interop?closer=%s", port, closer)
+	var goErr error
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Options: connOptions})
+	if err != nil {
+		goErr = fmt.Errorf("Dial %s: %w", url, err)
+	} else {
+		goErr = runGoSide(ctx, c, "client", closer)
+		c.CloseNow()
+	}
+	var peerErr error
+	if goErr != nil {
+		// The peer is likely stuck or failed too: give it a moment to say why.
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		peerErr = p.wait(wctx)
+		wcancel()
+	} else {
+		peerErr = p.wait(ctx)
+	}
+	report(t, name, goErr, peerErr)
+}
+
+func report(t *testing.T, name string, goErr, peerErr error) {
+	t.Helper()
+	if goErr != nil {
+		t.Errorf("Go side: %v", goErr)
+	}
+	if peerErr != nil {
+		t.Errorf("%s: %v", name, peerErr)
+	}
+}
