@@ -15,7 +15,7 @@ import (
 )
 
 // testTimeout bounds each test (one connection running the whole scenario).
-const testTimeout = 4 * time.Minute
+const testTimeout = 5 * time.Minute
 
 var closers = []string{closerGo, closerPeer}
 
