@@ -40,7 +40,8 @@ else
 	log "Debian packages already present"
 fi
 
-if [ ! -d "$NODE_DIR/node_modules" ]; then
+if [ ! -f "$NODE_DIR/node_modules/ws/package.json" ] ||
+	[ ! -f "$NODE_DIR/node_modules/playwright-core/package.json" ]; then
 	log "installing npm packages in interop/node"
 	cd "$NODE_DIR"
 	if [ -f package-lock.json ]; then
