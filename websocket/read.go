@@ -397,11 +397,11 @@ func (c *Conn) readFailed(ctx context.Context, err error) error {
 	if se := c.stickyErr(); se != nil {
 		return se
 	}
-	if ctx.Err() != nil && isTimeout(err) {
+	if cerr := ctxErr(ctx); cerr != nil && isTimeout(err) {
 		if !c.dec.inProgress() && !c.inFrame && !c.inControl {
-			return ctx.Err() // between frames: the connection stays usable
+			return cerr // between frames: the connection stays usable
 		}
-		c.setErr(fmt.Errorf("websocket: read stopped in the middle of a frame: %w", ctx.Err()))
+		c.setErr(fmt.Errorf("websocket: read stopped in the middle of a frame: %w", cerr))
 		c.closeTransport()
 		return c.stickyErr()
 	}
@@ -412,6 +412,20 @@ func (c *Conn) readFailed(ctx context.Context, err error) error {
 	c.setErr(&CloseError{Code: StatusAbnormalClosure, Reason: reason})
 	c.closeTransport()
 	return c.stickyErr()
+}
+
+// ctxErr returns ctx.Err(), or context.DeadlineExceeded when ctx's deadline
+// has passed but its timer has not fired yet: the transport deadline set
+// from ctx.Deadline can wake a blocked read or write a moment before ctx
+// itself ends, and that timeout must still be seen as ctx's doing.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 func isTimeout(err error) bool {

@@ -360,11 +360,11 @@ func (c *Conn) writeFailed(ctx context.Context, err error) error {
 	if se := c.stickyErr(); se != nil {
 		return se
 	}
-	if ctx.Err() != nil && (err == ctx.Err() || isTimeout(err)) {
-		if err == ctx.Err() {
+	if cerr := ctxErr(ctx); cerr != nil && (err == cerr || isTimeout(err)) {
+		if err == cerr {
 			return err // gave up waiting for the lock: nothing was sent
 		}
-		c.setErr(fmt.Errorf("websocket: write stopped in the middle of a frame: %w", ctx.Err()))
+		c.setErr(fmt.Errorf("websocket: write stopped in the middle of a frame: %w", cerr))
 	} else {
 		c.setErr(fmt.Errorf("websocket: write failed: %w", err))
 	}
