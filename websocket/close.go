@@ -128,8 +128,15 @@ func (c *Conn) awaitPeerClose(ctx context.Context) {
 
 // CloseNow closes the transport at once, without a closing handshake. Use
 // it when the peer is gone or misbehaving; otherwise prefer Close.
+//
+// After this side failed the connection (the peer broke the protocol), the
+// close frame that says why may still be on its way out; CloseNow then lets
+// it go and the transport closes within a bounded time on its own.
 func (c *Conn) CloseNow() error {
 	c.setErr(ErrClosed)
+	if c.lingering.Load() {
+		return nil
+	}
 	c.closeTransport()
 	return nil
 }
@@ -152,6 +159,7 @@ func (c *Conn) fail(pe *ProtocolError) {
 	c.closeSent = true
 	c.closeMu.Unlock()
 	c.state.Store(int32(StateClosing))
+	c.lingering.Store(true)
 	go c.lingerClose(pe.Code, pe.Reason, send)
 }
 

@@ -81,6 +81,7 @@ type Conn struct {
 	err        error         // the sticky error, set once
 	closed     chan struct{} // closed when the transport is closed
 	closeOnce  sync.Once
+	lingering  atomic.Bool // a failed connection is sending its close frame
 
 	// Pings waiting for their pong, and keepalive.
 	pingMu    sync.Mutex

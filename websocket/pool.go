@@ -40,6 +40,18 @@ func donateWriter(bw *bufio.Writer) {
 	putWriteBuf(&b)
 }
 
+// maskBufSize is the size of the buffers a client masks large frames
+// through, so a 1 MiB message takes 16 writes rather than 256.
+const maskBufSize = 64 << 10
+
+var maskBufPool = sync.Pool{New: func() any {
+	b := make([]byte, maskBufSize)
+	return &b
+}}
+
+func getMaskBuf() *[]byte  { return maskBufPool.Get().(*[]byte) }
+func putMaskBuf(b *[]byte) { maskBufPool.Put(b) }
+
 // Message buffers come in size classes; larger ones are not pooled so a
 // single huge message does not pin its memory in the pool.
 var msgClasses = [...]int{4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20}

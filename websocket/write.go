@@ -72,6 +72,7 @@ type messageWriter struct {
 	op     opcode // opcode of the next frame: the type first, then continuation
 	buf    *[]byte
 	n      int // payload bytes buffered at buf[maxHeaderSize:]
+	sent   int // frames sent since the last Flush
 	closed bool
 	err    error
 }
@@ -109,8 +110,11 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 	return total, nil
 }
 
-// Flush sends the buffered bytes now as a non-final frame (a fragment), even
-// when none are buffered.
+// Flush ends the current fragment: it sends the buffered bytes now as a
+// non-final frame. When nothing is buffered because the bytes written since
+// the last Flush already went out in frames of their own, it sends nothing;
+// otherwise it sends a frame even if it is empty, so each Flush ends exactly
+// one fragment.
 func (w *messageWriter) Flush() error {
 	if w.closed {
 		return errWriterClosed
@@ -118,7 +122,13 @@ func (w *messageWriter) Flush() error {
 	if w.err != nil {
 		return w.err
 	}
-	return w.flush(false)
+	if w.n == 0 && w.sent > 0 {
+		w.sent = 0
+		return nil
+	}
+	err := w.flush(false)
+	w.sent = 0
+	return err
 }
 
 // Close sends the final frame with whatever is buffered and releases the
@@ -168,6 +178,7 @@ func (w *messageWriter) flush(fin bool) error {
 	}
 	_, err := c.rwc.Write(b)
 	w.n = 0
+	w.sent++
 	w.op = opContinuation
 	if err != nil {
 		w.err = c.writeFailed(w.ctx, err)
@@ -191,6 +202,7 @@ func (w *messageWriter) frame(fin bool, p []byte) error {
 	done := c.watchWrite(w.ctx)
 	defer done()
 	err := c.writeFrame(*w.buf, fin, w.op, p)
+	w.sent++
 	w.op = opContinuation
 	if err != nil {
 		w.err = c.writeFailed(w.ctx, err)
@@ -237,6 +249,12 @@ func (c *Conn) writeFrame(scratch []byte, fin bool, op opcode, p []byte) error {
 		}
 		_, err := c.rwc.Write(p)
 		return err
+	}
+	if len(hdr)+len(p) > len(scratch) {
+		// Mask a large client frame through a larger buffer: fewer writes.
+		big := getMaskBuf()
+		defer putMaskBuf(big)
+		scratch = *big
 	}
 	b := append(scratch[:0], hdr...)
 	pos := 0
