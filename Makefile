@@ -4,7 +4,7 @@
 #   make bench   run the package benchmarks
 
 GO        ?= go
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 100000x
 
 .PHONY: all build serve test bench
 
