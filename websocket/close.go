@@ -111,12 +111,10 @@ func (c *Conn) awaitPeerClose(ctx context.Context) {
 		default:
 		}
 		var err error
-		if c.inFrame {
+		if c.p.inFrame {
 			_, err = c.readPayload(*scratch)
 		} else {
-			if c.inMessage {
-				c.msgType = MessageBinary // dropped data needs no UTF-8 check
-			}
+			c.p.dropMessage() // dropped data needs no UTF-8 check
 			err = c.readFrameStart()
 		}
 		if err != nil {

@@ -38,16 +38,8 @@ type Conn struct {
 	// Read half, owned by whoever holds readLock.
 	readLock   chan struct{}
 	br         *bufio.Reader
-	dec        headerDecoder
-	frame      frameHeader // the data frame whose payload is being read
-	frameLeft  int64       // payload bytes of frame not yet read
-	inFrame    bool        // a data frame's header was read and its payload is not finished
-	inControl  bool        // a control frame's payload is being read
-	maskPos    int         // position in the masking key of the next payload byte
-	inMessage  bool        // a data message has started and its final frame is not finished
-	msgType    MessageType // type of the current message
-	msgLen     int64       // payload bytes of the current message so far
-	utf8       utf8Validator
+	p          frameParser
+	inControl  bool // a control frame's payload is being read
 	msgBuf     *[]byte // pooled buffer of the last message returned by Read
 	readResume bool    // Read was interrupted between frames; its message continues
 	reader     *messageReader
@@ -125,7 +117,8 @@ func NewConn(rwc io.ReadWriteCloser, br *bufio.Reader, role Role, subprotocol st
 		br = bufio.NewReaderSize(rwc, readBufSize)
 	}
 	c.br = br
-	c.dec.expectMasked = role == RoleServer
+	c.p.dec.expectMasked = role == RoleServer
+	c.p.checkUTF8 = !c.opts.DisableUTF8Check
 	c.state.Store(int32(StateOpen))
 	if c.opts.PingInterval > 0 {
 		c.startKeepalive()

@@ -44,7 +44,7 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 			c.msgBuf = nil
 		}
 		c.reader = nil
-		if c.inMessage { // the rest of a message abandoned by a Reader
+		if c.p.inMessage { // the rest of a message abandoned by a Reader
 			if err := c.discardMessage(); err != nil {
 				return 0, nil, c.readFailed(ctx, err)
 			}
@@ -52,14 +52,14 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 		if err := c.readFrameStart(); err != nil {
 			return 0, nil, c.readFailed(ctx, err)
 		}
-		c.msgBuf = getMsgBuf(int(min(c.frameLeft, 64<<10)))
+		c.msgBuf = getMsgBuf(int(min(c.p.payloadLeft(), 64<<10)))
 		c.readResume = true
 	}
 	for {
-		for c.inFrame {
+		for c.p.inFrame {
 			b := *c.msgBuf
 			if len(b) == cap(b) {
-				c.msgBuf = growMsgBuf(c.msgBuf, int(min(c.frameLeft, 1<<20)))
+				c.msgBuf = growMsgBuf(c.msgBuf, int(min(c.p.payloadLeft(), 1<<20)))
 				b = *c.msgBuf
 			}
 			room := b[len(b):cap(b)]
@@ -69,9 +69,9 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 				return 0, nil, c.readFailed(ctx, err)
 			}
 		}
-		if !c.inMessage {
+		if !c.p.inMessage {
 			c.readResume = false
-			return c.msgType, *c.msgBuf, nil
+			return c.p.msgType, *c.msgBuf, nil
 		}
 		if err := c.readFrameStart(); err != nil {
 			return 0, nil, c.readFailed(ctx, err)
@@ -103,7 +103,7 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 		putMsgBuf(c.msgBuf)
 		c.msgBuf = nil
 	}
-	if c.inMessage {
+	if c.p.inMessage {
 		if err := c.discardMessage(); err != nil {
 			return 0, nil, c.readFailed(ctx, err)
 		}
@@ -113,7 +113,7 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 	}
 	r := &messageReader{c: c, ctx: ctx}
 	c.reader = r
-	return c.msgType, r, nil
+	return c.p.msgType, r, nil
 }
 
 // messageReader streams the payload of one message.
@@ -142,7 +142,7 @@ func (r *messageReader) Read(p []byte) (int, error) {
 	done := c.watchRead(r.ctx)
 	defer done()
 	for {
-		if c.inFrame {
+		if c.p.inFrame {
 			if len(p) == 0 {
 				return 0, nil
 			}
@@ -155,7 +155,7 @@ func (r *messageReader) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		if !c.inMessage {
+		if !c.p.inMessage {
 			r.eof = true
 			c.reader = nil
 			return 0, io.EOF
@@ -166,7 +166,7 @@ func (r *messageReader) Read(p []byte) (int, error) {
 	}
 }
 
-// readHeader reads one frame header with the incremental decoder, taking
+// readHeader reads one frame header with the incremental parser, taking
 // whatever bytes the read buffer holds and refilling it when empty.
 func (c *Conn) readHeader() (frameHeader, error) {
 	for {
@@ -176,7 +176,7 @@ func (c *Conn) readHeader() (frameHeader, error) {
 			}
 		}
 		b, _ := c.br.Peek(c.br.Buffered())
-		n, h, done, err := c.dec.decode(b)
+		n, h, done, err := c.p.parseHeader(b, c.limit.Load())
 		c.br.Discard(n)
 		if err != nil {
 			return h, err
@@ -188,97 +188,49 @@ func (c *Conn) readHeader() (frameHeader, error) {
 }
 
 // readFrameStart reads frames until the header of a data frame, handling
-// control frames on the way, and checks the rules of fragmentation
-// (RFC 6455 §5.4) and the message size limit.
+// control frames on the way.
 func (c *Conn) readFrameStart() error {
 	for {
 		h, err := c.readHeader()
 		if err != nil {
 			return err
 		}
-		if h.op.isControl() {
-			if err := c.handleControl(h); err != nil {
-				return err
-			}
-			continue
+		if !h.op.isControl() {
+			return nil
 		}
-		if h.op == opContinuation {
-			if !c.inMessage {
-				return protocolErrorf(StatusProtocolError, "continuation frame without a message to continue")
-			}
-		} else {
-			if c.inMessage {
-				return protocolErrorf(StatusProtocolError, "%s frame inside a fragmented message", h.op)
-			}
-			c.inMessage = true
-			c.msgType = MessageType(h.op)
-			c.msgLen = 0
-			c.utf8.reset()
+		if err := c.handleControl(h); err != nil {
+			return err
 		}
-		if limit := c.limit.Load(); h.length > limit-c.msgLen {
-			return protocolErrorf(StatusMessageTooBig, "message of at least %d bytes exceeds the limit of %d", uint64(c.msgLen)+uint64(h.length), limit)
-		}
-		c.msgLen += h.length
-		c.frame = h
-		c.frameLeft = h.length
-		c.inFrame = true
-		if h.length == 0 {
-			return c.finishFrame()
-		}
-		return nil
 	}
 }
 
 // readPayload reads up to len(p) bytes of the current frame's payload,
-// unmasking and validating them.
+// unmasked and validated.
 func (c *Conn) readPayload(p []byte) (int, error) {
-	if int64(len(p)) > c.frameLeft {
-		p = p[:c.frameLeft]
+	if left := c.p.payloadLeft(); int64(len(p)) > left {
+		p = p[:left]
 	}
 	n, err := c.br.Read(p)
 	if n > 0 {
-		p = p[:n]
-		if c.frame.masked {
-			c.maskPos = maskBytes(c.frame.maskKey, c.maskPos, p)
-		}
-		if c.msgType == MessageText && !c.opts.DisableUTF8Check && !c.utf8.write(p) {
-			return 0, protocolErrorf(StatusInvalidFramePayloadData, "text message is not valid UTF-8")
-		}
-		c.frameLeft -= int64(n)
-		if c.frameLeft == 0 {
-			if err := c.finishFrame(); err != nil {
-				return 0, err
-			}
+		if err := c.p.parsePayload(p[:n]); err != nil {
+			return 0, err
 		}
 		return n, nil
 	}
 	return 0, err
 }
 
-// finishFrame moves past a data frame whose payload is all read.
-func (c *Conn) finishFrame() error {
-	c.inFrame = false
-	c.maskPos = 0
-	if c.frame.fin {
-		c.inMessage = false
-		if c.msgType == MessageText && !c.opts.DisableUTF8Check && !c.utf8.complete() {
-			return protocolErrorf(StatusInvalidFramePayloadData, "text message ends inside a UTF-8 sequence")
-		}
-	}
-	return nil
-}
-
 // discardMessage reads and drops the rest of the current message.
 func (c *Conn) discardMessage() error {
 	scratch := getWriteBuf()
 	defer putWriteBuf(scratch)
-	for c.inMessage {
-		for c.inFrame {
+	for c.p.inMessage {
+		for c.p.inFrame {
 			if _, err := c.readPayload(*scratch); err != nil {
 				return err
 			}
 		}
-		if c.inMessage {
+		if c.p.inMessage {
 			if err := c.readFrameStart(); err != nil {
 				return err
 			}
@@ -295,9 +247,7 @@ func (c *Conn) handleControl(h frameHeader) error {
 		return err
 	}
 	c.inControl = false
-	if h.masked {
-		maskBytes(h.maskKey, 0, payload)
-	}
+	unmaskControl(h, payload)
 	switch h.op {
 	case opPing:
 		if c.opts.OnPing != nil {
@@ -398,7 +348,7 @@ func (c *Conn) readFailed(ctx context.Context, err error) error {
 		return se
 	}
 	if cerr := ctxErr(ctx); cerr != nil && isTimeout(err) {
-		if !c.dec.inProgress() && !c.inFrame && !c.inControl {
+		if c.p.betweenFrames() && !c.inControl {
 			return cerr // between frames: the connection stays usable
 		}
 		c.setErr(fmt.Errorf("websocket: read stopped in the middle of a frame: %w", cerr))
