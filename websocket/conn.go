@@ -39,7 +39,7 @@ type Conn struct {
 	readLock   chan struct{}
 	br         *bufio.Reader
 	p          frameParser
-	inControl  bool // a control frame's payload is being read
+	inControl  bool    // a control frame's payload is being read
 	msgBuf     *[]byte // pooled buffer of the last message returned by Read
 	readResume bool    // Read was interrupted between frames; its message continues
 	reader     *messageReader
