@@ -39,9 +39,11 @@ type Conn struct {
 	readLock   chan struct{}
 	br         *bufio.Reader
 	p          frameParser
-	inControl  bool    // a control frame's payload is being read
-	msgBuf     *[]byte // pooled buffer of the last message returned by Read
-	readResume bool    // Read was interrupted between frames; its message continues
+	inf        *inflater   // borrowed while a compressed message is read
+	recv       recvDeflate // permessage-deflate receiving state
+	inControl  bool        // a control frame's payload is being read
+	msgBuf     *[]byte     // pooled buffer of the last message returned by Read
+	readResume bool        // Read was interrupted between frames; its message continues
 	reader     *messageReader
 	ctrl       [maxControlPayload]byte
 	readGen    uint64 // guarded by dlMu; stops stale context callbacks

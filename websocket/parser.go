@@ -19,14 +19,15 @@ type frameParser struct {
 	dec       headerDecoder
 	checkUTF8 bool
 
-	frame     frameHeader // the data frame whose payload is being parsed
-	frameLeft int64       // payload bytes of frame not yet parsed
-	inFrame   bool        // a data frame's header was parsed and its payload is not finished
-	inMessage bool        // a data message has started and its final frame is not finished
-	msgType   MessageType // type of the current message
-	msgLen    int64       // payload bytes of the current message so far
-	maskPos   int         // position in the masking key of the next payload byte
-	utf8      utf8Validator
+	frame      frameHeader // the data frame whose payload is being parsed
+	frameLeft  int64       // payload bytes of frame not yet parsed
+	inFrame    bool        // a data frame's header was parsed and its payload is not finished
+	inMessage  bool        // a data message has started and its final frame is not finished
+	msgType    MessageType // type of the current message
+	msgLen     int64       // payload bytes of the current message so far (compressed, if it is)
+	compressed bool        // the current message is compressed (RSV1 on its first frame)
+	maskPos    int         // position in the masking key of the next payload byte
+	utf8       utf8Validator
 }
 
 // betweenFrames reports whether the parser stands at a frame boundary: no
@@ -41,8 +42,15 @@ func (p *frameParser) betweenFrames() bool { return !p.dec.inProgress() && !p.in
 // the caller. Bytes after the header are not consumed.
 func (p *frameParser) parseHeader(b []byte, limit int64) (n int, h frameHeader, done bool, err error) {
 	n, h, done, err = p.dec.decode(b)
-	if err != nil || !done || h.op.isControl() {
+	if err != nil || !done {
 		return n, h, done, err
+	}
+	if h.rsv&rsv1Bit != 0 && (h.op.isControl() || h.op == opContinuation) {
+		// RFC 7692 §6: only the first frame of a message says it is compressed.
+		return n, h, false, protocolErrorf(StatusProtocolError, "RSV1 set on a %s frame", h.op)
+	}
+	if h.op.isControl() {
+		return n, h, done, nil
 	}
 	if h.op == opContinuation {
 		if !p.inMessage {
@@ -55,7 +63,11 @@ func (p *frameParser) parseHeader(b []byte, limit int64) (n int, h frameHeader, 
 		p.inMessage = true
 		p.msgType = MessageType(h.op)
 		p.msgLen = 0
+		p.compressed = h.rsv&rsv1Bit != 0
 		p.utf8.reset()
+	}
+	if p.compressed {
+		limit = compressedLimit(limit)
 	}
 	if h.length > limit-p.msgLen {
 		return n, h, false, protocolErrorf(StatusMessageTooBig, "message of at least %d bytes exceeds the limit of %d",
@@ -79,7 +91,7 @@ func (p *frameParser) parsePayload(b []byte) error {
 	if p.frame.masked {
 		p.maskPos = maskBytes(p.frame.maskKey, p.maskPos, b)
 	}
-	if p.msgType == MessageText && p.checkUTF8 && !p.utf8.write(b) {
+	if p.msgType == MessageText && p.checkUTF8 && !p.compressed && !p.utf8.write(b) {
 		return protocolErrorf(StatusInvalidFramePayloadData, "text message is not valid UTF-8")
 	}
 	p.frameLeft -= int64(len(b))
@@ -102,7 +114,7 @@ func (p *frameParser) finishFrame() error {
 	p.inFrame = false
 	if p.frame.fin {
 		p.inMessage = false
-		if p.msgType == MessageText && p.checkUTF8 && !p.utf8.complete() {
+		if p.msgType == MessageText && p.checkUTF8 && !p.compressed && !p.utf8.complete() {
 			return protocolErrorf(StatusInvalidFramePayloadData, "text message ends inside a UTF-8 sequence")
 		}
 	}
@@ -115,6 +127,18 @@ func (p *frameParser) dropMessage() {
 	if p.inMessage {
 		p.msgType = MessageBinary
 	}
+}
+
+// compressedLimit bounds the compressed size of a message whose inflated
+// size is bounded by limit: DEFLATE expands incompressible data by at most 5
+// bytes per 64 KiB stored block, and the margin also allows for the sync
+// flushes between fragments. The inflated bytes are checked against limit
+// itself as they are produced.
+func compressedLimit(limit int64) int64 {
+	if limit > (1<<63-1)/2 {
+		return 1<<63 - 1
+	}
+	return limit + limit/16 + 1024
 }
 
 // unmaskControl unmasks a control frame's payload in place.

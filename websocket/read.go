@@ -44,37 +44,30 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 			c.msgBuf = nil
 		}
 		c.reader = nil
-		if c.p.inMessage { // the rest of a message abandoned by a Reader
-			if err := c.discardMessage(); err != nil {
-				return 0, nil, c.readFailed(ctx, err)
-			}
-		}
-		if err := c.readFrameStart(); err != nil {
+		if err := c.beginMessage(); err != nil {
 			return 0, nil, c.readFailed(ctx, err)
 		}
 		c.msgBuf = getMsgBuf(int(min(c.p.payloadLeft(), 64<<10)))
 		c.readResume = true
 	}
 	for {
-		for c.p.inFrame {
-			b := *c.msgBuf
-			if len(b) == cap(b) {
-				c.msgBuf = growMsgBuf(c.msgBuf, int(min(c.p.payloadLeft(), 1<<20)))
-				b = *c.msgBuf
+		b := *c.msgBuf
+		if len(b) == cap(b) {
+			hint := int64(64 << 10)
+			if !c.p.compressed {
+				hint = min(c.p.payloadLeft(), 1<<20)
 			}
-			room := b[len(b):cap(b)]
-			n, err := c.readPayload(room)
-			*c.msgBuf = b[:len(b)+n]
-			if err != nil {
-				return 0, nil, c.readFailed(ctx, err)
-			}
+			c.msgBuf = growMsgBuf(c.msgBuf, int(max(hint, 1)))
+			b = *c.msgBuf
 		}
-		if !c.p.inMessage {
+		n, eom, err := c.readData(b[len(b):cap(b)])
+		*c.msgBuf = b[:len(b)+n]
+		if err != nil {
+			return 0, nil, c.readFailed(ctx, err)
+		}
+		if eom {
 			c.readResume = false
 			return c.p.msgType, *c.msgBuf, nil
-		}
-		if err := c.readFrameStart(); err != nil {
-			return 0, nil, c.readFailed(ctx, err)
 		}
 	}
 }
@@ -103,12 +96,7 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 		putMsgBuf(c.msgBuf)
 		c.msgBuf = nil
 	}
-	if c.p.inMessage {
-		if err := c.discardMessage(); err != nil {
-			return 0, nil, c.readFailed(ctx, err)
-		}
-	}
-	if err := c.readFrameStart(); err != nil {
+	if err := c.beginMessage(); err != nil {
 		return 0, nil, c.readFailed(ctx, err)
 	}
 	r := &messageReader{c: c, ctx: ctx}
@@ -141,27 +129,61 @@ func (r *messageReader) Read(p []byte) (int, error) {
 	}
 	done := c.watchRead(r.ctx)
 	defer done()
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, eom, err := c.readData(p)
+	if err != nil {
+		return n, c.readFailed(r.ctx, err)
+	}
+	if eom {
+		r.eof = true
+		c.reader = nil
+		if n == 0 {
+			return 0, io.EOF
+		}
+	}
+	return n, nil
+}
+
+// beginMessage finishes the current message if a Reader abandoned it, and
+// reads up to the first data frame of the next one.
+func (c *Conn) beginMessage() error {
+	if c.p.inMessage || c.inf != nil {
+		if err := c.discardMessage(); err != nil {
+			return err
+		}
+	}
+	if err := c.readFrameStart(); err != nil {
+		return err
+	}
+	if c.p.compressed {
+		c.startInflate()
+	}
+	return nil
+}
+
+// readData reads the next bytes of the current message's payload into p,
+// inflated when the message is compressed, crossing frame boundaries and
+// handling the control frames between them. eom reports that the message
+// ended with these bytes.
+func (c *Conn) readData(p []byte) (n int, eom bool, err error) {
+	if c.inf != nil {
+		return c.readInflated(p)
+	}
 	for {
 		if c.p.inFrame {
 			if len(p) == 0 {
-				return 0, nil
+				return 0, false, nil
 			}
 			n, err := c.readPayload(p)
-			if err != nil {
-				return n, c.readFailed(r.ctx, err)
-			}
-			if n > 0 {
-				return n, nil
-			}
-			continue
+			return n, err == nil && !c.p.inMessage, err
 		}
 		if !c.p.inMessage {
-			r.eof = true
-			c.reader = nil
-			return 0, io.EOF
+			return 0, true, nil
 		}
 		if err := c.readFrameStart(); err != nil {
-			return 0, c.readFailed(r.ctx, err)
+			return 0, false, err
 		}
 	}
 }
@@ -220,23 +242,21 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 	return 0, err
 }
 
-// discardMessage reads and drops the rest of the current message.
+// discardMessage reads and drops the rest of the current message. A
+// compressed message is still inflated, so that the window shared with the
+// peer stays right for the messages after it.
 func (c *Conn) discardMessage() error {
 	scratch := getWriteBuf()
 	defer putWriteBuf(scratch)
-	for c.p.inMessage {
-		for c.p.inFrame {
-			if _, err := c.readPayload(*scratch); err != nil {
-				return err
-			}
+	for {
+		_, eom, err := c.readData(*scratch)
+		if err != nil {
+			return err
 		}
-		if c.p.inMessage {
-			if err := c.readFrameStart(); err != nil {
-				return err
-			}
+		if eom {
+			return nil
 		}
 	}
-	return nil
 }
 
 // handleControl reads the payload of a control frame and acts on it.
@@ -348,7 +368,7 @@ func (c *Conn) readFailed(ctx context.Context, err error) error {
 		return se
 	}
 	if cerr := ctxErr(ctx); cerr != nil && isTimeout(err) {
-		if c.p.betweenFrames() && !c.inControl {
+		if c.p.betweenFrames() && !c.inControl && c.inf == nil {
 			return cerr // between frames: the connection stays usable
 		}
 		c.setErr(fmt.Errorf("websocket: read stopped in the middle of a frame: %w", cerr))
