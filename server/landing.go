@@ -23,8 +23,7 @@ code { background: #f2f2f2; padding: 0 .25em; border-radius: 3px; }
 <dl>
 <dt><code>GET /echo</code></dt>
 <dd>The echo service: every WebSocket message you send comes back unchanged, text as text and binary as binary.
-Try it from a browser console: <code>ws = new WebSocket("ws://" + location.host + "/echo"); ws.onmessage = e =&gt; console.log(e.data); ws.onopen = () =&gt; ws.send("hello")</code>,
-or from a shell: <code>duplex connect ws://{{.Host}}/echo</code>.</dd>
+Try it from a browser console on this page: <code>ws = new WebSocket("ws://{{.Host}}/echo"); ws.onmessage = e =&gt; console.log(e.data); ws.onopen = () =&gt; ws.send("hello")</code>.</dd>
 </dl>
 </body>
 </html>

@@ -3,6 +3,7 @@ package websocket
 import (
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -82,7 +83,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	bw.WriteString("\r\n")
 	timeout := opts.HandshakeTimeout
 	if timeout <= 0 {
-		timeout = 10 * time.Second
+		timeout = DefaultHandshakeTimeout
 	}
 	netConn.SetWriteDeadline(time.Now().Add(timeout))
 	if err := bw.Flush(); err != nil {
@@ -161,7 +162,7 @@ func checkOrigin(r *http.Request, opts *AcceptOptions) error {
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("Origin %q is not a valid origin", origin)
 	}
-	if strings.EqualFold(u.Host, r.Host) {
+	if strings.EqualFold(hostWithoutDefaultPort(u.Host, u.Scheme), hostWithoutDefaultPort(r.Host, "")) {
 		return nil
 	}
 	for _, pattern := range opts.OriginPatterns {
@@ -173,6 +174,22 @@ func checkOrigin(r *http.Request, opts *AcceptOptions) error {
 		return nil
 	}
 	return fmt.Errorf("Origin %q is not allowed to connect to %q", origin, r.Host)
+}
+
+// hostWithoutDefaultPort drops a port that is the default for scheme (or,
+// with no scheme, for either http or https), so "example.com:80" and
+// "example.com" compare equal.
+func hostWithoutDefaultPort(host, scheme string) string {
+	h, port, err := net.SplitHostPort(host)
+	if err != nil {
+		return strings.Trim(host, "[]") // no port
+	}
+	switch {
+	case port == "80" && (scheme == "http" || scheme == "ws" || scheme == ""),
+		port == "443" && (scheme == "https" || scheme == "wss" || scheme == ""):
+		return h
+	}
+	return net.JoinHostPort(h, port)
 }
 
 // selectSubprotocol returns the server's most preferred subprotocol among

@@ -64,10 +64,12 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	}
 	c.closeSent = true
 	c.err = fmt.Errorf("%w (sent close %v)", ErrClosed, code)
+	c.closeBy = time.Now().Add(c.opts.closeTimeout())
+	deadline := c.closeBy
 	c.closeMu.Unlock()
-	c.state.Store(int32(StateClosing))
+	c.state.CompareAndSwap(int32(StateOpen), int32(StateClosing))
 
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.closeTimeout())
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if err := c.writeControl(ctx, opClose, payload); err != nil {
 		c.closeTransport()
@@ -156,7 +158,7 @@ func (c *Conn) fail(pe *ProtocolError) {
 	send := !c.closeSent
 	c.closeSent = true
 	c.closeMu.Unlock()
-	c.state.Store(int32(StateClosing))
+	c.state.CompareAndSwap(int32(StateOpen), int32(StateClosing))
 	c.lingering.Store(true)
 	go c.lingerClose(pe.Code, pe.Reason, send)
 }

@@ -16,7 +16,11 @@ type Role int
 
 // The two roles.
 const (
+	// RoleServer is the accepting end: it expects masked frames and sends
+	// unmasked ones, and closes TCP first after the closing handshake.
 	RoleServer Role = iota
+	// RoleClient is the dialing end: it masks every frame it sends and
+	// waits for the server to close TCP.
 	RoleClient
 )
 
@@ -41,6 +45,7 @@ type Conn struct {
 	p          frameParser
 	inf        *inflater   // borrowed while a compressed message is read
 	recv       recvDeflate // permessage-deflate receiving state
+	send       sendDeflate // permessage-deflate sending state, guarded by msgLock
 	inControl  bool        // a control frame's payload is being read
 	msgBuf     *[]byte     // pooled buffer of the last message returned by Read
 	readResume bool        // Read was interrupted between frames; its message continues
@@ -72,6 +77,7 @@ type Conn struct {
 	closeMu    sync.Mutex
 	closeSent  bool
 	closeRecvd bool
+	closeBy    time.Time     // when Close must be done, once it started
 	err        error         // the sticky error, set once
 	closed     chan struct{} // closed when the transport is closed
 	closeOnce  sync.Once
@@ -131,7 +137,10 @@ func NewConn(rwc io.ReadWriteCloser, br *bufio.Reader, role Role, subprotocol st
 // Subprotocol returns the subprotocol chosen in the handshake, or "".
 func (c *Conn) Subprotocol() string { return c.subproto }
 
-// State returns where the connection is in its life (W3C readyState values).
+// State returns where the connection is in its life (W3C readyState
+// values). A Conn is Open when Accept, Dial or NewConn returns it;
+// StateConnecting exists for code that tracks a connection before it has
+// one, as the browser's readyState does.
 func (c *Conn) State() State { return State(c.state.Load()) }
 
 // SetReadLimit changes the largest message the connection accepts, from

@@ -50,6 +50,8 @@ type DialOptions struct {
 // offered, and no extension (none is offered). When the handshake fails it
 // returns a *HandshakeError and, if the server answered, its response with
 // up to 4 KiB of the body, so the caller can see the status and the reason.
+// On success the response's headers are there to read, but its Body is the
+// connection itself: leave it to the Conn.
 func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.Response, error) {
 	if opts == nil {
 		opts = &DialOptions{}

@@ -60,12 +60,21 @@
 // One goroutine may read (Read, Reader and the reader it returns) while any
 // number of goroutines write (Write, Writer, Ping, Close, CloseNow). Writes
 // are serialized inside the Conn: whole messages go out one after another,
-// never interleaved, and there is no "concurrent write" panic. Reads never
-// wait for writes: the reader answers pings by queueing a pong, which goes
-// out as soon as the frame being written is done, even between the
-// fragments of a message a Writer holds open (§5.4 lets control frames go
-// between fragments). The read and write halves have separate locks, as in
-// crypto/tls.
+// never interleaved, and there is no "concurrent write" panic. The read and
+// write halves have separate locks, as in crypto/tls: reads never block
+// writes, and the reader never waits for another goroutine's write. It
+// answers a ping by queueing a pong, which goes out as soon as the frame
+// being written is done, even between the fragments of a message a Writer
+// holds open (§5.4 lets control frames go between fragments); only when no
+// write is in progress does the reader send the pong itself, bounded by
+// Options.CloseTimeout.
+//
+// A message Writer holds the message lock until Close: a Writer that is
+// never closed blocks every other message. If a Writer cannot send the
+// next fragment of a message it began, the connection fails, since nothing
+// else may be sent until that message ends. OnPing and OnPong run on the
+// reading goroutine and must not block or call Close (which waits for the
+// reader).
 //
 // # Contexts and timeouts
 //
@@ -96,13 +105,16 @@
 // and OnPong observe them. Ping sends a ping and waits for its pong, which
 // the reading goroutine sees, so Ping needs a goroutine in Read. With
 // Options.PingInterval set, the Conn pings on a timer and fails with
-// ErrKeepaliveTimeout when no pong comes back within Options.PingTimeout.
+// ErrKeepaliveTimeout when no pong comes back within Options.PingTimeout;
+// it then closes the transport without a close frame, since the peer is
+// not answering.
 //
 // # Closing and errors
 //
 // Close runs the closing handshake of §7: it sends a close frame, waits for
 // the peer's, and closes the transport; the server closes TCP first
-// (§7.1.1), the client waits for it, bounded. CloseNow drops the connection.
+// (§7.1.1), the client waits for it, all within Options.CloseTimeout.
+// CloseNow drops the connection.
 // Close codes are checked: 1005, 1006, 1015 and codes outside the
 // registered ranges (1000–1003, 1007–1014, 3000–4999) are never sent, and
 // receiving one fails the connection with 1002; a reason must be valid UTF-8

@@ -15,8 +15,8 @@ var ErrClosed = errors.New("websocket: connection closed")
 // close frame had no payload, Code is StatusNoStatusRcvd (1005); when the
 // transport ended without a close frame, Code is StatusAbnormalClosure (1006).
 type CloseError struct {
-	Code   StatusCode
-	Reason string
+	Code   StatusCode // the peer's status code, or 1005 / 1006 as above
+	Reason string     // the peer's reason, UTF-8, at most 123 bytes
 }
 
 // Error describes the close.
@@ -43,8 +43,8 @@ func CloseStatus(err error) StatusCode {
 // sent to the peer in the close frame (1002 protocol error, 1007 invalid
 // UTF-8, 1009 message too big), and Reason says what was wrong.
 type ProtocolError struct {
-	Code   StatusCode
-	Reason string
+	Code   StatusCode // the status code sent to the peer
+	Reason string     // what the peer did wrong, for logs
 }
 
 // Error describes the failure.
@@ -96,10 +96,10 @@ func (c HandshakeCheck) String() string {
 // server, Status is the HTTP status Accept answered with; on the client, it
 // is the status the server answered (0 when no response arrived).
 type HandshakeError struct {
-	Check  HandshakeCheck
-	Status int
-	Reason string
-	Err    error // underlying transport error, if any
+	Check  HandshakeCheck // the rule that failed
+	Status int            // the HTTP status answered (server) or received (client)
+	Reason string         // one line, also the body of a server's refusal
+	Err    error          // underlying transport error, if any
 }
 
 // Error describes the refusal.

@@ -13,6 +13,10 @@ const (
 	// DefaultPingTimeout is how long keepalive waits for a pong when
 	// Options.PingTimeout is zero.
 	DefaultPingTimeout = 15 * time.Second
+	// DefaultHandshakeTimeout bounds writing Accept's 101 response when
+	// AcceptOptions.HandshakeTimeout is zero, and is what duplex serve
+	// allows a client to send its request headers.
+	DefaultHandshakeTimeout = 10 * time.Second
 )
 
 // Options are the settings of a connection that both Accept and Dial take.
@@ -34,12 +38,14 @@ type Options struct {
 	// means DefaultPingTimeout) the connection fails with ErrKeepaliveTimeout.
 	// Pongs are seen by the reader, so keepalive needs a goroutine reading.
 	PingInterval time.Duration
-	PingTimeout  time.Duration
+	// PingTimeout is how long keepalive waits for a pong (see PingInterval).
+	PingTimeout time.Duration
 
 	// OnPing and OnPong, when set, are called by the reading goroutine with
 	// the payload of each ping or pong received (valid only during the call).
 	// Pings are answered automatically either way (RFC 6455 §5.5.2).
 	OnPing func(payload []byte)
+	// OnPong, like OnPing, observes each pong received.
 	OnPong func(payload []byte)
 
 	// DisableUTF8Check turns off the validation of text messages. Only for

@@ -111,9 +111,9 @@ func (k *keepalive) tick() {
 	k.waiting = true
 	k.t.Reset(k.timeout)
 	k.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), k.timeout)
-	k.c.writeControl(ctx, opPing, nil)
-	cancel()
+	// No deadline of its own: if the ping cannot go out, the timer fires
+	// again after the timeout and fails the connection, which ends the write.
+	k.c.writeControl(context.Background(), opPing, nil)
 }
 
 func (k *keepalive) pong() {

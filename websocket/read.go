@@ -321,34 +321,40 @@ func (c *Conn) handleClose(p []byte) error {
 	}
 	err := c.err
 	c.closeMu.Unlock()
-	c.state.Store(int32(StateClosing))
+	c.state.CompareAndSwap(int32(StateOpen), int32(StateClosing))
 
-	timeout := c.opts.closeTimeout()
+	// One deadline for the rest of the handshake: Close's, if it started it.
+	deadline := time.Now().Add(c.opts.closeTimeout())
+	c.closeMu.Lock()
+	if !c.closeBy.IsZero() && c.closeBy.Before(deadline) {
+		deadline = c.closeBy
+	}
+	c.closeMu.Unlock()
 	if reply {
 		var buf [2]byte
 		echo := buf[:0]
 		if ce.Code != StatusNoStatusRcvd {
 			echo = binary.BigEndian.AppendUint16(echo, uint16(ce.Code))
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		c.writeControl(ctx, opClose, echo)
 		cancel()
 	}
 	if c.role == RoleClient {
-		c.awaitEOF(timeout)
+		c.awaitEOF(deadline)
 	}
 	c.closeTransport()
 	return err
 }
 
-// awaitEOF reads and drops bytes until the peer closes the transport, for at
-// most timeout. A client calls it so that the server closes TCP first and
+// awaitEOF reads and drops bytes until the peer closes the transport, at
+// the latest until deadline. A client calls it so that the server closes TCP first and
 // the client's port does not linger in TIME_WAIT (RFC 6455 §7.1.1).
-func (c *Conn) awaitEOF(timeout time.Duration) {
+func (c *Conn) awaitEOF(deadline time.Time) {
 	if c.readDL != nil {
 		c.dlMu.Lock()
 		c.readGen++
-		c.readDL(time.Now().Add(timeout))
+		c.readDL(deadline)
 		c.readDLSet = true
 		c.dlMu.Unlock()
 	}

@@ -25,6 +25,9 @@ func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 		return err
 	}
 	defer unlock(c.msgLock)
+	if err := c.dataAllowed(); err != nil {
+		return err
+	}
 	if err := c.lock(ctx, c.frameLock); err != nil {
 		return err
 	}
@@ -32,10 +35,19 @@ func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 	if err := c.dataAllowed(); err != nil {
 		return err
 	}
+	var rsv byte
+	if c.send.on && len(p) >= c.send.threshold {
+		// Compressed only once the frame lock is held: from here on the
+		// message must go out, since the compressor's history includes it.
+		cb := c.send.compress(p)
+		defer compressBufPool.Put(cb)
+		defer c.send.done()
+		p, rsv = *cb, rsv1Bit
+	}
 	done := c.watchWrite(ctx)
 	defer done()
 	buf := c.borrowWriteBuf()
-	err := c.writeFrame(*buf, true, opcode(typ), p)
+	err := c.writeFrame(*buf, true, rsv, opcode(typ), p)
 	c.returnWriteBuf(buf)
 	if err != nil {
 		return c.writeFailed(ctx, err)
@@ -67,14 +79,20 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 // messageWriter sends one message as frames. Its buffer keeps room for a
 // frame header in front of the payload, so a frame goes out in one write.
 type messageWriter struct {
-	c      *Conn
-	ctx    context.Context
-	op     opcode // opcode of the next frame: the type first, then continuation
-	buf    *[]byte
-	n      int // payload bytes buffered at buf[maxHeaderSize:]
-	sent   int // frames sent since the last Flush
-	closed bool
-	err    error
+	c    *Conn
+	ctx  context.Context
+	op   opcode // opcode of the next frame: the type first, then continuation
+	buf  *[]byte
+	n    int // payload bytes buffered at buf[maxHeaderSize:]
+	sent int // frames sent since the last Flush
+
+	// With permessage-deflate, whether to compress is decided when the
+	// first frame goes out: a message that ends before reaching the
+	// threshold goes out plain.
+	decided  bool
+	compress bool
+	closed   bool
+	err      error
 }
 
 var errWriterClosed = errors.New("websocket: write to a closed message writer")
@@ -150,11 +168,32 @@ func (w *messageWriter) Close() error {
 	return err
 }
 
+// decide settles whether the message is compressed, before its first frame.
+func (w *messageWriter) decide(fin bool, n int) {
+	if !w.decided {
+		w.decided = true
+		w.compress = w.c.send.on && !(fin && n < w.c.send.threshold)
+	}
+}
+
+// rsv returns the RSV bits of the next frame: RSV1 on the first frame of a
+// compressed message only (RFC 7692 §6).
+func (w *messageWriter) rsv() byte {
+	if w.compress && w.op != opContinuation {
+		return rsv1Bit
+	}
+	return 0
+}
+
 // flush sends the buffered payload as one frame.
 func (w *messageWriter) flush(fin bool) error {
+	w.decide(fin, w.n)
+	if w.compress {
+		return w.frame(fin, (*w.buf)[maxHeaderSize:maxHeaderSize+w.n])
+	}
 	c := w.c
 	if err := c.lock(w.ctx, c.frameLock); err != nil {
-		w.err = c.writeFailed(w.ctx, err)
+		w.err = w.lockFailed(err)
 		return w.err
 	}
 	defer c.unlockFrame()
@@ -187,11 +226,14 @@ func (w *messageWriter) flush(fin bool) error {
 	return nil
 }
 
-// frame sends p as one frame of the message, bypassing the buffer.
+// frame sends p as one frame of the message, bypassing the buffer (or
+// compressing it).
 func (w *messageWriter) frame(fin bool, p []byte) error {
 	c := w.c
+	w.decide(fin, len(p))
+	rsv := w.rsv()
 	if err := c.lock(w.ctx, c.frameLock); err != nil {
-		w.err = c.writeFailed(w.ctx, err)
+		w.err = w.lockFailed(err)
 		return w.err
 	}
 	defer c.unlockFrame()
@@ -199,9 +241,18 @@ func (w *messageWriter) frame(fin bool, p []byte) error {
 		w.err = err
 		return err
 	}
+	if w.compress {
+		cb := c.send.compressPart(p, fin)
+		defer compressBufPool.Put(cb)
+		if fin {
+			defer c.send.done()
+		}
+		p = *cb
+		w.n = 0
+	}
 	done := c.watchWrite(w.ctx)
 	defer done()
-	err := c.writeFrame(*w.buf, fin, w.op, p)
+	err := c.writeFrame(*w.buf, fin, rsv, w.op, p)
 	w.sent++
 	w.op = opContinuation
 	if err != nil {
@@ -209,6 +260,23 @@ func (w *messageWriter) frame(fin bool, p []byte) error {
 		return w.err
 	}
 	return nil
+}
+
+// lockFailed handles a message writer that could not get the frame lock.
+// Before its first frame nothing was sent and the connection stays usable;
+// after it, the peer holds an unfinished message that no other message may
+// interrupt (RFC 6455 §5.4), so the connection fails.
+func (w *messageWriter) lockFailed(err error) error {
+	c := w.c
+	if w.op == opContinuation {
+		if se := c.stickyErr(); se != nil {
+			return se
+		}
+		c.setErr(fmt.Errorf("websocket: message left unfinished: %w", err))
+		c.closeTransport()
+		return c.stickyErr()
+	}
+	return c.writeFailed(w.ctx, err)
 }
 
 // newMaskKey returns a fresh masking key from the runtime's
@@ -223,8 +291,8 @@ func newMaskKey() [4]byte {
 // buffer of writeBufSize bytes it may use. Small frames go out in one write;
 // large server frames go out as a vectored write of header and payload,
 // without copying; client frames are masked through scratch.
-func (c *Conn) writeFrame(scratch []byte, fin bool, op opcode, p []byte) error {
-	h := frameHeader{fin: fin, op: op, length: int64(len(p))}
+func (c *Conn) writeFrame(scratch []byte, fin bool, rsv byte, op opcode, p []byte) error {
+	h := frameHeader{fin: fin, rsv: rsv, op: op, length: int64(len(p))}
 	if c.role == RoleClient {
 		h.masked = true
 		h.maskKey = newMaskKey()
@@ -292,7 +360,7 @@ func (c *Conn) writeControlLocked(ctx context.Context, op opcode, payload []byte
 	done := c.watchWrite(ctx)
 	defer done()
 	var scratch [maxHeaderSize + maxControlPayload]byte
-	if err := c.writeFrame(scratch[:], true, op, payload); err != nil {
+	if err := c.writeFrame(scratch[:], true, 0, op, payload); err != nil {
 		return c.writeFailed(ctx, err)
 	}
 	return nil

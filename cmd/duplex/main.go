@@ -66,7 +66,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", ":8080", "TCP `address` to listen on, host:port (\":8080\" means every interface)")
-	readLimit := fs.Int64("read-limit", 32<<20, "largest WebSocket message accepted, in `bytes`; a larger one is refused with close code 1009")
+	readLimit := fs.Int64("read-limit", 32<<20, "largest WebSocket message accepted, in `bytes`; a larger one is refused with close code 1009 (-1: no limit)")
 	handshakeTimeout := fs.Duration("handshake-timeout", 10*time.Second, "time allowed for a client to send the upgrade request's headers")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long to wait for requests in flight")
 	var origins stringList
