@@ -57,6 +57,16 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		return nil, he
 	}
 	subproto := selectSubprotocol(r, opts.Subprotocols)
+	var params deflateParams
+	var deflateAnswer string
+	deflateOn := false
+	if opts.Compression.enabled() {
+		// A malformed Sec-WebSocket-Extensions header only costs the client
+		// compression: the connection goes on without it.
+		if offers, err := parseExtensions(r.Header); err == nil {
+			params, deflateAnswer, deflateOn = acceptDeflate(offers, &opts.Compression)
+		}
+	}
 
 	netConn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -77,6 +87,11 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	} else {
 		h.Del("Sec-WebSocket-Protocol")
 	}
+	if deflateOn {
+		h.Set("Sec-WebSocket-Extensions", deflateAnswer)
+	} else {
+		h.Del("Sec-WebSocket-Extensions")
+	}
 	bw := brw.Writer
 	bw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
 	h.Write(bw)
@@ -93,6 +108,9 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	netConn.SetDeadline(time.Time{})
 
 	c := NewConn(netConn, brw.Reader, RoleServer, subproto, &opts.Options)
+	if deflateOn {
+		c.setupDeflate(params, &opts.Compression)
+	}
 	donateWriter(bw)
 	return c, nil
 }

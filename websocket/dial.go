@@ -92,6 +92,9 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	req.Header.Set("Sec-WebSocket-Key", key)
 	req.Header.Set("Sec-WebSocket-Version", "13")
 	req.Header.Del("Sec-WebSocket-Extensions")
+	if offer := deflateOffer(&opts.Compression); offer != "" {
+		req.Header.Set("Sec-WebSocket-Extensions", offer)
+	}
 	if len(opts.Subprotocols) > 0 {
 		req.Header.Set("Sec-WebSocket-Protocol", strings.Join(opts.Subprotocols, ", "))
 	}
@@ -131,7 +134,8 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	if err != nil {
 		return nil, nil, &HandshakeError{Check: CheckTransport, Reason: "request failed", Err: err}
 	}
-	if herr := checkResponse(resp, key, opts.Subprotocols); herr != nil {
+	params, deflateOn, herr := checkResponse(resp, key, opts.Subprotocols, &opts.Compression)
+	if herr != nil {
 		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 			rwc.Close()
 			resp.Body = io.NopCloser(bytes.NewReader(nil))
@@ -149,6 +153,9 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	}
 	rwc := &clientTransport{ReadWriteCloser: body, conn: tcpConn}
 	c := NewConn(rwc, bufio.NewReaderSize(body, readBufSize), RoleClient, resp.Header.Get("Sec-WebSocket-Protocol"), &opts.Options)
+	if deflateOn {
+		c.setupDeflate(params, &opts.Compression)
+	}
 	return c, resp, nil
 }
 
@@ -184,9 +191,12 @@ func (t *clientTransport) CloseWrite() error {
 
 // checkResponse applies the client's checks of RFC 6455 §4.1 to the
 // server's answer.
-func checkResponse(resp *http.Response, key string, offered []string) *HandshakeError {
-	fail := func(check HandshakeCheck, reason string) *HandshakeError {
-		return &HandshakeError{Check: check, Status: resp.StatusCode, Reason: reason}
+// With comp enabled, it also checks the answer to the permessage-deflate
+// offer and returns the agreed parameters (deflateOn false: the server
+// declined); otherwise any extension in the answer fails the handshake.
+func checkResponse(resp *http.Response, key string, offered []string, comp *CompressionOptions) (params deflateParams, deflateOn bool, herr *HandshakeError) {
+	fail := func(check HandshakeCheck, reason string) (deflateParams, bool, *HandshakeError) {
+		return deflateParams{}, false, &HandshakeError{Check: check, Status: resp.StatusCode, Reason: reason}
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		return fail(CheckStatus, fmt.Sprintf("server answered %s instead of 101 Switching Protocols", resp.Status))
@@ -200,8 +210,9 @@ func checkResponse(resp *http.Response, key string, offered []string) *Handshake
 	if got := resp.Header.Values("Sec-WebSocket-Accept"); len(got) != 1 || strings.TrimSpace(got[0]) != acceptKey(key) {
 		return fail(CheckAccept, "Sec-WebSocket-Accept does not match the key sent")
 	}
-	if exts := resp.Header.Values("Sec-WebSocket-Extensions"); len(exts) > 0 {
-		return fail(CheckExtension, fmt.Sprintf("server accepted extension %q that was not offered", strings.Join(exts, ", ")))
+	params, deflateOn, err := checkDeflateResponse(resp.Header, comp)
+	if err != nil {
+		return fail(CheckExtension, err.Error())
 	}
 	if protos := resp.Header.Values("Sec-WebSocket-Protocol"); len(protos) > 0 {
 		p := strings.TrimSpace(protos[0])
@@ -218,5 +229,5 @@ func checkResponse(resp *http.Response, key string, offered []string) *Handshake
 			return fail(CheckSubprotocol, fmt.Sprintf("server chose subprotocol %q that was not offered", strings.Join(protos, ", ")))
 		}
 	}
-	return nil
+	return params, deflateOn, nil
 }

@@ -680,7 +680,7 @@ func FuzzClientCheckResponse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		herr := checkResponse(resp, key, offered)
+		_, _, herr := checkResponse(resp, key, offered, nil)
 		if herr != nil {
 			if herr.Status != resp.StatusCode {
 				t.Fatalf("HandshakeError status %d, response %d", herr.Status, resp.StatusCode)

@@ -48,6 +48,10 @@ type Options struct {
 	// OnPong, like OnPing, observes each pong received.
 	OnPong func(payload []byte)
 
+	// Compression configures permessage-deflate (RFC 7692). The zero value
+	// leaves it off.
+	Compression CompressionOptions
+
 	// DisableUTF8Check turns off the validation of text messages. Only for
 	// peers known to be trusted: RFC 6455 §8.1 requires the check.
 	DisableUTF8Check bool
