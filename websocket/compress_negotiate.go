@@ -15,25 +15,32 @@ import (
 
 // Defaults used when a CompressionOptions field is zero.
 const (
-	// DefaultCompressionLevel is the compress/flate level used when
-	// CompressionOptions.Level is zero: 1, flate.BestSpeed. WebSocket
-	// messages are mostly small and latency-sensitive, and on them the
-	// higher levels cost more CPU per message for a few percent of size.
+	// DefaultCompressionLevel is the level used when CompressionOptions.Level
+	// is zero: 1, one hash probe per byte. WebSocket messages are mostly
+	// small and latency-sensitive; on them the higher levels cost more CPU
+	// per message for a few percent of size.
 	DefaultCompressionLevel = 1
 
 	// DefaultCompressionThreshold is the size, in bytes, below which a
-	// message is sent uncompressed when CompressionOptions.Threshold is
-	// zero. At level 1, compress/flate codes a block shorter than 128 bytes
-	// with Huffman codes only, without looking for repeats even in earlier
-	// messages, so such a message shrinks by a few percent at best and one
-	// under about 64 bytes grows; from 128 bytes on, compression pays.
-	DefaultCompressionThreshold = 128
+	// message is sent uncompressed when CompressionOptions.Threshold is zero
+	// and this side compresses each message on its own (no context
+	// takeover): without earlier messages to refer to, DEFLATE codes a
+	// short message in about as many bytes as it has (measured: 32 JSON
+	// bytes give 34, 64 give 63).
+	DefaultCompressionThreshold = 64
+
+	// DefaultCompressionThresholdTakeover is that size when this side keeps
+	// context between messages: a short message that repeats parts of
+	// earlier ones shrinks by half or more (16 JSON bytes give 11, 48 give
+	// 18), and every message compressed also feeds the history.
+	DefaultCompressionThresholdTakeover = 16
 )
 
 // CompressionOptions configures permessage-deflate (RFC 7692), which
 // compresses each message with DEFLATE. It trades CPU and memory (with
 // context takeover, compressor state lives as long as the connection; that
-// of compress/flate is close to 1 MB) for bandwidth, so it is off unless
+// is about 70 KiB per connection at the full window; see the package
+// documentation) for bandwidth, so it is off unless
 // Enabled is set: the zero value offers nothing (client) and accepts
 // nothing (server).
 //
@@ -75,14 +82,16 @@ type CompressionOptions struct {
 	// Zero means 15.
 	ClientMaxWindowBits int
 
-	// Level is the compress/flate compression level, 1 (fastest) to 9
-	// (smallest). Zero means DefaultCompressionLevel.
+	// Level is the compression level, 1 (fastest: one hash probe per
+	// byte) to 9 (smallest: longer hash chains and lazy matching). Zero
+	// means DefaultCompressionLevel.
 	Level int
 
 	// Threshold is the size, in bytes, below which a message is sent
 	// uncompressed: short messages gain little from compression and may
-	// grow. Zero means DefaultCompressionThreshold; a negative value
-	// compresses every message.
+	// grow. Zero means DefaultCompressionThreshold, or
+	// DefaultCompressionThresholdTakeover when this side keeps context
+	// between messages; a negative value compresses every message.
 	Threshold int
 }
 
@@ -134,7 +143,7 @@ func windowBits(v int) int {
 func (o *CompressionOptions) serverMaxWindowBits() int { return windowBits(o.ServerMaxWindowBits) }
 func (o *CompressionOptions) clientMaxWindowBits() int { return windowBits(o.ClientMaxWindowBits) }
 
-// level returns the compress/flate level, 1..9.
+// level returns the compression level, 1..9.
 func (o *CompressionOptions) level() int {
 	if o.Level < 1 || o.Level > 9 {
 		return DefaultCompressionLevel
@@ -142,9 +151,12 @@ func (o *CompressionOptions) level() int {
 	return o.Level
 }
 
-// threshold returns the size below which a message is sent uncompressed.
-func (o *CompressionOptions) threshold() int {
+// threshold returns the size below which a message is sent uncompressed,
+// for a sender that keeps context between messages (takeover) or not.
+func (o *CompressionOptions) threshold(takeover bool) int {
 	switch {
+	case o.Threshold == 0 && takeover:
+		return DefaultCompressionThresholdTakeover
 	case o.Threshold == 0:
 		return DefaultCompressionThreshold
 	case o.Threshold < 0:
@@ -167,9 +179,8 @@ type deflateParams struct {
 
 // sendWindowBits is the window, as a power of two, that the compressor of
 // the endpoint with role r must stay within: no back-reference may reach
-// further than 1<<bits bytes. compress/flate always uses 32 KiB, so below
-// 15 only flate.HuffmanOnly (no back-references) or a compressor with a
-// bounded window honours it.
+// further than 1<<bits bytes; our encoder (internal/deflate) keeps to it
+// exactly, which compress/flate, always at 32 KiB, could not.
 func (p deflateParams) sendWindowBits(r Role) int {
 	if r == RoleServer {
 		return p.serverMaxWindowBits

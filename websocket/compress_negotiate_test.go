@@ -531,18 +531,19 @@ func TestDeflateCompressionOptions(t *testing.T) {
 	}
 
 	defaults := CompressionOptions{}
-	if defaults.level() != DefaultCompressionLevel || defaults.threshold() != DefaultCompressionThreshold ||
+	if defaults.level() != DefaultCompressionLevel || defaults.threshold(false) != DefaultCompressionThreshold ||
+		defaults.threshold(true) != DefaultCompressionThresholdTakeover ||
 		defaults.serverMaxWindowBits() != 15 || defaults.clientMaxWindowBits() != 15 {
-		t.Errorf("defaults: level %d threshold %d windows %d %d", defaults.level(), defaults.threshold(),
+		t.Errorf("defaults: level %d threshold %d windows %d %d", defaults.level(), defaults.threshold(false),
 			defaults.serverMaxWindowBits(), defaults.clientMaxWindowBits())
 	}
 	o := CompressionOptions{Level: 6, Threshold: 512, ServerMaxWindowBits: 9, ClientMaxWindowBits: 10}
-	if o.level() != 6 || o.threshold() != 512 || o.serverMaxWindowBits() != 9 || o.clientMaxWindowBits() != 10 {
-		t.Errorf("set: level %d threshold %d windows %d %d", o.level(), o.threshold(), o.serverMaxWindowBits(), o.clientMaxWindowBits())
+	if o.level() != 6 || o.threshold(false) != 512 || o.threshold(true) != 512 || o.serverMaxWindowBits() != 9 || o.clientMaxWindowBits() != 10 {
+		t.Errorf("set: level %d threshold %d windows %d %d", o.level(), o.threshold(false), o.serverMaxWindowBits(), o.clientMaxWindowBits())
 	}
 	o = CompressionOptions{Level: 12, Threshold: -5, ServerMaxWindowBits: 3, ClientMaxWindowBits: 99}
-	if o.level() != DefaultCompressionLevel || o.threshold() != 0 || o.serverMaxWindowBits() != 15 || o.clientMaxWindowBits() != 15 {
-		t.Errorf("out of range: level %d threshold %d windows %d %d", o.level(), o.threshold(), o.serverMaxWindowBits(), o.clientMaxWindowBits())
+	if o.level() != DefaultCompressionLevel || o.threshold(true) != 0 || o.serverMaxWindowBits() != 15 || o.clientMaxWindowBits() != 15 {
+		t.Errorf("out of range: level %d threshold %d windows %d %d", o.level(), o.threshold(true), o.serverMaxWindowBits(), o.clientMaxWindowBits())
 	}
 }
 

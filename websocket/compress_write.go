@@ -93,8 +93,8 @@ func (c *Conn) setupDeflate(params deflateParams, opts *CompressionOptions) {
 		takeover:   params.sendTakeover(c.role),
 		windowBits: params.sendWindowBits(c.role),
 		level:      opts.level(),
-		threshold:  opts.threshold(),
 	}
+	c.send.threshold = opts.threshold(c.send.takeover)
 	if c.send.takeover {
 		c.send.enc = deflate.NewEncoder(c.send.windowBits, c.send.level)
 	}
