@@ -1,0 +1,134 @@
+package websocket
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"testing"
+)
+
+// Benchmarks of compressed messages. Payloads: "json", small similar
+// records (the ticker and chat case); "text", prose-like text; "random",
+// incompressible bytes.
+
+func compressPayload(kind string, n int) []byte {
+	var b bytes.Buffer
+	switch kind {
+	case "json":
+		for i := 0; b.Len() < n; i++ {
+			fmt.Fprintf(&b, `{"symbol":"ACME","price":%d.%02d,"seq":%d}`, 100+i%13, i%100, i)
+		}
+	case "text":
+		words := []string{"the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "and", "runs", "far", "away", "from", "home", "while", "singing"}
+		r := rand.New(rand.NewPCG(uint64(n), 1))
+		for b.Len() < n {
+			b.WriteString(words[r.IntN(len(words))])
+			b.WriteByte(' ')
+		}
+	default:
+		r := rand.New(rand.NewPCG(uint64(n), 2))
+		for b.Len() < n {
+			b.WriteByte(byte(r.Uint32()))
+		}
+	}
+	return b.Bytes()[:n]
+}
+
+type countSink struct{ n int64 }
+
+func (s *countSink) Read([]byte) (int, error)    { return 0, io.EOF }
+func (s *countSink) Write(p []byte) (int, error) { s.n += int64(len(p)); return len(p), nil }
+func (s *countSink) Close() error                { return nil }
+
+// BenchmarkCompressedWrite measures Write with permessage-deflate, with and
+// without context takeover, and reports the wire bytes per payload byte.
+func BenchmarkCompressedWrite(b *testing.B) {
+	for _, takeover := range []bool{true, false} {
+		for _, kind := range []string{"json", "text", "random"} {
+			for _, size := range []int{64, 2300, 64 << 10} {
+				name := fmt.Sprintf("takeover=%v/%s/%d", takeover, kind, size)
+				b.Run(name, func(b *testing.B) {
+					sink := &countSink{}
+					c := NewConn(sink, nil, RoleServer, "", nil)
+					c.setupDeflate(deflateParams{serverNoContextTakeover: !takeover, clientNoContextTakeover: !takeover,
+						serverMaxWindowBits: 15, clientMaxWindowBits: 15}, &CompressionOptions{Enabled: true, Threshold: -1})
+					// Distinct messages, more than the window holds, so
+					// takeover cannot just refer to an earlier copy.
+					msgs := make([][]byte, max(16, 2*32768/size+1))
+					for i := range msgs {
+						msgs[i] = compressPayload(kind, size+i)[:size]
+					}
+					typ := MessageText
+					if kind == "random" {
+						typ = MessageBinary
+					}
+					ctx := context.Background()
+					b.SetBytes(int64(size))
+					b.ReportAllocs()
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						c.Write(ctx, typ, msgs[i%len(msgs)])
+					}
+					b.ReportMetric(float64(sink.n)/float64(int64(b.N)*int64(size)), "wire/payload")
+				})
+			}
+		}
+	}
+}
+
+// loopRWC replays data forever on reads and drops writes.
+type loopRWC struct {
+	data []byte
+	pos  int
+}
+
+func (l *loopRWC) Read(p []byte) (int, error) {
+	n := copy(p, l.data[l.pos:])
+	l.pos += n
+	if l.pos == len(l.data) {
+		l.pos = 0
+	}
+	return n, nil
+}
+func (l *loopRWC) Write(p []byte) (int, error) { return len(p), nil }
+func (l *loopRWC) Close() error                { return nil }
+
+// BenchmarkCompressedRead measures Read of compressed messages (the peer
+// without context takeover, so one recorded frame can be replayed).
+func BenchmarkCompressedRead(b *testing.B) {
+	params := deflateParams{serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 15, clientMaxWindowBits: 15}
+	opts := &CompressionOptions{Enabled: true, Threshold: -1}
+	for _, kind := range []string{"json", "text", "random"} {
+		for _, size := range []int{64, 2300, 64 << 10} {
+			b.Run(fmt.Sprintf("%s/%d", kind, size), func(b *testing.B) {
+				rec := &recordRWC{}
+				w := NewConn(rec, nil, RoleClient, "", nil)
+				w.setupDeflate(params, opts)
+				typ := MessageText
+				if kind == "random" {
+					typ = MessageBinary
+				}
+				w.Write(context.Background(), typ, compressPayload(kind, size))
+				c := NewConn(&loopRWC{data: rec.buf.Bytes()}, nil, RoleServer, "", nil)
+				c.setupDeflate(params, opts)
+				ctx := context.Background()
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, p, err := c.Read(ctx); err != nil || len(p) != size {
+						b.Fatal(len(p), err)
+					}
+				}
+			})
+		}
+	}
+}
+
+type recordRWC struct{ buf bytes.Buffer }
+
+func (r *recordRWC) Read([]byte) (int, error)    { return 0, io.EOF }
+func (r *recordRWC) Write(p []byte) (int, error) { return r.buf.Write(p) }
+func (r *recordRWC) Close() error                { return nil }
