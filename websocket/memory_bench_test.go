@@ -69,4 +69,3 @@ func BenchmarkMemoryPerConn(b *testing.B) {
 		})
 	}
 }
-
