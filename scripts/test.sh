@@ -33,7 +33,7 @@ step "go test -race"
 "$GO" test -race -count=1 -timeout 30m ./...
 
 step "fuzz (each target for $FUZZTIME)"
-for pkg in ./websocket/; do
+for pkg in ./websocket/ ./websocket/internal/deflate/; do
 	for target in $("$GO" test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		echo "fuzz $pkg $target"
 		"$GO" test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 5s "$pkg"
