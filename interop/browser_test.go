@@ -4,7 +4,10 @@ package interop
 // script runs the client side of the scenario with the browser's WebSocket
 // against /interop on the same host, with the closer given in the page's
 // query (?closer=go or ?closer=peer), and sets window.interopResult to
-// {ok: true} or {ok: false, error: "..."}.
+// {ok: true} or {ok: false, error: "..."}. With mode=compress in the query
+// it runs the compression scenario and checks that permessage-deflate was
+// negotiated (Chromium always offers it); otherwise it checks that no
+// extension was.
 //
 // A browser cannot fragment: the fragmented entries are sent whole.
 const browserPage = `<!doctype html>
@@ -35,7 +38,7 @@ const browserPage = `<!doctype html>
     for (var i = 0; i < n; i++) b[i] = (i * 31 + 7) & 255;
     return b;
   }
-  function sequence() {
+  function plainSequence() {
     var out = [];
     ["text", "binary"].forEach(function (kind) {
       SIZES.forEach(function (n) {
@@ -48,8 +51,66 @@ const browserPage = `<!doctype html>
     });
     return out;
   }
+
+  // The compression scenario's payloads (interop/README.md).
+  // Records {"id":I,"user":"userI","tags":["alpha","beta","gamma"],"score":S},
+  // I = 0, 1, 2, ..., S = I*37 mod 1000, concatenated and cut to n bytes.
+  function jsonPayload(n) {
+    var parts = [], size = 0;
+    for (var i = 0; size < n; i++) {
+      var r = '{"id":' + i + ',"user":"user' + i + '","tags":["alpha","beta","gamma"],"score":' + ((i * 37) % 1000) + '},';
+      parts.push(r);
+      size += r.length;
+    }
+    return parts.join("").slice(0, n);
+  }
+  // The 60-byte message number k.
+  function smallPayload(k) {
+    return '{"seq":' + String(k).padStart(4, "0") + ',"event":"tick","payload":"abcdefghijklmnopqrst"}';
+  }
+  // n bytes of xorshift32 seeded with n, 4 bytes little-endian per step.
+  function randomPayload(n) {
+    var words = Math.ceil(n / 4), view = new DataView(new ArrayBuffer(words * 4));
+    var x = n >>> 0;
+    for (var i = 0; i < words; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      x >>>= 0;
+      view.setUint32(i * 4, x, true);
+    }
+    return new Uint8Array(view.buffer, 0, n);
+  }
+  // randomPayload(p) repeated and cut to n bytes.
+  function periodicPayload(n, p) {
+    var r = randomPayload(p), b = new Uint8Array(n);
+    for (var i = 0; i < n; i += p) b.set(r.subarray(0, Math.min(p, n - i)), i);
+    return b;
+  }
+  function compressSequence() {
+    var out = [];
+    function text(label, frag, t) {
+      out.push({ i: out.length, kind: "text", label: label, n: t.length, frag: frag, text: t, bytes: encoder.encode(t) });
+    }
+    function binary(label, frag, b) {
+      out.push({ i: out.length, kind: "binary", label: label, n: b.length, frag: frag, text: null, bytes: b });
+    }
+    [[0, false], [10 << 10, false], [10 << 10, true], [1 << 20, false], [1 << 20, true], [16 << 20, false]].forEach(function (e) {
+      text("json(" + e[0] + ")", e[1], jsonPayload(e[0]));
+    });
+    for (var k = 0; k < 50; k++) text("small(" + k + ")", false, smallPayload(k));
+    [[0, false], [100, false], [64 << 10, false], [64 << 10, true], [1 << 20, false]].forEach(function (e) {
+      binary("random(" + e[0] + ")", e[1], randomPayload(e[0]));
+    });
+    [[64 << 10, 200], [64 << 10, 3000], [256 << 10, 30000]].forEach(function (e) {
+      binary("periodic(" + e[0] + "," + e[1] + ")", false, periodicPayload(e[0], e[1]));
+    });
+    text("json(" + (10 << 10) + ")", false, jsonPayload(10 << 10));
+    return out;
+  }
   function describe(m) {
-    return "message #" + m.i + " (" + m.kind + ", " + m.n + " bytes, " + (m.frag ? "fragmented" : "whole") + ")";
+    var name = m.label ? m.kind + " " + m.label : m.kind;
+    return "message #" + m.i + " (" + name + ", " + m.n + " bytes, " + (m.frag ? "fragmented" : "whole") + ")";
   }
   function firstDiff(got, want) {
     var l = Math.min(got.length, want.length);
@@ -61,7 +122,9 @@ const browserPage = `<!doctype html>
     return "length " + got.length + ", want " + want.length;
   }
 
-  var closer = new URLSearchParams(location.search).get("closer") || "";
+  var query = new URLSearchParams(location.search);
+  var closer = query.get("closer") || "";
+  var compress = query.get("mode") === "compress";
   var messages = [], waiters = [], closed = null, closeWaiters = [];
   var wsURL = (location.protocol === "https:" ? "wss://" : "ws://") + location.host +
     "/interop?closer=" + encodeURIComponent(closer);
@@ -140,9 +203,14 @@ const browserPage = `<!doctype html>
 
   async function run() {
     if (closer !== "go" && closer !== "peer") throw new Error("bad closer " + JSON.stringify(closer));
-    var seq = sequence();
+    var seq = compress ? compressSequence() : plainSequence();
     await opened;
-    console.log("open; phase 1: receiving");
+    console.log("open; extensions: " + JSON.stringify(ws.extensions));
+    if (compress ? ws.extensions.split(";")[0].trim() !== "permessage-deflate" : ws.extensions !== "") {
+      throw new Error("negotiated extensions " + JSON.stringify(ws.extensions) +
+        (compress ? ", want permessage-deflate" : ", want none"));
+    }
+    console.log("phase 1: receiving");
     await recvAll(seq);
     console.log("phase 2: sending");
     sendAll(seq);

@@ -3,8 +3,9 @@
 // server), Node's ws (client and server) and a page in headless Chromium.
 //
 // The package has no code of its own: everything is in the _test.go files,
-// and the peer programs are under python/ and node/. The scenario every
-// pairing runs is described in README.md. Install the peers with
-// scripts/install-test-deps.sh; a test whose peer is missing skips, or fails
-// when the environment variable CI is "true".
+// and the peer programs are under python/ and node/. The scenarios every
+// pairing runs, plain and with permessage-deflate (the TestCompress tests,
+// which also check the bytes that crossed TCP), are described in README.md.
+// Install the peers with scripts/install-test-deps.sh; a test whose peer is
+// missing skips, or fails when the environment variable CI is "true".
 package interop

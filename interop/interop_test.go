@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,13 +79,51 @@ func wsURL(httpBase, closer string) string {
 	return "ws" + strings.TrimPrefix(httpBase, "http") + "/interop?closer=" + closer
 }
 
-// goServer serves the scenario at /interop (and the browser page at /) on an
-// httptest server, starts the peer client given by argv(serverURL), and
-// checks both sides.
+// goRun is the Go side of one test: its options, the messages of the
+// scenario, and whether to record the bytes of the WebSocket connection.
+type goRun struct {
+	opts websocket.Options
+	seq  []message
+	tap  bool
+}
+
+// plainRun is the Go side of the plain scenario (no compression).
+func plainRun() goRun { return goRun{opts: connOptions, seq: sequence()} }
+
+// runInfo is what the Go side saw of the connection, for checks made after
+// both sides finished.
+type runInfo struct {
+	mu sync.Mutex
+	// extensions is the Sec-WebSocket-Extensions answer of the handshake:
+	// the one the Go server sent, or the one the Go client received.
+	extensions string
+	// wire holds the bytes of the WebSocket connection when goRun.tap is
+	// set (nil until the connection exists).
+	wire *tapConn
+	// ok is true when both sides succeeded.
+	ok bool
+}
+
+func (ri *runInfo) answer() string {
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	return ri.extensions
+}
+
+// goServer serves the plain scenario at /interop (and the browser page at
+// /) on an httptest server, starts the peer client given by
+// argv(serverURL), and checks both sides.
 func goServer(t *testing.T, closer, name string, argv func(base string) []string) {
+	goServerRun(t, closer, name, argv, plainRun())
+}
+
+// goServerRun is goServer with the Go side run.
+func goServerRun(t *testing.T, closer, name string, argv func(base string) []string, run goRun) *runInfo {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 
+	info := new(runInfo)
+	var taps *tapListener
 	var accepted atomic.Int32
 	goResult := make(chan error, 1)
 	mux := http.NewServeMux()
@@ -92,17 +132,27 @@ func goServer(t *testing.T, closer, name string, argv func(base string) []string
 			http.Error(w, "one connection per test", http.StatusServiceUnavailable)
 			return
 		}
-		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Options: connOptions})
+		if taps != nil {
+			info.mu.Lock()
+			info.wire = taps.conn(r.RemoteAddr)
+			info.mu.Unlock()
+		}
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Options: run.opts})
 		if err != nil {
 			goResult <- fmt.Errorf("Accept: %w", err)
 			return
 		}
 		defer c.CloseNow()
+		// Accept writes the 101 response from w's header: what it holds now
+		// is what was sent.
+		info.mu.Lock()
+		info.extensions = w.Header().Get("Sec-WebSocket-Extensions")
+		info.mu.Unlock()
 		if got := r.URL.Query().Get("closer"); got != closer {
 			goResult <- fmt.Errorf("the peer connected with closer=%q, want %q", got, closer)
 			return
 		}
-		goResult <- runGoSide(ctx, c, "server", closer)
+		goResult <- runGoSide(ctx, c, "server", closer, run.seq)
 	})
 	mux.HandleFunc("/favicon.ico", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
@@ -116,7 +166,12 @@ func goServer(t *testing.T, closer, name string, argv func(base string) []string
 		w.Header().Set("Cache-Control", "no-store")
 		fmt.Fprint(w, browserPage)
 	})
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	if run.tap {
+		taps = newTapListener(srv.Listener)
+		srv.Listener = taps
+	}
+	srv.Start()
 	defer srv.Close()
 	defer cancel() // runs before srv.Close: unblocks the handler on failure
 
@@ -150,26 +205,54 @@ func goServer(t *testing.T, closer, name string, argv func(base string) []string
 		}
 	}
 	report(t, name, goErr, peerErr)
+	info.mu.Lock()
+	info.ok = goErr == nil && peerErr == nil
+	info.mu.Unlock()
+	return info
 }
 
 // goClient starts the peer server argv, dials it with the Go client and
-// checks both sides.
+// checks both sides, with the plain scenario.
 func goClient(t *testing.T, closer, name string, argv []string) {
+	goClientRun(t, closer, name, argv, plainRun())
+}
+
+// goClientRun is goClient with the Go side run.
+func goClientRun(t *testing.T, closer, name string, argv []string, run goRun) *runInfo {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 
+	info := new(runInfo)
 	p := startPeer(ctx, t, name, argv...)
 	port, err := p.waitListening(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	url := fmt.Sprintf("ws://127.0.0.1:%d/interop?closer=%s", port, closer)
+	opts := &websocket.DialOptions{Options: run.opts}
+	if run.tap {
+		opts.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			nc, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := newTapConn(nc)
+			info.mu.Lock()
+			info.wire = tc
+			info.mu.Unlock()
+			return tc, nil
+		}
+	}
 	var goErr error
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Options: connOptions})
+	c, resp, err := websocket.Dial(ctx, url, opts)
 	if err != nil {
 		goErr = fmt.Errorf("Dial %s: %w", url, err)
 	} else {
-		goErr = runGoSide(ctx, c, "client", closer)
+		info.mu.Lock()
+		info.extensions = resp.Header.Get("Sec-WebSocket-Extensions")
+		info.mu.Unlock()
+		goErr = runGoSide(ctx, c, "client", closer, run.seq)
 		c.CloseNow()
 	}
 	var peerErr error
@@ -182,6 +265,10 @@ func goClient(t *testing.T, closer, name string, argv []string) {
 		peerErr = p.wait(ctx)
 	}
 	report(t, name, goErr, peerErr)
+	info.mu.Lock()
+	info.ok = goErr == nil && peerErr == nil
+	info.mu.Unlock()
+	return info
 }
 
 func report(t *testing.T, name string, goErr, peerErr error) {

@@ -57,12 +57,20 @@ func binaryPayload(n int) []byte {
 	return b
 }
 
-// message is one entry of the sequence.
+// message is one entry of a sequence.
 type message struct {
 	index int
 	typ   websocket.MessageType
 	frag  bool // sent as 3 frames, split at n/3 and 2n/3
 	data  []byte
+
+	// name is the payload's name in the compression scenario (json(n),
+	// small(k), random(n), periodic(n,p)); empty in the plain one.
+	name string
+	// family is the payload family of the compression scenario: "json",
+	// "small", "random" or "periodic"; period is p of periodic(n,p).
+	family string
+	period int
 }
 
 func (m message) String() string {
@@ -73,6 +81,9 @@ func (m message) String() string {
 	how := "whole"
 	if m.frag {
 		how = "fragmented"
+	}
+	if m.name != "" {
+		return fmt.Sprintf("message #%d (%s %s, %d bytes, %s)", m.index, kind, m.name, len(m.data), how)
 	}
 	return fmt.Sprintf("message #%d (%s, %d bytes, %s)", m.index, kind, len(m.data), how)
 }
@@ -93,7 +104,7 @@ func sequence() []message {
 					data = binaryPayload(n)
 				}
 				for _, frag := range []bool{false, true} {
-					sequenceMsgs = append(sequenceMsgs, message{len(sequenceMsgs), typ, frag, data})
+					sequenceMsgs = append(sequenceMsgs, message{index: len(sequenceMsgs), typ: typ, frag: frag, data: data})
 				}
 			}
 		}
@@ -105,13 +116,16 @@ func sequence() []message {
 // what was written so far as one non-final frame.
 type flusher interface{ Flush() error }
 
-// sendSequence sends the sequence. With fragment, the fragmented entries go
-// out as 3 fragments (Writer, Write, Flush, Write, Flush, Write, Close): by
-// the Writer's contract one frame per Flush and a final one for Close. The
-// peers' libraries reassemble messages without showing frame boundaries, so
-// the frame layout itself is not checked here. The others go with one Write.
-func sendSequence(ctx context.Context, c *websocket.Conn, fragment bool) error {
-	for _, m := range sequence() {
+// sendSequence sends seq. With fragment, the fragmented entries go
+// out in 3 parts (Writer, Write, Flush, Write, Flush, Write, Close): by the
+// Writer's contract one frame per Flush and a final one for Close, except
+// that a Write at least as large as the Writer's buffer (4 KiB) goes out at
+// once as a frame of its own; when the last part does, Close then sends an
+// empty final frame, 4 frames in all. The peers' libraries reassemble
+// messages without showing frame boundaries; the compression tests check
+// the layout on the wire. The others go with one Write.
+func sendSequence(ctx context.Context, c *websocket.Conn, seq []message, fragment bool) error {
+	for _, m := range seq {
 		if !m.frag || !fragment {
 			if err := c.Write(ctx, m.typ, m.data); err != nil {
 				return fmt.Errorf("send %v: %w", m, err)
@@ -153,9 +167,9 @@ func writeFragmented(ctx context.Context, c *websocket.Conn, m message) error {
 	return nil
 }
 
-// recvSequence reads the sequence and checks each message's type and bytes.
-func recvSequence(ctx context.Context, c *websocket.Conn) error {
-	for _, m := range sequence() {
+// recvSequence reads seq and checks each message's type and bytes.
+func recvSequence(ctx context.Context, c *websocket.Conn, seq []message) error {
+	for _, m := range seq {
 		typ, got, err := c.Read(ctx)
 		if err != nil {
 			return fmt.Errorf("receive %v: %w", m, err)
@@ -236,21 +250,21 @@ func closePhase(ctx context.Context, c *websocket.Conn, closer string) error {
 	}
 }
 
-// runGoSide runs the Go side of the scenario on c. role is "server" (sends
-// first) or "client" (receives first). The Go side always sends the
-// fragmented entries as 3 frames, whatever the peer.
-func runGoSide(ctx context.Context, c *websocket.Conn, role, closer string) error {
+// runGoSide runs the Go side of the scenario on c with the messages seq.
+// role is "server" (sends first) or "client" (receives first). The Go side
+// always sends the fragmented entries as 3 frames, whatever the peer.
+func runGoSide(ctx context.Context, c *websocket.Conn, role, closer string, seq []message) error {
 	if closer != closerGo && closer != closerPeer {
 		return fmt.Errorf("bad closer %q", closer)
 	}
 	var err error
 	if role == "server" {
-		if err = sendSequence(ctx, c, true); err == nil {
-			err = recvSequence(ctx, c)
+		if err = sendSequence(ctx, c, seq, true); err == nil {
+			err = recvSequence(ctx, c, seq)
 		}
 	} else {
-		if err = recvSequence(ctx, c); err == nil {
-			err = sendSequence(ctx, c, true)
+		if err = recvSequence(ctx, c, seq); err == nil {
+			err = sendSequence(ctx, c, seq, true)
 		}
 	}
 	if err != nil {

@@ -2,8 +2,10 @@
 // Interop peer built on the Node.js `ws` library.
 //
 // Usage:
-//   node peer.js client URL    connect to URL (ws://host:port/interop?closer=go|peer)
-//   node peer.js server PORT   listen on 127.0.0.1:PORT (0 = any free port), print
+//   node peer.js [--as-go] [--compress[=PARAMS]] client URL
+//                              connect to URL (ws://host:port/interop?closer=go|peer)
+//   node peer.js [--as-go] [--compress[=PARAMS]] server PORT
+//                              listen on 127.0.0.1:PORT (0 = any free port), print
 //                              "listening PORT" on stdout when ready, serve exactly
 //                              one connection, then exit.
 //
@@ -19,6 +21,14 @@
 // With --as-go (first argument) the program plays the Go side instead: it
 // closes with the Go code and reason when closer=go and expects the peer's
 // when closer=peer. That lets two peers check each other without the Go package.
+//
+// With --compress the program negotiates permessage-deflate (and fails when
+// the other side does not) and runs the compression scenario instead of the
+// plain one. It compresses every message (threshold 0). Bare, the offer or
+// the acceptance is ws's default; --compress=PARAMS, a comma-separated list
+// of RFC 7692 parameters such as server_max_window_bits=10,client_no_context_takeover,
+// sets the matching perMessageDeflate options (a client offers them, a
+// server imposes them). Without --compress, compression is disabled.
 'use strict';
 
 const WebSocket = require('ws');
@@ -32,6 +42,7 @@ const CLOSES = {
   peer: { code: 4002, reason: 'peer closes ✓' },
 };
 let SELF = 'peer'; // 'go' with --as-go
+let COMPRESS = null; // with --compress: the perMessageDeflate options
 
 class Mismatch extends Error {}
 
@@ -47,8 +58,8 @@ function binaryPayload(n) {
   return b;
 }
 
-// The 20 messages, in order.
-function* sequence() {
+// The 20 messages of the plain scenario, in order.
+function* plainSequence() {
   let i = 0;
   for (const kind of ['text', 'binary']) {
     for (const n of SIZES) {
@@ -60,8 +71,78 @@ function* sequence() {
   }
 }
 
+// The records {"id":I,"user":"userI","tags":["alpha","beta","gamma"],"score":S},
+// I = 0, 1, 2, ..., S = I*37 mod 1000, concatenated and cut to n bytes.
+function jsonPayload(n) {
+  const parts = [];
+  let size = 0;
+  for (let i = 0; size < n; i++) {
+    const r = `{"id":${i},"user":"user${i}","tags":["alpha","beta","gamma"],"score":${(i * 37) % 1000}},`;
+    parts.push(r);
+    size += r.length;
+  }
+  return Buffer.from(parts.join('').slice(0, n), 'latin1');
+}
+
+// The 60-byte message number k.
+function smallPayload(k) {
+  return Buffer.from(`{"seq":${String(k).padStart(4, '0')},"event":"tick","payload":"abcdefghijklmnopqrst"}`, 'latin1');
+}
+
+// n bytes of xorshift32 seeded with n, 4 bytes little-endian per step.
+function randomPayload(n) {
+  const b = Buffer.alloc(Math.ceil(n / 4) * 4);
+  let x = n >>> 0;
+  for (let i = 0; i < b.length; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    b.writeUInt32LE(x, i);
+  }
+  return b.subarray(0, n);
+}
+
+// randomPayload(p) repeated and cut to n bytes.
+function periodicPayload(n, p) {
+  const r = randomPayload(p);
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i += p) r.copy(b, i);
+  return b;
+}
+
+const SMALL_MESSAGES = 50;
+
+// The messages of the compression scenario (see interop/README.md).
+function compressMessages() {
+  const out = [];
+  const add = (kind, label, frag, data) => out.push({ i: out.length, kind, n: data.length, label, frag, data });
+  for (const [n, frag] of [[0, false], [10 << 10, false], [10 << 10, true], [1 << 20, false], [1 << 20, true], [16 << 20, false]]) {
+    add('text', `json(${n})`, frag, jsonPayload(n));
+  }
+  for (let k = 0; k < SMALL_MESSAGES; k++) add('text', `small(${k})`, false, smallPayload(k));
+  for (const [n, frag] of [[0, false], [100, false], [64 << 10, false], [64 << 10, true], [1 << 20, false]]) {
+    add('binary', `random(${n})`, frag, randomPayload(n));
+  }
+  for (const [n, p] of [[64 << 10, 200], [64 << 10, 3000], [256 << 10, 30000]]) {
+    add('binary', `periodic(${n},${p})`, false, periodicPayload(n, p));
+  }
+  add('text', `json(${10 << 10})`, false, jsonPayload(10 << 10));
+  return out;
+}
+
+let compressCache = null;
+
+// The messages of the scenario, in order.
+function sequence() {
+  if (COMPRESS === null) return plainSequence();
+  if (!compressCache) compressCache = compressMessages(); // about 20 MB, built once
+  return compressCache;
+}
+
 function describe(m) {
-  return `message #${m.i} (${m.kind}, ${m.n} bytes, ${m.frag ? 'fragmented' : 'whole'})`;
+  const name = m.label ? `${m.kind} ${m.label}` : m.kind;
+  return `message #${m.i} (${name}, ${m.n} bytes, ${m.frag ? 'fragmented' : 'whole'})`;
 }
 
 function firstDiff(got, want) {
@@ -191,11 +272,22 @@ async function closePhase(conn, closer) {
   }
 }
 
+// With --compress: fails unless permessage-deflate was negotiated.
+function checkCompression(ws) {
+  if (COMPRESS === null) return;
+  const pmd = ws._extensions['permessage-deflate']; // ws.extensions only has the names
+  if (ws.extensions !== 'permessage-deflate' || !pmd) {
+    throw new Mismatch(`permessage-deflate was not negotiated (extensions: ${JSON.stringify(ws.extensions)})`);
+  }
+  process.stderr.write(`node peer: negotiated permessage-deflate ${JSON.stringify(pmd.params)}\n`);
+}
+
 async function scenario(conn, role, closer) {
   try {
     if (closer !== 'go' && closer !== 'peer') {
       throw new Mismatch(`bad closer ${JSON.stringify(closer)}: want go or peer`);
     }
+    checkCompression(conn.ws);
     if (role === 'server') {
       await sendAll(conn);
       await recvAll(conn);
@@ -222,9 +314,39 @@ function closerOf(pathOrUrl) {
 
 const OPTS = { perMessageDeflate: false, maxPayload: MAX_PAYLOAD };
 
+// The option names of ws for the RFC 7692 parameters.
+const DEFLATE_OPTIONS = {
+  server_no_context_takeover: 'serverNoContextTakeover',
+  client_no_context_takeover: 'clientNoContextTakeover',
+  server_max_window_bits: 'serverMaxWindowBits',
+  client_max_window_bits: 'clientMaxWindowBits',
+};
+
+// --compress=PARAMS: "a,b=N" -> perMessageDeflate options.
+function parseCompress(spec) {
+  const opts = { threshold: 0 }; // compress every message, the empty one too
+  for (const item of spec.split(',').filter((s) => s !== '')) {
+    const [name, value] = item.split('=');
+    const key = DEFLATE_OPTIONS[name];
+    if (!key || key in opts) throw new Error(`--compress: unknown or repeated parameter ${JSON.stringify(name)}`);
+    if (value === undefined) {
+      if (name === 'server_max_window_bits') throw new Error(`--compress: ${name} needs a value`);
+      opts[key] = true;
+    } else {
+      if (name.endsWith('_no_context_takeover')) throw new Error(`--compress: ${name} takes no value`);
+      opts[key] = Number(value);
+    }
+  }
+  return opts;
+}
+
+function connOptions() {
+  return COMPRESS === null ? OPTS : { ...OPTS, perMessageDeflate: COMPRESS };
+}
+
 function runClient(url) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, OPTS);
+    const ws = new WebSocket(url, connOptions());
     const conn = wrap(ws);
     ws.once('error', reject); // before open: handshake failure
     ws.once('open', () => {
@@ -236,7 +358,7 @@ function runClient(url) {
 
 function runServer(port) {
   return new Promise((resolve, reject) => {
-    const wss = new WebSocket.WebSocketServer({ host: '127.0.0.1', port, clientTracking: false, ...OPTS });
+    const wss = new WebSocket.WebSocketServer({ host: '127.0.0.1', port, clientTracking: false, ...connOptions() });
     wss.on('error', reject);
     wss.on('listening', () => {
       process.stdout.write(`listening ${wss.address().port}\n`);
@@ -255,13 +377,23 @@ function runServer(port) {
 }
 
 function main(argv) {
+  const usage = 'usage: node peer.js [--as-go] [--compress[=PARAMS]] client URL | server PORT\n';
   if (argv[0] === '--as-go') {
     SELF = 'go';
     argv = argv.slice(1);
   }
+  if (argv[0] === '--compress' || (argv[0] || '').startsWith('--compress=')) {
+    try {
+      COMPRESS = parseCompress(argv[0].slice('--compress='.length));
+    } catch (err) {
+      process.stderr.write(`${err.message}\n${usage}`);
+      process.exit(2);
+    }
+    argv = argv.slice(1);
+  }
   const [mode, arg] = argv;
   if (argv.length !== 2 || (mode !== 'client' && mode !== 'server')) {
-    process.stderr.write('usage: node peer.js [--as-go] client URL | node peer.js [--as-go] server PORT\n');
+    process.stderr.write(usage);
     process.exit(2);
   }
   const timer = setTimeout(() => {

@@ -2,8 +2,10 @@
 """Interop peer built on the Python `websockets` library.
 
 Usage:
-    peer.py client URL     connect to URL (ws://host:port/interop?closer=go|peer)
-    peer.py server PORT    listen on 127.0.0.1:PORT (0 = any free port), print
+    peer.py [--as-go] [--compress[=PARAMS]] client URL
+                           connect to URL (ws://host:port/interop?closer=go|peer)
+    peer.py [--as-go] [--compress[=PARAMS]] server PORT
+                           listen on 127.0.0.1:PORT (0 = any free port), print
                            "listening PORT" on stdout when ready, serve exactly
                            one connection, then exit.
 
@@ -21,11 +23,21 @@ With --as-go (first argument) the program plays the Go side instead: it closes
 with the Go code and reason when closer=go and expects the peer's when
 closer=peer. That lets two peers check each other without the Go package.
 
+With --compress the program negotiates permessage-deflate (and fails when
+the other side does not) and runs the compression scenario instead of the
+plain one. Bare, it uses the library's defaults (a client offers
+"permessage-deflate; client_max_window_bits"; a server accepts with 12-bit
+windows both ways). --compress=PARAMS, a comma-separated list of RFC 7692
+parameters such as server_max_window_bits=10,client_no_context_takeover, is
+the client's offer or the server's configuration instead.
+
 It works with both API generations of `websockets`: the asyncio API
 (websockets.asyncio, 13+) when present, else the legacy API (<= 12, such as
-Debian 12's 10.4). Compression is disabled and the message size limit raised.
+Debian 12's 10.4). Without --compress, compression is disabled. The message
+size limit is raised.
 """
 
+import array
 import asyncio
 import sys
 import urllib.parse
@@ -41,6 +53,11 @@ except ImportError:  # legacy API only
     NEW_API = False
 
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory,
+    PerMessageDeflate,
+    ServerPerMessageDeflateFactory,
+)
 from websockets.frames import Opcode
 
 MAX_SIZE = 64 << 20  # well above the 16 MiB messages of the scenario
@@ -50,6 +67,7 @@ CLOSE_TIMEOUT = 60  # seconds; closing handshake
 SIZES = [0, 125, 126, 65536, 16 << 20]
 CLOSES = {"go": (4001, "go closes ✓"), "peer": (4002, "peer closes ✓")}
 SELF = "peer"  # "go" with --as-go
+COMPRESS = None  # with --compress: the RFC 7692 parameters, {name: value or True}
 
 _BIN_PERIOD = bytes((i * 31 + 7) % 256 for i in range(256))
 
@@ -69,23 +87,86 @@ def binary_payload(n):
     return (_BIN_PERIOD * reps)[:n]
 
 
-def sequence():
-    """The 20 messages: (index, kind, size, fragmented, payload bytes)."""
-    cache = {}
-    i = 0
+def plain_sequence():
+    """The 20 messages of the plain scenario."""
     for kind in ("text", "binary"):
         for n in SIZES:
+            data = text_payload(n) if kind == "text" else binary_payload(n)
             for frag in (False, True):
-                key = (kind, n)
-                if key not in cache:
-                    cache.clear()
-                    cache[key] = text_payload(n) if kind == "text" else binary_payload(n)
-                yield i, kind, n, frag, cache[key]
-                i += 1
+                yield kind, None, frag, data
 
 
-def describe(i, kind, n, frag):
-    return f"message #{i} ({kind}, {n} bytes, {'fragmented' if frag else 'whole'})"
+def json_payload(n):
+    """The records {"id":I,"user":"userI","tags":["alpha","beta","gamma"],"score":S},
+    I = 0, 1, 2, ..., S = I*37 mod 1000, concatenated and cut to n bytes."""
+    parts, size, i = [], 0, 0
+    while size < n:
+        r = f'{{"id":{i},"user":"user{i}","tags":["alpha","beta","gamma"],"score":{i * 37 % 1000}}},'
+        parts.append(r)
+        size += len(r)
+        i += 1
+    return "".join(parts)[:n].encode("ascii")
+
+
+def small_payload(k):
+    """The 60-byte message number k."""
+    return f'{{"seq":{k:04d},"event":"tick","payload":"abcdefghijklmnopqrst"}}'.encode("ascii")
+
+
+def random_payload(n):
+    """n bytes of xorshift32 seeded with n, 4 bytes little-endian per step."""
+    words = array.array("I", bytes(4 * ((n + 3) // 4)))
+    assert words.itemsize == 4
+    x = n & 0xFFFFFFFF
+    for i in range(len(words)):
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        words[i] = x
+    if sys.byteorder == "big":
+        words.byteswap()
+    return words.tobytes()[:n]
+
+
+def periodic_payload(n, p):
+    """random_payload(p) repeated and cut to n bytes."""
+    return (random_payload(p) * (n // p + 1))[:n]
+
+
+SMALL_MESSAGES = 50
+
+
+def compress_sequence():
+    """The messages of the compression scenario (see interop/README.md)."""
+    for n, frag in ((0, False), (10 << 10, False), (10 << 10, True), (1 << 20, False), (1 << 20, True), (16 << 20, False)):
+        yield "text", f"json({n})", frag, json_payload(n)
+    for k in range(SMALL_MESSAGES):
+        yield "text", f"small({k})", False, small_payload(k)
+    for n, frag in ((0, False), (100, False), (64 << 10, False), (64 << 10, True), (1 << 20, False)):
+        yield "binary", f"random({n})", frag, random_payload(n)
+    for n, p in ((64 << 10, 200), (64 << 10, 3000), (256 << 10, 30000)):
+        yield "binary", f"periodic({n},{p})", False, periodic_payload(n, p)
+    yield "text", f"json({10 << 10})", False, json_payload(10 << 10)
+
+
+_compress_cache = []
+
+
+def sequence():
+    """The messages of the scenario: (index, kind, label, fragmented, payload bytes)."""
+    if COMPRESS is None:
+        for i, m in enumerate(plain_sequence()):
+            yield (i,) + m
+        return
+    if not _compress_cache:  # about 20 MB, built once for both directions
+        _compress_cache.extend(compress_sequence())
+    for i, m in enumerate(_compress_cache):
+        yield (i,) + m
+
+
+def describe(i, kind, label, data, frag):
+    name = f"{kind} {label}" if label else kind
+    return f"message #{i} ({name}, {len(data)} bytes, {'fragmented' if frag else 'whole'})"
 
 
 def first_diff(got, want):
@@ -114,7 +195,7 @@ async def send_fragmented(ws, kind, data):
 
 
 async def send_all(ws):
-    for i, kind, n, frag, data in sequence():
+    for i, kind, label, frag, data in sequence():
         if frag:
             await send_fragmented(ws, kind, data)
         elif kind == "text":
@@ -124,8 +205,8 @@ async def send_all(ws):
 
 
 async def recv_all(ws):
-    for i, kind, n, frag, want in sequence():
-        what = describe(i, kind, n, frag)
+    for i, kind, label, frag, want in sequence():
+        what = describe(i, kind, label, want, frag)
         try:
             msg = await ws.recv()
         except ConnectionClosed as e:
@@ -174,10 +255,22 @@ async def close_phase(ws, closer):
     await ws.wait_closed()
 
 
+def check_compression(ws):
+    """With --compress: fail unless permessage-deflate was negotiated."""
+    if COMPRESS is None:
+        return
+    extensions = ws.protocol.extensions if NEW_API else ws.extensions
+    pmd = [e for e in extensions if isinstance(e, PerMessageDeflate)]
+    if not pmd:
+        raise Mismatch(f"permessage-deflate was not negotiated (extensions: {extensions!r})")
+    print(f"python peer: negotiated {pmd[0]!r}", file=sys.stderr, flush=True)
+
+
 async def scenario(ws, role, closer):
     try:
         if closer not in ("go", "peer"):
             raise Mismatch(f"bad closer {closer!r}: want go or peer")
+        check_compression(ws)
         if role == "server":
             await send_all(ws)
             await recv_all(ws)
@@ -201,16 +294,48 @@ def closer_of(path):
 
 OPTS = dict(
     max_size=MAX_SIZE,
-    compression=None,
     ping_interval=None,
     close_timeout=CLOSE_TIMEOUT,
 )
+
+DEFLATE_PARAMS = (
+    "server_no_context_takeover",
+    "client_no_context_takeover",
+    "server_max_window_bits",
+    "client_max_window_bits",
+)
+
+
+def parse_compress(spec):
+    """--compress=PARAMS: "a,b=N" -> {"a": True, "b": N}."""
+    params = {}
+    for item in filter(None, spec.split(",")):
+        name, _, value = item.partition("=")
+        if name not in DEFLATE_PARAMS or name in params:
+            raise ValueError(f"--compress: unknown or repeated parameter {name!r}")
+        if value and name.endswith("_no_context_takeover"):
+            raise ValueError(f"--compress: {name} takes no value")
+        if not value and name == "server_max_window_bits":
+            raise ValueError(f"--compress: {name} needs a value")
+        params[name] = int(value) if value else True
+    return params
+
+
+def conn_opts(role):
+    """The options of connect (role "client") or serve ("server")."""
+    if COMPRESS is None:
+        return dict(OPTS, compression=None)
+    if not COMPRESS:  # bare --compress: the library's defaults
+        return dict(OPTS, compression="deflate")
+    kwargs = {name: COMPRESS.get(name, False if "context" in name else None) for name in DEFLATE_PARAMS}
+    factory = ClientPerMessageDeflateFactory if role == "client" else ServerPerMessageDeflateFactory
+    return dict(OPTS, compression=None, extensions=[factory(**kwargs)])
 
 
 async def run_client(url):
     closer = closer_of(url)
     connect = new_connect if NEW_API else websockets.connect
-    async with connect(url, **OPTS) as ws:
+    async with connect(url, **conn_opts("client")) as ws:
         await scenario(ws, "client", closer)
 
 
@@ -229,19 +354,29 @@ async def run_server(port):
             done.set_result(None)
 
     serve = new_serve if NEW_API else websockets.serve
-    async with serve(handler, "127.0.0.1", port, **OPTS) as server:
+    async with serve(handler, "127.0.0.1", port, **conn_opts("server")) as server:
         real_port = server.sockets[0].getsockname()[1]
         print(f"listening {real_port}", flush=True)
         await done
 
 
+USAGE = "usage: peer.py [--as-go] [--compress[=PARAMS]] client URL | server PORT"
+
+
 def main(argv):
-    global SELF
+    global SELF, COMPRESS
     if len(argv) > 1 and argv[1] == "--as-go":
         SELF = "go"
         argv = argv[:1] + argv[2:]
+    if len(argv) > 1 and (argv[1] == "--compress" or argv[1].startswith("--compress=")):
+        try:
+            COMPRESS = parse_compress(argv[1].partition("=")[2])
+        except ValueError as e:
+            print(f"{e}\n{USAGE}", file=sys.stderr)
+            return 2
+        argv = argv[:1] + argv[2:]
     if len(argv) != 3 or argv[1] not in ("client", "server"):
-        print("usage: peer.py [--as-go] client URL | peer.py [--as-go] server PORT", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     mode, arg = argv[1], argv[2]
     run = run_client(arg) if mode == "client" else run_server(int(arg))
