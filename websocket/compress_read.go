@@ -23,6 +23,15 @@ import (
 // message's compressed payload: the end of an empty stored block.
 var deflateTail = [4]byte{0x00, 0x00, 0xff, 0xff}
 
+// inflateEnd is what the decompressor is fed after a message's payload:
+// the tail, then an empty final block (fixed Huffman, end of block only).
+// A well-formed payload ends at the tail's sync point, so that final block
+// ends the stream with io.EOF; a payload cut off inside a block runs on
+// into these bytes and ends without a final block, which compress/flate
+// reports as io.ErrUnexpectedEOF: invalid data (1007), never a message
+// with the tail's bytes or a half-decoded block in it.
+var inflateEnd = [6]byte{0x00, 0x00, 0xff, 0xff, 0x03, 0x00}
+
 // inflater is a pooled decompressor together with the source it reads
 // the compressed payload from.
 type inflater struct {
@@ -40,8 +49,9 @@ type inflateSource struct {
 	c    *Conn
 	buf  [2048]byte
 	r, w int
-	tail int  // bytes of deflateTail already served
-	eof  bool // the message and its tail are all served
+	tail int   // bytes of inflateEnd already served
+	eof  bool  // the message and inflateEnd are all served
+	err  error // what reading the frames failed with, if it did
 }
 
 func (s *inflateSource) fill() error {
@@ -51,18 +61,20 @@ func (s *inflateSource) fill() error {
 			n, err := c.readPayload(s.buf[:])
 			s.r, s.w = 0, n
 			if n > 0 || err != nil {
+				s.err = err
 				return err
 			}
 			continue
 		}
 		if c.p.inMessage {
 			if err := c.readFrameStart(); err != nil {
+				s.err = err
 				return err
 			}
 			continue
 		}
-		if s.tail < len(deflateTail) {
-			n := copy(s.buf[:], deflateTail[s.tail:])
+		if s.tail < len(inflateEnd) {
+			n := copy(s.buf[:], inflateEnd[s.tail:])
 			s.tail += n
 			s.r, s.w = 0, n
 			return nil
@@ -174,8 +186,13 @@ func (c *Conn) readInflated(p []byte) (n int, eom bool, err error) {
 	switch {
 	case err == nil:
 		return n, false, nil
-	case err == io.EOF || (errors.Is(err, io.ErrUnexpectedEOF) && c.inf.src.eof):
-		// The stream ended: at the tail's sync point, or with a final block.
+	case c.inf.src.err != nil:
+		// Reading the frames failed (the transport ended, a context, a
+		// bad frame header): that is the error, not the data.
+		return n, false, c.inf.src.err
+	case err == io.EOF:
+		// A final block ended the stream: the one after the tail, or one
+		// the peer sent.
 		if !c.inf.src.eof {
 			if err := c.drainCompressed(); err != nil {
 				return n, false, err
@@ -199,7 +216,7 @@ func (c *Conn) drainCompressed() error {
 	for {
 		c.inf.src.r = c.inf.src.w
 		if err := c.inf.src.fill(); err != nil {
-			if err == io.EOF {
+			if c.inf.src.eof { // all served, not the transport's io.EOF
 				return nil
 			}
 			return err

@@ -86,13 +86,19 @@ func putMsgBuf(b *[]byte) {
 }
 
 // growMsgBuf returns a buffer holding b's bytes with room for n more,
-// recycling b when it moved.
-func growMsgBuf(b *[]byte, n int) *[]byte {
+// recycling b when it moved. It doubles b, but when most (if positive)
+// holds what is needed it never grows past most, and goes straight to most
+// once doubling again would pass it: a message that fills its bound is
+// not copied one last time into a buffer twice that size.
+func growMsgBuf(b *[]byte, n, most int) *[]byte {
 	need := len(*b) + n
 	if need <= cap(*b) {
 		return b
 	}
 	size := max(2*cap(*b), need)
+	if most >= need && 2*size > most {
+		size = most
+	}
 	nb := getMsgBuf(size)
 	*nb = append(*nb, *b...)
 	putMsgBuf(b)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"time"
@@ -57,7 +58,14 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 			if !c.p.compressed {
 				hint = min(c.p.payloadLeft(), 1<<20)
 			}
-			c.msgBuf = growMsgBuf(c.msgBuf, int(max(hint, 1)))
+			// A message holds at most the limit, and an inflated one the
+			// byte past it that shows the limit broken: no more room.
+			most := 0
+			if l := c.limit.Load(); l < math.MaxInt {
+				most = int(l) + 1
+				hint = min(hint, int64(most-len(b)))
+			}
+			c.msgBuf = growMsgBuf(c.msgBuf, int(max(hint, 1)), most)
 			b = *c.msgBuf
 		}
 		n, eom, err := c.readData(b[len(b):cap(b)])
