@@ -17,7 +17,7 @@ func compressPayload(kind string, n int) []byte {
 	var b bytes.Buffer
 	switch kind {
 	case "json":
-		for i := 0; b.Len() < n; i++ {
+		for i := n * 7; b.Len() < n; i++ { // records differ with n
 			fmt.Fprintf(&b, `{"symbol":"ACME","price":%d.%02d,"seq":%d}`, 100+i%13, i%100, i)
 		}
 	case "text":

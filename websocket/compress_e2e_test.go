@@ -3,8 +3,11 @@ package websocket
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -99,5 +102,63 @@ func TestCompressionEchoRoundTrip(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// With no read limit, compressed messages are read (regression: the room
+// computed from the limit overflowed and panicked).
+func TestCompressionNoReadLimit(t *testing.T) {
+	a, z := net.Pipe()
+	s := NewConn(a, nil, RoleServer, "", &Options{ReadLimit: -1})
+	c := NewConn(z, nil, RoleClient, "", nil)
+	defer s.CloseNow()
+	defer c.CloseNow()
+	params := deflateParams{serverMaxWindowBits: 15, clientMaxWindowBits: 15}
+	s.setupDeflate(params, &CompressionOptions{Enabled: true})
+	c.setupDeflate(params, &CompressionOptions{Enabled: true})
+	msg := bytes.Repeat([]byte("no limit "), 5000)
+	go c.Write(context.Background(), MessageText, msg)
+	typ, p, err := s.Read(context.Background())
+	if err != nil || typ != MessageText || !bytes.Equal(p, msg) {
+		t.Fatalf("got %v %d bytes %v", typ, len(p), err)
+	}
+}
+
+// Lowering the limit below what a compressed message already inflated to
+// fails it with 1009 (regression: it panicked, or spun returning nothing).
+func TestCompressionLimitLoweredMidMessage(t *testing.T) {
+	for _, lower := range []int64{100, 4095} {
+		a, z := net.Pipe()
+		s := NewConn(a, nil, RoleServer, "", nil)
+		c := NewConn(z, nil, RoleClient, "", nil)
+		params := deflateParams{serverMaxWindowBits: 15, clientMaxWindowBits: 15}
+		s.setupDeflate(params, &CompressionOptions{Enabled: true})
+		c.setupDeflate(params, &CompressionOptions{Enabled: true})
+		go func() {
+			c.Write(context.Background(), MessageBinary, bytes.Repeat([]byte("0123456789abcdef"), 1000))
+			c.Read(context.Background()) // take the close frame
+		}()
+		_, r, err := s.Reader(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4096)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			t.Fatal(err)
+		}
+		s.SetReadLimit(lower)
+		done := make(chan error, 1)
+		go func() { _, err := io.ReadAll(r); done <- err }()
+		select {
+		case err := <-done:
+			var pe *ProtocolError
+			if !errors.As(err, &pe) || pe.Code != StatusMessageTooBig {
+				t.Fatalf("limit %d: got %v, want 1009", lower, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("limit %d: reader spins or hangs", lower)
+		}
+		s.CloseNow()
+		c.CloseNow()
 	}
 }

@@ -39,8 +39,9 @@ const (
 // CompressionOptions configures permessage-deflate (RFC 7692), which
 // compresses each message with DEFLATE. It trades CPU and memory (with
 // context takeover, compressor state lives as long as the connection; that
-// is about 70 KiB per connection at the full window; see the package
-// documentation) for bandwidth, so it is off unless
+// is about 150 KiB per connection at the full window with context takeover
+// both ways; see the package documentation) for bandwidth, so it is off
+// unless
 // Enabled is set: the zero value offers nothing (client) and accepts
 // nothing (server).
 //

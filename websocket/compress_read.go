@@ -4,6 +4,7 @@ import (
 	"compress/flate"
 	"errors"
 	"io"
+	"math"
 	"sync"
 )
 
@@ -168,14 +169,20 @@ func (c *Conn) endInflate() {
 
 // readInflated reads inflated bytes of the current compressed message.
 func (c *Conn) readInflated(p []byte) (n int, eom bool, err error) {
-	limit := c.limit.Load()
-	if room := limit - c.recv.inflated + 1; int64(len(p)) > room {
-		p = p[:room] // ask for one byte past the limit, to see it broken
+	if limit := c.limit.Load(); limit < math.MaxInt64 {
+		room := limit - c.recv.inflated + 1 // one byte past the limit shows it broken
+		if room <= 1 && c.recv.inflated > limit {
+			// The limit was lowered below what this message already holds.
+			return 0, false, protocolErrorf(StatusMessageTooBig, "message inflates to more than the limit of %d bytes", limit)
+		}
+		if int64(len(p)) > room {
+			p = p[:room]
+		}
 	}
 	n, err = c.inf.fr.Read(p)
 	if n > 0 {
 		c.recv.inflated += int64(n)
-		if c.recv.inflated > limit {
+		if limit := c.limit.Load(); c.recv.inflated > limit {
 			return 0, false, protocolErrorf(StatusMessageTooBig, "message inflates to more than the limit of %d bytes", limit)
 		}
 		if c.p.msgType == MessageText && c.p.checkUTF8 && !c.p.utf8.write(p[:n]) {

@@ -26,7 +26,10 @@ type Options struct {
 	// ReadLimit is the largest message, in bytes, the connection accepts.
 	// Zero means DefaultReadLimit; a negative value means no limit. A longer
 	// message fails the connection with StatusMessageTooBig (1009) as soon
-	// as a frame header announces it, before its payload is read.
+	// as a frame header announces it, before its payload is read. For a
+	// compressed message the limit applies to the inflated bytes as they
+	// are produced, and its compressed size may not pass the limit plus
+	// 1/16 plus 1 KiB either.
 	ReadLimit int64
 
 	// CloseTimeout bounds the closing handshake (sending our close frame and

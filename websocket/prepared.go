@@ -59,7 +59,7 @@ func (pm *PreparedMessage) compressedFrame(windowBits, level int) []byte {
 	h := frameHeader{fin: true, rsv: rsv1Bit, op: opcode(pm.typ), length: int64(len(*cb))}
 	f := appendHeader(make([]byte, 0, maxHeaderSize+len(*cb)), h)
 	f = append(f, *cb...)
-	compressBufPool.Put(cb)
+	putCompressBuf(cb)
 	if pm.deflated == nil {
 		pm.deflated = make(map[preparedKey][]byte)
 	}

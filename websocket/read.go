@@ -27,7 +27,8 @@ var errStaleReader = errors.New("websocket: reader used after the next message w
 // If ctx ends while Read waits between frames, Read returns ctx.Err() and
 // the connection stays usable: the next Read continues the same message. If
 // ctx ends in the middle of a frame, the connection fails, because the rest
-// of that frame can no longer be found.
+// of that frame can no longer be found; so does a context that ends in the
+// middle of a compressed message, whose decompressor cannot be resumed.
 func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 	if err := c.lock(ctx, c.readLock); err != nil {
 		return 0, nil, err
@@ -87,7 +88,7 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 //
 // ctx bounds the wait and every Read of the returned reader. As with Read,
 // a context that ends between frames leaves the connection usable, and one
-// that ends in the middle of a frame fails it.
+// that ends in the middle of a frame (or of a compressed message) fails it.
 func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 	if err := c.lock(ctx, c.readLock); err != nil {
 		return 0, nil, err

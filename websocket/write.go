@@ -40,7 +40,7 @@ func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 		// Compressed only once the frame lock is held: from here on the
 		// message must go out, since the compressor's history includes it.
 		cb := c.send.compress(p)
-		defer compressBufPool.Put(cb)
+		defer putCompressBuf(cb)
 		defer c.send.done()
 		p, rsv = *cb, rsv1Bit
 	}
@@ -243,7 +243,7 @@ func (w *messageWriter) frame(fin bool, p []byte) error {
 	}
 	if w.compress {
 		cb := c.send.compressPart(p, fin)
-		defer compressBufPool.Put(cb)
+		defer putCompressBuf(cb)
 		if fin {
 			defer c.send.done()
 		}
