@@ -50,6 +50,13 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	if opts == nil {
 		opts = &AcceptOptions{}
 	}
+	if err := opts.Compression.validate(); err != nil {
+		// A server misconfiguration, not the client's fault.
+		he := &HandshakeError{Check: CheckHijack, Status: http.StatusInternalServerError,
+			Reason: "the server's WebSocket options are invalid", Err: err}
+		refuse(w, he)
+		return nil, he
+	}
 	key, err := checkRequest(r, opts)
 	if err != nil {
 		he := err.(*HandshakeError)

@@ -162,3 +162,21 @@ func TestCompressionLimitLoweredMidMessage(t *testing.T) {
 		c.CloseNow()
 	}
 }
+
+// Options out of range are refused: by Dial with an error, by Accept with
+// 500, rather than silently replaced by defaults.
+func TestCompressionOptionsValidated(t *testing.T) {
+	bad := CompressionOptions{Enabled: true, ServerMaxWindowBits: 7}
+	if _, _, err := Dial(context.Background(), "ws://127.0.0.1:1/", &DialOptions{Options: Options{Compression: bad}}); err == nil ||
+		!strings.Contains(err.Error(), "ServerMaxWindowBits is 7") {
+		t.Fatalf("Dial: %v", err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		Accept(w, r, &AcceptOptions{Options: Options{Compression: CompressionOptions{Enabled: true, Level: 10}}})
+	}))
+	defer srv.Close()
+	_, resp, err := Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("Accept with Level 10: resp %v err %v", resp, err)
+	}
+}

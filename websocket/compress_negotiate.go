@@ -113,7 +113,8 @@ const (
 func (o *CompressionOptions) enabled() bool { return o != nil && o.Enabled }
 
 // validate reports the first field of o outside its documented range.
-// Outside validate, such values fall back to the defaults.
+// Accept and Dial call it, so a misconfiguration is reported, not
+// silently replaced by defaults.
 func (o *CompressionOptions) validate() error {
 	if o == nil {
 		return nil

@@ -56,6 +56,9 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	if opts == nil {
 		opts = &DialOptions{}
 	}
+	if err := opts.Compression.validate(); err != nil {
+		return nil, nil, err
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, nil, &HandshakeError{Check: CheckTransport, Reason: "invalid URL", Err: err}
