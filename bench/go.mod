@@ -1,0 +1,10 @@
+module github.com/duplex-ws/duplex/bench
+
+go 1.26
+
+require (
+	github.com/duplex-ws/duplex v0.0.0
+	github.com/klauspost/compress v1.18.0
+)
+
+replace github.com/duplex-ws/duplex => ../
