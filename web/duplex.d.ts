@@ -1,0 +1,2 @@
+// Type declarations for duplex.js.
+export {};

@@ -1,0 +1,2 @@
+// duplex.js: the browser SDK for the duplex.v1 channel protocol (docs/protocol.md).
+export {};
