@@ -1,0 +1,91 @@
+package pubsub
+
+import (
+	"context"
+	"time"
+)
+
+// Broker is where channels live: it assigns offsets, keeps history and
+// presence, and delivers messages and presence changes to every node that
+// declared interest in a channel. One Broker serves one Hub per node.
+// MemoryBroker serves a single node; brokers on NATS or Redis let nodes
+// share channels.
+//
+// A Broker calls its handler's methods for a channel in the order the
+// events happened, messages in offset order, and never concurrently for
+// one channel. Handler methods do not block.
+type Broker interface {
+	// SetHandler names who receives deliveries. It is called once, before
+	// any other method.
+	SetHandler(h BrokerHandler)
+	// Subscribe declares this node's interest in a channel: from its return
+	// on, every message published to the channel reaches the handler.
+	Subscribe(ctx context.Context, channel string) error
+	// Unsubscribe withdraws the interest declared by Subscribe.
+	Unsubscribe(ctx context.Context, channel string) error
+	// Publish appends data to the channel, assigning the next offset, keeps
+	// it in history as opts say, and delivers it to every interested node.
+	// The returned Message is the one delivered.
+	Publish(ctx context.Context, channel string, data []byte, opts HistoryOptions) (*Message, error)
+	// History returns what the channel's history holds, as req asks, and
+	// the channel's current position.
+	History(ctx context.Context, channel string, req HistoryRequest) (HistoryResult, error)
+	// AddPresence records a client in the channel's presence and delivers a
+	// join to interested nodes; RemovePresence removes it and delivers a
+	// leave. Presence reports the clients present.
+	AddPresence(ctx context.Context, channel string, c ClientInfo) error
+	RemovePresence(ctx context.Context, channel string, c ClientInfo) error
+	Presence(ctx context.Context, channel string) ([]ClientInfo, error)
+	// Channels lists the channels the broker holds state for (history,
+	// presence or interest), sorted by name.
+	Channels(ctx context.Context) ([]ChannelInfo, error)
+	// Close releases the broker's resources.
+	Close() error
+}
+
+// BrokerHandler receives what a Broker delivers. Its methods must return
+// quickly and must not call back into the Broker.
+type BrokerHandler interface {
+	HandleMessage(m *Message)
+	HandleJoin(channel string, c ClientInfo)
+	HandleLeave(channel string, c ClientInfo)
+}
+
+// HistoryOptions say how a channel keeps its history; they come from the
+// channel's namespace with every publish.
+type HistoryOptions struct {
+	// Size is how many messages to keep (0: none).
+	Size int
+	// TTL is how long a message is kept (0: until evicted by Size).
+	TTL time.Duration
+}
+
+// HistoryRequest says what a History call returns.
+type HistoryRequest struct {
+	// Since asks for the messages after Since.Offset. Without it, History
+	// returns the latest messages.
+	Since *Position
+	// Limit caps how many messages are returned: the latest Limit without
+	// Since, the first Limit after Since. 0 means no cap; a negative Limit
+	// asks only for the position.
+	Limit int
+}
+
+// HistoryResult is what History returns.
+type HistoryResult struct {
+	// Messages are oldest first.
+	Messages []*Message
+	// Position is the channel's latest offset and current epoch.
+	Position Position
+	// Complete, for a request with Since, reports whether Messages start
+	// right after Since.Offset in Since's epoch: nothing in between was lost.
+	Complete bool
+}
+
+// ChannelInfo describes a channel for listings.
+type ChannelInfo struct {
+	Channel  string `json:"channel"`
+	Position        // latest offset and current epoch
+	// Subscribers counts this node's subscribers (filled in by the Hub).
+	Subscribers int `json:"subscribers"`
+}

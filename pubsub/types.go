@@ -1,0 +1,115 @@
+package pubsub
+
+import (
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Position names a point in a channel's history: the offset of a message and
+// the epoch of the history it belongs to. A client keeps the Position of the
+// last message it processed to resume from it after a reconnect.
+type Position struct {
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+// Message is one published message, as kept in history and as delivered.
+type Message struct {
+	Channel string
+	Offset  uint64
+	Epoch   string
+	// Data is the message's payload, a JSON value; it is never modified
+	// after publication and is shared by every delivery.
+	Data json.RawMessage
+	// Time is when the broker accepted the message.
+	Time time.Time
+}
+
+// Position returns the message's place in its channel's history.
+func (m *Message) Position() Position { return Position{Offset: m.Offset, Epoch: m.Epoch} }
+
+// ClientInfo is what a channel's presence shows of a subscriber.
+type ClientInfo struct {
+	// Client identifies the connection, unique among the nodes.
+	Client string `json:"client"`
+	// User is who the connection says (or, with auth, proves) it is.
+	User string `json:"user"`
+	// Info is optional application data (a JSON value) shown to others.
+	Info json.RawMessage `json:"info,omitempty"`
+}
+
+// EventKind tells what an Event carries.
+type EventKind int
+
+// The kinds of events a subscriber receives.
+const (
+	// EventMessage carries a published message.
+	EventMessage EventKind = iota + 1
+	// EventJoin reports that a client subscribed to a channel with presence.
+	EventJoin
+	// EventLeave reports that a client left a channel with presence.
+	EventLeave
+)
+
+// String returns the kind's name as the channel protocol spells it.
+func (k EventKind) String() string {
+	switch k {
+	case EventMessage:
+		return "message"
+	case EventJoin:
+		return "join"
+	case EventLeave:
+		return "leave"
+	}
+	return "unknown"
+}
+
+// Event is what a Hub delivers to a subscriber: a message, or a presence
+// change. One Event value is shared by every subscriber it reaches, so a
+// transport can encode it once (see Encoded); it must be treated as
+// read-only.
+type Event struct {
+	Kind    EventKind
+	Channel string
+	// Message is set for EventMessage.
+	Message *Message
+	// Client is set for EventJoin and EventLeave.
+	Client ClientInfo
+
+	once    sync.Once
+	encoded any
+}
+
+// Encoded returns build(e), calling build only the first time for this
+// event: every subscriber of a fan-out shares the result, so a message is
+// turned into bytes (and compressed) once however many receive it. All
+// callers of one event must pass equivalent build functions.
+func (e *Event) Encoded(build func(*Event) any) any {
+	e.once.Do(func() { e.encoded = build(e) })
+	return e.encoded
+}
+
+// Errors returned by the Hub. The channel protocol maps each to an error
+// code (docs/protocol.md); they are compared with errors.Is.
+var (
+	// ErrInvalidChannel: the channel name is empty, too long, or has a
+	// character outside the allowed set.
+	ErrInvalidChannel = errors.New("invalid channel name")
+	// ErrUnknownNamespace: the channel's namespace is not configured.
+	ErrUnknownNamespace = errors.New("unknown namespace")
+	// ErrPermissionDenied: the namespace does not allow the action (for
+	// example, clients may not publish).
+	ErrPermissionDenied = errors.New("permission denied")
+	// ErrAlreadySubscribed: the subscriber already has this channel.
+	ErrAlreadySubscribed = errors.New("already subscribed")
+	// ErrNotSubscribed: the subscriber does not have this channel.
+	ErrNotSubscribed = errors.New("not subscribed")
+	// ErrHistoryDisabled: the namespace keeps no history.
+	ErrHistoryDisabled = errors.New("history is off in this namespace")
+	// ErrPresenceDisabled: the namespace has presence off.
+	ErrPresenceDisabled = errors.New("presence is off in this namespace")
+	// ErrHubClosed: the Hub was closed.
+	ErrHubClosed = errors.New("pubsub: hub closed")
+)
