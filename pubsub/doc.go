@@ -32,6 +32,6 @@
 // # Encoding once
 //
 // An Event is shared by all the subscribers it is delivered to. Event.Encoded
-// lets a transport turn it into bytes (a JSON push, a prepared WebSocket
-// frame) once for all of them.
+// with an Encoding lets a transport turn it into bytes (a JSON push, a
+// prepared WebSocket frame) once for all of them.
 package pubsub

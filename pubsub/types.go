@@ -78,17 +78,40 @@ type Event struct {
 	// Client is set for EventJoin and EventLeave.
 	Client ClientInfo
 
-	once    sync.Once
-	encoded any
+	mu      sync.Mutex
+	encoded []encodedAs // usually one entry, two when plain and protocol clients share a channel
 }
 
-// Encoded returns build(e), calling build only the first time for this
-// event: every subscriber of a fan-out shares the result, so a message is
-// turned into bytes (and compressed) once however many receive it. All
-// callers of one event must pass equivalent build functions.
-func (e *Event) Encoded(build func(*Event) any) any {
-	e.once.Do(func() { e.encoded = build(e) })
-	return e.encoded
+type encodedAs struct {
+	enc *Encoding
+	v   any
+}
+
+// Encoding is one way of turning events into bytes (a JSON push, a prepared
+// WebSocket frame) for one kind of subscriber. Create one per kind with
+// NewEncoding and keep it: Event.Encoded caches by Encoding.
+type Encoding struct {
+	build func(*Event) any
+}
+
+// NewEncoding returns an Encoding that builds with build.
+func NewEncoding(build func(*Event) any) *Encoding { return &Encoding{build: build} }
+
+// Encoded returns the event encoded by enc, building it only the first time
+// for this event and this Encoding: every subscriber of a fan-out shares
+// the result, so a message is turned into bytes (and compressed) once
+// however many receive it.
+func (e *Event) Encoded(enc *Encoding) any {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range e.encoded {
+		if p.enc == enc {
+			return p.v
+		}
+	}
+	v := enc.build(e)
+	e.encoded = append(e.encoded, encodedAs{enc, v})
+	return v
 }
 
 // Errors returned by the Hub. The channel protocol maps each to an error
