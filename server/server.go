@@ -1,6 +1,7 @@
-// Package server wires Duplex's HTTP endpoints: the echo service and the
-// landing page today, channels, the publish API and gateways as they come.
-// It holds no protocol logic: that lives in package websocket.
+// Package server wires Duplex's HTTP endpoints: the echo service, the
+// channel endpoint (/ws, protocol duplex.v1), the HTTP API, plain chat
+// rooms, the browser SDK and the landing page. It holds no protocol logic:
+// WebSocket lives in package websocket, channels in package pubsub.
 package server
 
 import (
@@ -9,8 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/duplex-ws/duplex/pubsub"
+	"github.com/duplex-ws/duplex/web"
 	"github.com/duplex-ws/duplex/websocket"
 )
 
@@ -26,8 +30,19 @@ type Config struct {
 	// OriginPatterns lets pages from other origins connect (see
 	// websocket.AcceptOptions.OriginPatterns).
 	OriginPatterns []string
-	// Version is shown on the landing page.
+	// Version is shown on the landing page and in connect answers.
 	Version string
+	// Namespaces configures channel namespaces (see pubsub.Config); nil
+	// means DefaultNamespaces().
+	Namespaces map[string]pubsub.NamespaceOptions
+	// Broker holds the channels; nil means an in-memory broker.
+	Broker pubsub.Broker
+	// APIKey, when set, protects the HTTP API; when empty, the API answers
+	// loopback clients only.
+	APIKey string
+	// SendQueue bounds each connection's waiting outgoing messages (0:
+	// DefaultSendQueue); a connection that overflows it is closed with 1013.
+	SendQueue int
 	// Log receives the server's log lines; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -37,6 +52,21 @@ type Server struct {
 	cfg  Config
 	http *http.Server
 	mux  *http.ServeMux
+	hub  *pubsub.Hub
+
+	mu    sync.Mutex
+	conns map[*websocket.Conn]struct{} // channel and chat connections, for shutdown
+}
+
+// DefaultNamespaces returns the namespaces duplex serve has unless told
+// otherwise: the default one (pubsub.DefaultNamespace) and "chat" (50
+// messages of history for 10 minutes, presence on, clients publish), which
+// the plain chat rooms and the chat app use.
+func DefaultNamespaces() map[string]pubsub.NamespaceOptions {
+	return map[string]pubsub.NamespaceOptions{
+		"":            pubsub.DefaultNamespace,
+		ChatNamespace: {HistorySize: 50, HistoryTTL: 10 * time.Minute, Presence: true, ClientPublish: true},
+	}
 }
 
 // New builds the server and its routes from cfg.
@@ -50,13 +80,23 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	if cfg.Namespaces == nil {
+		cfg.Namespaces = DefaultNamespaces()
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), conns: make(map[*websocket.Conn]struct{})}
+	s.hub = pubsub.NewHub(pubsub.Config{Broker: cfg.Broker, Namespaces: cfg.Namespaces})
 	accept := websocket.AcceptOptions{
 		Options:          websocket.Options{ReadLimit: cfg.ReadLimit},
 		OriginPatterns:   cfg.OriginPatterns,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 	}
 	s.mux.Handle("GET /echo", &EchoHandler{Accept: accept, Log: cfg.Log})
+	s.mux.Handle("GET /ws", &ChannelHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Version: cfg.Version, Log: cfg.Log, track: s.track})
+	s.mux.Handle("GET /chat/{room}", &ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Log: cfg.Log, track: s.track})
+	api := &API{Hub: s.hub, Key: cfg.APIKey, MaxBody: cfg.ReadLimit}
+	api.register(s.mux)
+	s.mux.HandleFunc("GET /duplex.js", serveWebFile("duplex.js", "text/javascript; charset=utf-8"))
+	s.mux.HandleFunc("GET /duplex.d.ts", serveWebFile("duplex.d.ts", "application/typescript; charset=utf-8"))
 	s.mux.HandleFunc("GET /{$}", s.landing)
 	s.http = &http.Server{
 		Addr:              cfg.Listen,
@@ -70,6 +110,37 @@ func New(cfg Config) *Server {
 
 // Handler returns the server's routes, for tests and embedding.
 func (s *Server) Handler() http.Handler { return s.mux }
+
+// Hub returns the server's channel engine, so that code in the same
+// process can publish without going through HTTP.
+func (s *Server) Hub() *pubsub.Hub { return s.hub }
+
+// track registers a live WebSocket connection until the returned function
+// is called, so that Shutdown can close it.
+func (s *Server) track(c *websocket.Conn) (untrack func()) {
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}
+}
+
+// serveWebFile serves one embedded file of package web.
+func serveWebFile(name, contentType string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		b, err := web.FS.ReadFile(name)
+		if err != nil {
+			http.Error(w, "Not Found", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Write(b)
+	}
+}
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
@@ -90,6 +161,35 @@ func (s *Server) ListenAndServe() error {
 	return s.Serve(l)
 }
 
-// Shutdown stops accepting connections and waits, until ctx ends, for
-// requests in flight. Hijacked WebSocket connections are not tracked yet.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+// Shutdown stops accepting connections, closes the channel and chat
+// connections with 1001 (going away) so that clients reconnect elsewhere,
+// and waits, until ctx ends, for requests in flight and closing handshakes.
+// Echo connections are not tracked yet.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	s.mu.Lock()
+	conns := make([]*websocket.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Close(websocket.StatusGoingAway, "server shutting down")
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	s.hub.Close()
+	return err
+}

@@ -1,0 +1,174 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/duplex-ws/duplex/pubsub"
+	"github.com/duplex-ws/duplex/websocket"
+)
+
+// ChatNamespace is the namespace of the plain chat rooms: /chat/{room} is
+// the channel "chat:{room}".
+const ChatNamespace = "chat"
+
+// ChatHandler serves GET /chat/{room}: a chat room for plain WebSocket
+// clients that speak no protocol (a browser's new WebSocket(), wscat).
+// Every text message a member sends reaches every member, itself included,
+// as the same text. The room is the channel chat:{room}, so duplex.v1
+// clients share it (see docs/protocol.md).
+type ChatHandler struct {
+	// Hub is the channel engine.
+	Hub *pubsub.Hub
+	// Accept configures the upgrade.
+	Accept websocket.AcceptOptions
+	// SendQueue bounds each member's waiting messages (0: DefaultSendQueue).
+	SendQueue int
+	// Log receives a line per connection that ends abnormally; nil is quiet.
+	Log *slog.Logger
+	// Fallback, when set, serves requests that are not WebSocket upgrades
+	// (for example the chat page).
+	Fallback http.Handler
+
+	track func(*websocket.Conn) (untrack func())
+}
+
+// ServeHTTP checks the room name (400 when invalid), upgrades, and relays
+// texts between the room's members until the connection ends.
+func (h *ChatHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.Fallback != nil && !isUpgrade(r) {
+		h.Fallback.ServeHTTP(w, r)
+		return
+	}
+	channel := ChatNamespace + ":" + r.PathValue("room")
+	if _, err := h.Hub.Options(channel); err != nil {
+		http.Error(w, "Bad Request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	c, err := websocket.Accept(w, r, &h.Accept)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	if h.track != nil {
+		defer h.track(c)()
+	}
+	n := h.SendQueue
+	if n <= 0 {
+		n = DefaultSendQueue
+	}
+	m := &chatMember{conn: c, queue: make(chan *websocket.PreparedMessage, n)}
+	err = m.run(h.Hub, channel)
+	if h.Log != nil && !expectedEnd(err) {
+		h.Log.Info("chat connection ended", "remote", r.RemoteAddr, "room", channel, "err", err)
+	}
+}
+
+// isUpgrade reports whether r asks for a WebSocket upgrade.
+func isUpgrade(r *http.Request) bool {
+	for _, v := range r.Header.Values("Upgrade") {
+		if equalFoldASCII(v, "websocket") {
+			return true
+		}
+	}
+	return false
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i]|0x20, b[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// chatMember is one plain connection in a chat room.
+type chatMember struct {
+	conn      *websocket.Conn
+	queue     chan *websocket.PreparedMessage
+	closeOnce sync.Once
+}
+
+func (m *chatMember) run(hub *pubsub.Hub, channel string) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.writeLoop(ctx)
+	if _, err := hub.Subscribe(ctx, channel, m, pubsub.SubscribeOptions{Client: pubsub.ClientInfo{Client: newClientID()}}); err != nil {
+		m.conn.Close(websocket.StatusInternalError, "cannot join the room")
+		return err
+	}
+	defer hub.Unsubscribe(context.Background(), channel, m)
+	for {
+		typ, data, err := m.conn.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if typ != websocket.MessageText {
+			m.closeWith(websocket.StatusUnsupportedData, "chat rooms take text messages")
+			return errors.New("client sent a binary message")
+		}
+		js, _ := json.Marshal(string(data)) // valid UTF-8: the connection checked it
+		if _, err := hub.Publish(ctx, channel, js); err != nil {
+			m.closeWith(websocket.StatusInternalError, "publish failed")
+			return err
+		}
+	}
+}
+
+func (m *chatMember) writeLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case pm := <-m.queue:
+			if err := m.conn.WritePrepared(ctx, pm); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (m *chatMember) closeWith(code websocket.StatusCode, reason string) {
+	m.closeOnce.Do(func() { go m.conn.Close(code, reason) })
+}
+
+// Deliver implements pubsub.Subscriber: messages go out as plain text,
+// presence changes are not shown to plain clients.
+func (m *chatMember) Deliver(e *pubsub.Event) {
+	if e.Kind != pubsub.EventMessage {
+		return
+	}
+	pm, ok := e.Encoded(plainEncoding).(*websocket.PreparedMessage)
+	if !ok {
+		return
+	}
+	select {
+	case m.queue <- pm:
+	default:
+		m.closeWith(websocket.StatusTryAgainLater, closeReasonSlow)
+	}
+}
+
+// plainEncoding turns a message into the text a plain client sees: a JSON
+// string's value, or any other JSON value's encoding.
+var plainEncoding = pubsub.NewEncoding(func(e *pubsub.Event) any {
+	text := []byte(e.Message.Data)
+	var s string
+	if json.Unmarshal(text, &s) == nil {
+		text = []byte(s)
+	}
+	pm, err := websocket.NewPreparedMessage(websocket.MessageText, text)
+	if err != nil {
+		return nil
+	}
+	return pm
+})

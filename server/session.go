@@ -1,0 +1,559 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/duplex-ws/duplex/pubsub"
+	"github.com/duplex-ws/duplex/websocket"
+)
+
+// Subprotocol is the WebSocket subprotocol of the channel endpoint: the
+// protocol of docs/protocol.md, version 1.
+const Subprotocol = "duplex.v1"
+
+// DefaultSendQueue is how many outgoing messages a connection may have
+// waiting before it is closed as a slow consumer.
+const DefaultSendQueue = 1024
+
+// Limits of the connect command (docs/protocol.md).
+const (
+	maxUserLen = 128
+	maxInfoLen = 1024
+)
+
+// The error budget: a connection may earn errorBurst error answers at once,
+// and one more per errorRefill; beyond that it is closed with 1008.
+const (
+	errorBurst  = 10
+	errorRefill = time.Second
+)
+
+// Error codes of the channel protocol (docs/protocol.md, "Errors").
+const (
+	codeInternal           = 100
+	codeBadRequest         = 101
+	codeUnknownOp          = 102
+	codeInvalidChannel     = 103
+	codeUnknownNamespace   = 104
+	codePermissionDenied   = 105
+	codeConnectNotAllowed  = 106
+	codeAlreadySubscribed  = 107
+	codeNotSubscribed      = 108
+	codeHistoryDisabled    = 109
+	codePresenceDisabled   = 110
+	closeReasonSlow        = "slow consumer: send queue full"
+	closeReasonBadCommands = "too many bad commands"
+)
+
+// ChannelHandler serves GET /ws, the channel endpoint: one session of the
+// duplex.v1 protocol per connection, driving a pubsub.Hub.
+type ChannelHandler struct {
+	// Hub is the channel engine the sessions drive.
+	Hub *pubsub.Hub
+	// Accept configures the upgrade (origins, limits, compression).
+	Accept websocket.AcceptOptions
+	// SendQueue is each connection's bound on waiting outgoing messages;
+	// 0 means DefaultSendQueue.
+	SendQueue int
+	// Version is reported in the connect answer.
+	Version string
+	// Log receives a line per connection that ends abnormally; nil is quiet.
+	Log *slog.Logger
+	// track, when set, registers live connections for shutdown.
+	track func(*websocket.Conn) (untrack func())
+}
+
+// offersSubprotocol reports whether the request offers the subprotocol p.
+func offersSubprotocol(r *http.Request, p string) bool {
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.TrimSpace(tok) == p {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ServeHTTP refuses a handshake without the duplex.v1 subprotocol with 400,
+// then runs a session until the connection ends.
+func (h *ChannelHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !offersSubprotocol(r, Subprotocol) {
+		http.Error(w, "Bad Request: the channel endpoint speaks the WebSocket subprotocol "+Subprotocol+"; offer it in Sec-WebSocket-Protocol", http.StatusBadRequest)
+		return
+	}
+	opts := h.Accept
+	opts.Subprotocols = []string{Subprotocol}
+	c, err := websocket.Accept(w, r, &opts)
+	if err != nil {
+		return // Accept answered with the status and reason
+	}
+	defer c.CloseNow()
+	if h.track != nil {
+		defer h.track(c)()
+	}
+	s := newSession(h, c)
+	err = s.run()
+	if h.Log != nil && !expectedEnd(err) {
+		h.Log.Info("channel connection ended", "remote", r.RemoteAddr, "client", s.client.Client, "err", err)
+	}
+}
+
+// expectedEnd reports whether err is an ordinary end of a connection.
+func expectedEnd(err error) bool {
+	switch websocket.CloseStatus(err) {
+	case websocket.StatusNormalClosure, websocket.StatusGoingAway:
+		return true
+	}
+	return errors.Is(err, websocket.ErrClosed)
+}
+
+// newClientID returns a random connection id, unique in practice across
+// nodes.
+func newClientID() string {
+	var b [9]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// session is one duplex.v1 connection. Its reader goroutine (run) decodes
+// commands and answers them; its writer goroutine drains the send queue,
+// which holds both answers and pushes, so answers and pushes leave in the
+// order they were queued.
+type session struct {
+	h      *ChannelHandler
+	conn   *websocket.Conn
+	client pubsub.ClientInfo
+	queue  chan *websocket.PreparedMessage
+
+	closeOnce sync.Once
+
+	connected  bool // connect was accepted
+	subscribed bool // a subscribe was accepted (connect is then refused)
+	subs       map[string]bool
+
+	budget     int
+	lastRefill time.Time
+}
+
+func newSession(h *ChannelHandler, c *websocket.Conn) *session {
+	n := h.SendQueue
+	if n <= 0 {
+		n = DefaultSendQueue
+	}
+	return &session{
+		h:          h,
+		conn:       c,
+		client:     pubsub.ClientInfo{Client: newClientID()},
+		queue:      make(chan *websocket.PreparedMessage, n),
+		subs:       make(map[string]bool),
+		budget:     errorBurst,
+		lastRefill: time.Now(),
+	}
+}
+
+// run serves the connection until it ends and returns the error that ended
+// it.
+func (s *session) run() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.writeLoop(ctx)
+	defer s.h.Hub.UnsubscribeAll(context.Background(), s)
+	for {
+		typ, data, err := s.conn.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if typ != websocket.MessageText {
+			s.closeWith(websocket.StatusUnsupportedData, "duplex.v1 takes JSON text messages")
+			return errors.New("client sent a binary message")
+		}
+		if !s.handle(ctx, data) {
+			s.closeWith(websocket.StatusPolicyViolation, closeReasonBadCommands)
+			return errors.New(closeReasonBadCommands)
+		}
+	}
+}
+
+// writeLoop writes queued messages until the connection fails or ctx ends.
+func (s *session) writeLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case pm := <-s.queue:
+			if err := s.conn.WritePrepared(ctx, pm); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// closeWith closes the connection once, from its own goroutine, so that a
+// caller on a hot path (fan-out) never waits for the closing handshake.
+func (s *session) closeWith(code websocket.StatusCode, reason string) {
+	s.closeOnce.Do(func() {
+		go s.conn.Close(code, reason)
+	})
+}
+
+// send queues a message; a full queue closes the connection as a slow
+// consumer (1013) rather than blocking anyone.
+func (s *session) send(pm *websocket.PreparedMessage) {
+	select {
+	case s.queue <- pm:
+	default:
+		s.closeWith(websocket.StatusTryAgainLater, closeReasonSlow)
+	}
+}
+
+// Deliver implements pubsub.Subscriber: it queues the event, encoded once
+// for every duplex.v1 subscriber.
+func (s *session) Deliver(e *pubsub.Event) {
+	if pm, ok := e.Encoded(pushEncoding).(*websocket.PreparedMessage); ok {
+		s.send(pm)
+	}
+}
+
+// pushEncoding turns events into duplex.v1 pushes, framed once.
+var pushEncoding = pubsub.NewEncoding(func(e *pubsub.Event) any {
+	b := appendPush(make([]byte, 0, 96+pushDataLen(e)), e)
+	pm, err := websocket.NewPreparedMessage(websocket.MessageText, b)
+	if err != nil {
+		return nil
+	}
+	return pm
+})
+
+func pushDataLen(e *pubsub.Event) int {
+	if e.Message != nil {
+		return len(e.Message.Data)
+	}
+	return len(e.Client.Info)
+}
+
+// appendPush appends the JSON push for e. Channel names and epochs need no
+// escaping (their characters are validated), but are quoted by strconv to
+// stay correct whatever a broker returns.
+func appendPush(b []byte, e *pubsub.Event) []byte {
+	b = append(b, `{"op":"`...)
+	b = append(b, e.Kind.String()...)
+	b = append(b, `","channel":`...)
+	b = appendJSONString(b, e.Channel)
+	switch e.Kind {
+	case pubsub.EventMessage:
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendUint(b, e.Message.Offset, 10)
+		b = append(b, `,"epoch":`...)
+		b = appendJSONString(b, e.Message.Epoch)
+		b = append(b, `,"data":`...)
+		b = append(b, e.Message.Data...)
+	default:
+		ci, _ := json.Marshal(e.Client)
+		b = append(b, `,"client":`...)
+		b = append(b, ci...)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s)
+	return append(b, q...)
+}
+
+// command is a client command; fields unused by an op are ignored.
+type command struct {
+	ID      json.RawMessage  `json:"id"`
+	Op      string           `json:"op"`
+	Channel string           `json:"channel"`
+	Data    json.RawMessage  `json:"data"`
+	Since   *pubsub.Position `json:"since"`
+	Limit   int              `json:"limit"`
+	User    *string          `json:"user"`
+	Info    json.RawMessage  `json:"info"`
+}
+
+// protoError is an error answer.
+type protoError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *protoError) Error() string { return e.Message }
+
+func badRequest(format string, a ...any) *protoError {
+	return &protoError{Code: codeBadRequest, Message: fmt.Sprintf(format, a...)}
+}
+
+// maxCommandID is the largest id: 2^53-1, what JavaScript numbers hold
+// exactly.
+const maxCommandID = 1<<53 - 1
+
+// parseID reads a command id: a positive integer up to 2^53-1.
+func parseID(raw json.RawMessage) (uint64, bool) {
+	id, err := strconv.ParseUint(string(raw), 10, 64)
+	return id, err == nil && id >= 1 && id <= maxCommandID
+}
+
+// handle decodes and executes one command and queues its answer. It
+// returns false when the connection has exhausted its error budget.
+func (s *session) handle(ctx context.Context, data []byte) bool {
+	var head struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return s.answerError(0, badRequest("a command must be a JSON object: %v", err))
+	}
+	id, ok := parseID(head.ID)
+	if !ok {
+		return s.answerError(0, badRequest("id must be an integer from 1 to 2^53-1, got %s", orMissing(head.ID)))
+	}
+	var cmd command
+	if err := json.Unmarshal(data, &cmd); err != nil {
+		return s.answerError(id, badRequest("malformed command: %v", err))
+	}
+	result, perr := s.execute(ctx, id, &cmd)
+	if perr != nil {
+		return s.answerError(id, perr)
+	}
+	if result != nil {
+		s.answer(id, result)
+	}
+	return true
+}
+
+func orMissing(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return "none"
+	}
+	return string(raw)
+}
+
+// answer queues {"id":id,"result":result}.
+func (s *session) answer(id uint64, result any) {
+	r, err := json.Marshal(result)
+	if err != nil {
+		s.answerError(id, &protoError{Code: codeInternal, Message: "encoding the result: " + err.Error()})
+		return
+	}
+	b := make([]byte, 0, 32+len(r))
+	b = append(b, `{"id":`...)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, `,"result":`...)
+	b = append(b, r...)
+	b = append(b, '}')
+	s.sendText(b)
+}
+
+// answerError queues an error answer and charges the error budget; it
+// returns false once the budget is spent.
+func (s *session) answerError(id uint64, e *protoError) bool {
+	b, _ := json.Marshal(struct {
+		ID    uint64      `json:"id"`
+		Error *protoError `json:"error"`
+	}{id, e})
+	s.sendText(b)
+	now := time.Now()
+	if refill := int(now.Sub(s.lastRefill) / errorRefill); refill > 0 {
+		s.budget = min(errorBurst, s.budget+refill)
+		s.lastRefill = s.lastRefill.Add(time.Duration(refill) * errorRefill)
+	}
+	s.budget--
+	return s.budget >= 0
+}
+
+func (s *session) sendText(b []byte) {
+	pm, err := websocket.NewPreparedMessage(websocket.MessageText, b)
+	if err == nil {
+		s.send(pm)
+	}
+}
+
+// execute runs a command. A nil result with a nil error means the answer
+// was already queued (subscribe queues it before the recovered messages).
+func (s *session) execute(ctx context.Context, id uint64, cmd *command) (any, *protoError) {
+	switch cmd.Op {
+	case "connect":
+		return s.connect(cmd)
+	case "subscribe":
+		return s.subscribe(ctx, id, cmd)
+	case "unsubscribe":
+		if perr := s.checkChannel(cmd.Channel); perr != nil {
+			return nil, perr
+		}
+		if err := s.h.Hub.Unsubscribe(ctx, cmd.Channel, s); err != nil {
+			return nil, hubError(err)
+		}
+		delete(s.subs, cmd.Channel)
+		return struct{}{}, nil
+	case "publish":
+		if len(cmd.Data) == 0 {
+			return nil, badRequest("publish needs data (any JSON value)")
+		}
+		if err := s.h.Hub.CheckClientPublish(cmd.Channel); err != nil {
+			return nil, hubError(err)
+		}
+		pos, err := s.h.Hub.Publish(ctx, cmd.Channel, cmd.Data)
+		if err != nil {
+			return nil, hubError(err)
+		}
+		return pos, nil
+	case "presence":
+		clients, err := s.h.Hub.Presence(ctx, cmd.Channel)
+		if err != nil {
+			return nil, hubError(err)
+		}
+		return presenceResult{Clients: clients}, nil
+	case "history":
+		return history(ctx, s.h.Hub, cmd.Channel, cmd.Since, cmd.Limit)
+	case "ping":
+		return struct{}{}, nil
+	case "":
+		return nil, badRequest("op is missing")
+	}
+	return nil, &protoError{Code: codeUnknownOp, Message: fmt.Sprintf("unknown op %q", cmd.Op)}
+}
+
+// checkChannel validates a channel name and its namespace.
+func (s *session) checkChannel(channel string) *protoError {
+	if _, err := s.h.Hub.Options(channel); err != nil {
+		return hubError(err)
+	}
+	return nil
+}
+
+func (s *session) connect(cmd *command) (any, *protoError) {
+	switch {
+	case s.connected:
+		return nil, &protoError{Code: codeConnectNotAllowed, Message: "connect was already sent"}
+	case s.subscribed:
+		return nil, &protoError{Code: codeConnectNotAllowed, Message: "connect must come before any subscribe"}
+	}
+	user := ""
+	if cmd.User != nil {
+		user = *cmd.User
+	}
+	if len(user) > maxUserLen {
+		return nil, &protoError{Code: codeConnectNotAllowed, Message: fmt.Sprintf("user is %d bytes, at most %d", len(user), maxUserLen)}
+	}
+	if len(cmd.Info) > maxInfoLen {
+		return nil, &protoError{Code: codeConnectNotAllowed, Message: fmt.Sprintf("info is %d bytes, at most %d", len(cmd.Info), maxInfoLen)}
+	}
+	s.connected = true
+	s.client.User = user
+	if len(cmd.Info) > 0 && string(cmd.Info) != "null" {
+		s.client.Info = cmd.Info
+	}
+	return struct {
+		Client  string `json:"client"`
+		User    string `json:"user"`
+		Version string `json:"version"`
+	}{s.client.Client, user, s.h.Version}, nil
+}
+
+// subscribeResult is the answer to subscribe.
+type subscribeResult struct {
+	Recovered bool   `json:"recovered"`
+	Offset    uint64 `json:"offset"`
+	Epoch     string `json:"epoch"`
+}
+
+func (s *session) subscribe(ctx context.Context, id uint64, cmd *command) (any, *protoError) {
+	if s.subs[cmd.Channel] {
+		return nil, &protoError{Code: codeAlreadySubscribed, Message: fmt.Sprintf("already subscribed to %q", cmd.Channel)}
+	}
+	if cmd.Since != nil && cmd.Since.Epoch == "" {
+		return nil, badRequest("since needs an offset and an epoch")
+	}
+	_, err := s.h.Hub.Subscribe(ctx, cmd.Channel, s, pubsub.SubscribeOptions{
+		Since:  cmd.Since,
+		Client: s.client,
+		OnResult: func(r pubsub.SubscribeResult) {
+			// Queued before any message of the subscription.
+			s.answer(id, subscribeResult{Recovered: r.Recovered, Offset: r.Position.Offset, Epoch: r.Position.Epoch})
+		},
+	})
+	if err != nil {
+		return nil, hubError(err)
+	}
+	s.subs[cmd.Channel] = true
+	s.subscribed = true
+	return nil, nil
+}
+
+// presenceResult is the answer to presence.
+type presenceResult struct {
+	Clients []pubsub.ClientInfo `json:"clients"`
+}
+
+// historyMessage is one message in a history answer.
+type historyMessage struct {
+	Offset uint64          `json:"offset"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// historyResult is the answer to history (WebSocket and HTTP).
+type historyResult struct {
+	Messages  []historyMessage `json:"messages"`
+	Offset    uint64           `json:"offset"`
+	Epoch     string           `json:"epoch"`
+	Recovered *bool            `json:"recovered,omitempty"`
+}
+
+// history runs a history query for both the WebSocket command and the
+// HTTP API.
+func history(ctx context.Context, hub *pubsub.Hub, channel string, since *pubsub.Position, limit int) (*historyResult, *protoError) {
+	if limit < 0 {
+		return nil, badRequest("limit must not be negative")
+	}
+	if since != nil && since.Epoch == "" {
+		return nil, badRequest("since needs an offset and an epoch")
+	}
+	res, err := hub.History(ctx, channel, pubsub.HistoryRequest{Since: since, Limit: limit})
+	if err != nil {
+		return nil, hubError(err)
+	}
+	out := &historyResult{Messages: make([]historyMessage, 0, len(res.Messages)), Offset: res.Position.Offset, Epoch: res.Position.Epoch}
+	if since != nil {
+		complete := res.Complete
+		out.Recovered = &complete
+	}
+	for _, m := range res.Messages {
+		out.Messages = append(out.Messages, historyMessage{Offset: m.Offset, Data: m.Data})
+	}
+	return out, nil
+}
+
+// hubError maps a pubsub error to its protocol error code.
+func hubError(err error) *protoError {
+	code := codeInternal
+	switch {
+	case errors.Is(err, pubsub.ErrInvalidChannel):
+		code = codeInvalidChannel
+	case errors.Is(err, pubsub.ErrUnknownNamespace):
+		code = codeUnknownNamespace
+	case errors.Is(err, pubsub.ErrPermissionDenied):
+		code = codePermissionDenied
+	case errors.Is(err, pubsub.ErrAlreadySubscribed):
+		code = codeAlreadySubscribed
+	case errors.Is(err, pubsub.ErrNotSubscribed):
+		code = codeNotSubscribed
+	case errors.Is(err, pubsub.ErrHistoryDisabled):
+		code = codeHistoryDisabled
+	case errors.Is(err, pubsub.ErrPresenceDisabled):
+		code = codePresenceDisabled
+	}
+	return &protoError{Code: code, Message: err.Error()}
+}
