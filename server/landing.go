@@ -24,6 +24,12 @@ code { background: #f2f2f2; padding: 0 .25em; border-radius: 3px; }
 <dt><code>GET /echo</code></dt>
 <dd>The echo service: every WebSocket message you send comes back unchanged, text as text and binary as binary.
 Try it from a browser console on this page: <code>ws = new WebSocket("ws://{{.Host}}/echo"); ws.onmessage = e =&gt; console.log(e.data); ws.onopen = () =&gt; ws.send("hello")</code>.</dd>
+<dt><code>GET /ws</code> (subprotocol <code>duplex.v1</code>)</dt>
+<dd>Channels: subscribe, publish, presence, history, and recovery of missed messages after a reconnect. The browser SDK is at <a href="/duplex.js"><code>/duplex.js</code></a> (types: <a href="/duplex.d.ts"><code>/duplex.d.ts</code></a>).</dd>
+<dt><code>POST /api/publish</code></dt>
+<dd>Server push from any backend: <code>curl -H 'Content-Type: application/json' -d '{"channel":"news","data":{"text":"hi"}}' http://{{.Host}}/api/publish</code>. Also <code>GET /api/channels</code>, <code>/api/channels/{name}/presence</code> and <code>/history</code>.</dd>
+<dt><code>GET /chat/{room}</code></dt>
+<dd>A plain chat room: every text a member sends reaches every member. <code>ws = new WebSocket("ws://{{.Host}}/chat/lobby")</code>.</dd>
 </dl>
 </body>
 </html>

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/duplex-ws/duplex/pubsub"
 	"github.com/duplex-ws/duplex/server"
 )
 
@@ -71,8 +72,12 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long to wait for requests in flight")
 	var origins stringList
 	fs.Var(&origins, "origin", "host `pattern` (path.Match syntax, e.g. *.example.com) whose pages may connect across origins; repeatable. By default only same-origin pages may")
+	apiKey := fs.String("api-key", "", "`key` the HTTP API requires as \"Authorization: apikey <key>\"; without one, the API answers loopback clients only")
+	sendQueue := fs.Int("send-queue", server.DefaultSendQueue, "outgoing `messages` a connection may have waiting; a client that lets more pile up is closed with 1013 (slow consumer)")
+	var namespaces stringList
+	fs.Var(&namespaces, "namespace", "channel namespace `NAME:key=value,...` with keys history (messages kept), ttl (e.g. 10m), presence (on|off), publish (clients|api); NAME \"default\" is the default namespace; repeatable. Without any, the default namespace (history=100,ttl=5m,presence=on,publish=clients) and chat (history=50,ttl=10m) exist")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: duplex serve [flags]\n\nRuns the Duplex server: GET /echo echoes every WebSocket message; GET / describes the server.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: duplex serve [flags]\n\nRuns the Duplex server: GET /ws is the channel endpoint (docs/protocol.md), POST /api/publish pushes to channels, GET /chat/{room} is a plain chat room, GET /echo echoes every WebSocket message, GET / describes the server.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -85,12 +90,31 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "duplex serve: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	var nsConfig map[string]pubsub.NamespaceOptions
+	if len(namespaces) > 0 {
+		nsConfig = server.DefaultNamespaces()
+		for _, spec := range namespaces {
+			name, opts, err := server.ParseNamespace(spec)
+			if err != nil {
+				fmt.Fprintln(stderr, "duplex serve: --namespace:", err)
+				return 2
+			}
+			nsConfig[name] = opts
+		}
+	}
+	if *sendQueue < 1 {
+		fmt.Fprintf(stderr, "duplex serve: --send-queue %d: want 1 or more\n", *sendQueue)
+		return 2
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	s := server.New(server.Config{
 		Listen:           *listen,
 		ReadLimit:        *readLimit,
 		HandshakeTimeout: *handshakeTimeout,
 		OriginPatterns:   origins,
+		Namespaces:       nsConfig,
+		APIKey:           *apiKey,
+		SendQueue:        *sendQueue,
 		Version:          versionString(),
 		Log:              log,
 	})

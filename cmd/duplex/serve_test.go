@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -24,20 +26,23 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestServeEchoesAndStopsOnSIGTERM(t *testing.T) {
+// startServe runs `duplex serve --listen ADDR args...` in a child process
+// and returns once it reports that it listens.
+func startServe(t *testing.T, args ...string) (cmd *exec.Cmd, addr string) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
+	addr = l.Addr().String()
 	l.Close()
-	cmd := exec.Command(os.Args[0], "serve", "--listen", addr)
+	cmd = exec.Command(os.Args[0], append([]string{"serve", "--listen", addr}, args...)...)
 	cmd.Env = append(os.Environ(), "DUPLEX_RUN_MAIN=1")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -56,6 +61,11 @@ func TestServeEchoesAndStopsOnSIGTERM(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("duplex serve did not report it was listening")
 	}
+	return cmd, addr
+}
+
+func TestServeEchoesAndStopsOnSIGTERM(t *testing.T) {
+	cmd, addr := startServe(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/echo", nil)
@@ -79,5 +89,77 @@ func TestServeEchoesAndStopsOnSIGTERM(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("duplex serve did not exit after SIGTERM")
+	}
+}
+
+// TestServeFlagsConfigureChannels checks --namespace and --api-key end to
+// end: a namespace only the API may publish to, fed through the API with the
+// key, reaches a duplex.v1 subscriber; a client's publish there is refused.
+func TestServeFlagsConfigureChannels(t *testing.T) {
+	_, addr := startServe(t, "--api-key", "s3cret", "--namespace", "ticker:history=1,presence=off,publish=api")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", &websocket.DialOptions{Subprotocols: []string{"duplex.v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	roundTrip := func(cmd, wantPrefix string) string {
+		t.Helper()
+		if err := c.Write(ctx, websocket.MessageText, []byte(cmd)); err != nil {
+			t.Fatal(err)
+		}
+		_, p, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(p), wantPrefix) {
+			t.Fatalf("answer to %s: %s, want prefix %s", cmd, p, wantPrefix)
+		}
+		return string(p)
+	}
+	roundTrip(`{"id":1,"op":"subscribe","channel":"ticker:ACME"}`, `{"id":1,"result":{"recovered":false,"offset":0,"epoch":"`)
+	roundTrip(`{"id":2,"op":"publish","channel":"ticker:ACME","data":1}`, `{"id":2,"error":{"code":105,`)
+
+	publish := func(key string) int {
+		req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/api/publish", strings.NewReader(`{"channel":"ticker:ACME","data":{"price":12.5}}`))
+		req.Header.Set("Content-Type", "application/json")
+		if key != "" {
+			req.Header.Set("Authorization", "apikey "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := publish("wrong"); st != http.StatusUnauthorized {
+		t.Fatalf("publish with a wrong key: status %d, want 401", st)
+	}
+	if st := publish(""); st != http.StatusUnauthorized {
+		t.Fatalf("publish without a key: status %d, want 401", st)
+	}
+	if st := publish("s3cret"); st != http.StatusOK {
+		t.Fatalf("publish with the key: status %d, want 200", st)
+	}
+	_, p, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^\{"op":"message","channel":"ticker:ACME","offset":1,"epoch":"[0-9a-z]+","data":\{"price":12.5\}\}$`).Match(p) {
+		t.Fatalf("push: %s", p)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+}
+
+func TestServeRejectsBadNamespaceFlag(t *testing.T) {
+	var out, errb strings.Builder
+	if code := run([]string{"serve", "--namespace", "ticker:history=lots"}, &out, &errb); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	want := "duplex serve: --namespace: namespace \"ticker:history=lots\": history=lots: want a number of messages, 0 or more\n"
+	if errb.String() != want {
+		t.Fatalf("stderr %q, want %q", errb.String(), want)
 	}
 }

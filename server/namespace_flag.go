@@ -1,0 +1,79 @@
+package server
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/duplex-ws/duplex/pubsub"
+)
+
+// ParseNamespace reads a namespace setting as `duplex serve --namespace`
+// takes it: "NAME:key=value,key=value", where NAME "default" stands for the
+// default namespace (channels without ':'), and the keys are
+//
+//	history=N        messages kept per channel (0: none)
+//	ttl=DURATION     how long a message is kept (Go syntax: 90s, 10m; 0: no limit)
+//	presence=on|off  presence, join and leave
+//	publish=clients|api  whether clients may publish, or only the HTTP API
+//
+// Keys left out take the values of pubsub.DefaultNamespace, so
+// "ticker:history=1,publish=api" is a namespace whose channels keep their
+// latest price and that only the API feeds.
+func ParseNamespace(spec string) (name string, opts pubsub.NamespaceOptions, err error) {
+	name, settings, _ := strings.Cut(spec, ":")
+	if name == "" {
+		return "", opts, fmt.Errorf("namespace %q: missing a name before ':' (use \"default\" for the default namespace)", spec)
+	}
+	if name == "default" {
+		name = ""
+	} else if err := pubsub.ValidateChannel(name); err != nil || strings.Contains(name, ":") {
+		return "", opts, fmt.Errorf("namespace %q: invalid name %q", spec, name)
+	}
+	opts = pubsub.DefaultNamespace
+	if settings == "" {
+		return name, opts, nil
+	}
+	for _, kv := range strings.Split(settings, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return "", opts, fmt.Errorf("namespace %q: %q is not key=value", spec, kv)
+		}
+		switch k {
+		case "history":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return "", opts, fmt.Errorf("namespace %q: history=%s: want a number of messages, 0 or more", spec, v)
+			}
+			opts.HistorySize = n
+		case "ttl":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return "", opts, fmt.Errorf("namespace %q: ttl=%s: want a duration such as 90s or 10m", spec, v)
+			}
+			opts.HistoryTTL = d
+		case "presence":
+			switch v {
+			case "on":
+				opts.Presence = true
+			case "off":
+				opts.Presence = false
+			default:
+				return "", opts, fmt.Errorf("namespace %q: presence=%s: want on or off", spec, v)
+			}
+		case "publish":
+			switch v {
+			case "clients":
+				opts.ClientPublish = true
+			case "api":
+				opts.ClientPublish = false
+			default:
+				return "", opts, fmt.Errorf("namespace %q: publish=%s: want clients or api", spec, v)
+			}
+		default:
+			return "", opts, fmt.Errorf("namespace %q: unknown key %q (history, ttl, presence, publish)", spec, k)
+		}
+	}
+	return name, opts, nil
+}
