@@ -130,7 +130,7 @@ func (m *chatMember) writeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case pm := <-m.queue:
-			if err := m.conn.WritePrepared(ctx, pm); err != nil {
+			if err := writeQueued(ctx, m.conn, m.queue, pm); err != nil {
 				return
 			}
 		}

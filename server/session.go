@@ -193,11 +193,35 @@ func (s *session) writeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case pm := <-s.queue:
-			if err := s.conn.WritePrepared(ctx, pm); err != nil {
+			if err := writeQueued(ctx, s.conn, s.queue, pm); err != nil {
 				return
 			}
 		}
 	}
+}
+
+// maxWriteBatch is how many queued messages a connection's writer sends in
+// one vectored write.
+const maxWriteBatch = 64
+
+// writeQueued writes first and whatever else is already queued, up to
+// maxWriteBatch messages, with one WritePrepared: under load, a subscriber
+// receives many pushes per system call.
+func writeQueued(ctx context.Context, c *websocket.Conn, queue chan *websocket.PreparedMessage, first *websocket.PreparedMessage) error {
+	var arr [maxWriteBatch]*websocket.PreparedMessage
+	batch := append(arr[:0], first)
+more:
+	for len(batch) < maxWriteBatch {
+		select {
+		case pm := <-queue:
+			batch = append(batch, pm)
+		default:
+			break more
+		}
+	}
+	err := c.WritePrepared(ctx, batch...)
+	clear(batch)
+	return err
 }
 
 // closeWith closes the connection once, from its own goroutine, so that a

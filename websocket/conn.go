@@ -62,7 +62,8 @@ type Conn struct {
 	wbuf       *[]byte // the write buffer, borrowed from writeBufPool while writing
 	vec        [2][]byte
 	bufs       net.Buffers
-	writeGen   uint64 // guarded by dlMu
+	batch      net.Buffers // frames of one WritePrepared batch, reused
+	writeGen   uint64      // guarded by dlMu
 	writeDLSet bool
 
 	dlMu sync.Mutex // guards readGen and writeGen

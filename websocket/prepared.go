@@ -3,6 +3,7 @@ package websocket
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 )
 
@@ -67,11 +68,22 @@ func (pm *PreparedMessage) compressedFrame(windowBits, level int) []byte {
 	return f
 }
 
-// WritePrepared writes a prepared message, with the same guarantees and
-// context rules as Write.
-func (c *Conn) WritePrepared(ctx context.Context, pm *PreparedMessage) error {
+// WritePrepared writes prepared messages, in order, with the same
+// guarantees and context rules as Write. Several messages go out in one
+// vectored write (writev) when the transport is a TCP connection, so a
+// server that drains a queue of pushes pays one system call for the lot,
+// not one per message. On a client it writes each message with Write.
+func (c *Conn) WritePrepared(ctx context.Context, pms ...*PreparedMessage) error {
 	if c.role == RoleClient {
-		return c.Write(ctx, pm.typ, pm.data)
+		for _, pm := range pms {
+			if err := c.Write(ctx, pm.typ, pm.data); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(pms) == 0 {
+		return nil
 	}
 	if err := c.lock(ctx, c.msgLock); err != nil {
 		return err
@@ -84,18 +96,55 @@ func (c *Conn) WritePrepared(ctx context.Context, pm *PreparedMessage) error {
 	if err := c.dataAllowed(); err != nil {
 		return err
 	}
-	frame := pm.plain
-	compressed := c.send.on && len(pm.data) >= c.send.threshold
-	if compressed {
-		frame = pm.compressedFrame(c.send.windowBits, c.send.level)
-	}
 	done := c.watchWrite(ctx)
 	defer done()
-	if _, err := c.rwc.Write(frame); err != nil {
+	if len(pms) == 1 {
+		if _, err := c.rwc.Write(c.preparedFrame(pms[0])); err != nil {
+			return c.writeFailed(ctx, err)
+		}
+	} else if err := c.writeFrames(pms); err != nil {
 		return c.writeFailed(ctx, err)
 	}
-	if compressed && c.send.takeover {
-		c.send.enc.AddHistory(pm.data)
+	if c.send.on && c.send.takeover {
+		for _, pm := range pms {
+			if len(pm.data) >= c.send.threshold {
+				c.send.enc.AddHistory(pm.data)
+			}
+		}
 	}
 	return nil
+}
+
+// preparedFrame returns the frame this connection sends for pm: compressed
+// for its window and level when compression is on and pm reaches the
+// threshold.
+func (c *Conn) preparedFrame(pm *PreparedMessage) []byte {
+	if c.send.on && len(pm.data) >= c.send.threshold {
+		return pm.compressedFrame(c.send.windowBits, c.send.level)
+	}
+	return pm.plain
+}
+
+// writeFrames writes the frames of several prepared messages: one vectored
+// write on a TCP connection, otherwise one write per frame. The caller
+// holds frameLock.
+func (c *Conn) writeFrames(pms []*PreparedMessage) error {
+	tc, ok := c.netConn.(*net.TCPConn)
+	if !ok {
+		for _, pm := range pms {
+			if _, err := c.rwc.Write(c.preparedFrame(pm)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	batch := c.batch[:0]
+	for _, pm := range pms {
+		batch = append(batch, c.preparedFrame(pm))
+	}
+	c.batch = batch
+	bufs := batch // WriteTo consumes its receiver; keep c.batch whole
+	_, err := bufs.WriteTo(tc)
+	clear(c.batch) // drop the frames: they belong to their messages
+	return err
 }
