@@ -21,7 +21,9 @@ type Broker interface {
 	// Subscribe declares this node's interest in a channel: from its return
 	// on, every message published to the channel reaches the handler.
 	Subscribe(ctx context.Context, channel string) error
-	// Unsubscribe withdraws the interest declared by Subscribe.
+	// Unsubscribe withdraws the interest declared by Subscribe. Calls are
+	// counted: the interest lasts until there has been an Unsubscribe for
+	// every Subscribe.
 	Unsubscribe(ctx context.Context, channel string) error
 	// Publish appends data to the channel, assigning the next offset, keeps
 	// it in history as opts say, and delivers it to every interested node.

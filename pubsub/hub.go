@@ -125,13 +125,24 @@ func (h *Hub) Subscribe(ctx context.Context, channel string, s Subscriber, opts 
 	}
 	sn := &subscription{sub: s, channel: channel, client: opts.Client, presence: o.Presence}
 
+	// Declare interest before registering sn: from then on the broker keeps
+	// the channel and its epoch, so no message of an epoch that is lost
+	// meanwhile reaches sn, and History below reads the epoch sn lives in.
+	// The first local subscriber's interest stays for as long as the
+	// channel has local subscribers; any other one's is withdrawn once sn
+	// is registered.
+	if err := h.broker.Subscribe(ctx, channel); err != nil {
+		return SubscribeResult{}, err
+	}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
+		h.broker.Unsubscribe(ctx, channel)
 		return SubscribeResult{}, ErrHubClosed
 	}
 	if _, dup := h.bySub[s][channel]; dup {
 		h.mu.Unlock()
+		h.broker.Unsubscribe(ctx, channel)
 		return SubscribeResult{}, fmt.Errorf("%w to %q", ErrAlreadySubscribed, channel)
 	}
 	local := h.channels[channel]
@@ -147,14 +158,12 @@ func (h *Hub) Subscribe(ctx context.Context, channel string, s Subscriber, opts 
 	h.bySub[s][channel] = sn
 	h.mu.Unlock()
 
-	// Interest first, then history: a message published in between is both
-	// in history and buffered in pending, and the offset check keeps one.
-	if first {
-		if err := h.broker.Subscribe(ctx, channel); err != nil {
-			h.drop(sn) // no interest was declared: nothing to withdraw
-			return SubscribeResult{}, err
-		}
+	if !first {
+		h.broker.Unsubscribe(ctx, channel)
 	}
+	// Registration first, then history: a message published in between is
+	// both in history and buffered in pending, and the offset check keeps
+	// one.
 	req := HistoryRequest{Limit: -1}
 	if opts.Since != nil {
 		req = HistoryRequest{Since: opts.Since}
