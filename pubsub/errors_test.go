@@ -120,10 +120,16 @@ func TestSubscribeBrokerFailures(t *testing.T) {
 			}
 			r := &recorder{}
 			tc.flag.Store(true)
-			_, err := h.Subscribe(ctx, ch, r, SubscribeOptions{Client: ClientInfo{Client: "me"}})
+			answered := false
+			_, err := h.Subscribe(ctx, ch, r, SubscribeOptions{Client: ClientInfo{Client: "me"}, OnResult: func(SubscribeResult) { answered = true }})
 			tc.flag.Store(false)
 			if !errors.Is(err, errInjected) {
 				t.Fatalf("%s failing, other %v: Subscribe = %v", tc.name, withOther, err)
+			}
+			if answered {
+				// A transport answers in OnResult: a failure after it would
+				// answer the same command twice.
+				t.Fatalf("%s failing, other %v: OnResult was called although Subscribe failed", tc.name, withOther)
 			}
 			if err := h.Unsubscribe(ctx, ch, r); !errors.Is(err, ErrNotSubscribed) {
 				t.Fatalf("%s failing, other %v: the failed subscription is still there (%v)", tc.name, withOther, err)

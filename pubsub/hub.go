@@ -175,6 +175,15 @@ func (h *Hub) Subscribe(ctx context.Context, channel string, s Subscriber, opts 
 	}
 	res := SubscribeResult{Position: hist.Position, Recovered: opts.Since != nil && hist.Complete}
 
+	// Presence before the result, so that a broker failure here is the
+	// only answer; the join reaches s through pending, after the result.
+	if o.Presence {
+		if err := h.broker.AddPresence(ctx, channel, opts.Client); err != nil {
+			h.remove(ctx, sn)
+			return SubscribeResult{}, err
+		}
+	}
+
 	sn.mu.Lock()
 	if opts.OnResult != nil {
 		opts.OnResult(res)
@@ -192,13 +201,6 @@ func (h *Hub) Subscribe(ctx context.Context, channel string, s Subscriber, opts 
 	sn.pending = nil
 	sn.live = true
 	sn.mu.Unlock()
-
-	if o.Presence {
-		if err := h.broker.AddPresence(ctx, channel, opts.Client); err != nil {
-			h.remove(ctx, sn)
-			return SubscribeResult{}, err
-		}
-	}
 	return res, nil
 }
 
