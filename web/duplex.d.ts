@@ -1,2 +1,205 @@
-// Type declarations for duplex.js.
-export {};
+// Type declarations for duplex.js, the browser SDK for the duplex.v1 channel
+// protocol (docs/protocol.md).
+
+/** The WebSocket subprotocol the SDK speaks. */
+export const PROTOCOL: "duplex.v1";
+
+/**
+ * Error codes carried by {@link DuplexError}: the server's (100-110) and two
+ * of the SDK's own (1 and 2).
+ */
+export const ErrorCode: Readonly<{
+  /** The connection dropped before the answer came; the command may or may not have run. */
+  DISCONNECTED: 1;
+  /** The client was closed (by close(), or for good by the server) before the command was sent. */
+  CLOSED: 2;
+  INTERNAL: 100;
+  BAD_REQUEST: 101;
+  UNKNOWN_OP: 102;
+  INVALID_CHANNEL: 103;
+  UNKNOWN_NAMESPACE: 104;
+  PERMISSION_DENIED: 105;
+  CONNECT_NOT_ALLOWED: 106;
+  ALREADY_SUBSCRIBED: 107;
+  NOT_SUBSCRIBED: 108;
+  HISTORY_OFF: 109;
+  PRESENCE_OFF: 110;
+}>;
+
+/** DuplexError is how a command fails: `code` says why (see {@link ErrorCode}). */
+export class DuplexError extends Error {
+  constructor(code: number, message: string, closeCode?: number);
+  readonly name: "DuplexError";
+  /** An {@link ErrorCode}. */
+  readonly code: number;
+  /** The WebSocket close code, for DISCONNECTED and CLOSED. */
+  readonly closeCode?: number;
+}
+
+/** A position in a channel's history. */
+export interface Position {
+  offset: number;
+  epoch: string;
+}
+
+/** What a subscribe answer says. */
+export interface SubscribedInfo {
+  /** True when every message missed since the last one delivered follows; false: reload your state. */
+  recovered: boolean;
+  /** The offset of the channel's latest message (0 when none was ever published). */
+  offset: number;
+  /** The channel's current epoch. */
+  epoch: string;
+}
+
+/** A message as the subscription handler receives it. */
+export interface Message<T = unknown> {
+  channel: string;
+  offset: number;
+  epoch: string;
+  data: T;
+}
+
+/** A connection as presence, join and leave show it. */
+export interface ClientInfo {
+  /** The connection's id on the server. */
+  client: string;
+  /** The user name given to `connect` ("" when anonymous). */
+  user: string;
+  /** The info given to `connect`, if any. */
+  info?: unknown;
+}
+
+/** What history answers. */
+export interface HistoryResult {
+  /** The messages, oldest first. */
+  messages: Array<{ offset: number; data: unknown }>;
+  /** The offset of the channel's latest message. */
+  offset: number;
+  epoch: string;
+  /** With `since`: false when some messages were lost or the epoch differs (then messages is empty). */
+  recovered?: boolean;
+}
+
+export interface DuplexOptions {
+  /** Sent with `connect`: what presence shows (at most 128 bytes). */
+  user?: string;
+  /** Sent with `connect`: any JSON value, at most 1 KiB encoded. */
+  info?: unknown;
+  /**
+   * Shortest reconnection delay in milliseconds (default 100). The n-th
+   * consecutive attempt waits a random time between minBackoff and
+   * min(maxBackoff, minBackoff * 2^n); n starts over once a connection has
+   * stayed up for maxBackoff.
+   */
+  minBackoff?: number;
+  /** Longest reconnection delay in milliseconds (default 5000). */
+  maxBackoff?: number;
+  /** The WebSocket constructor, for Node (the `ws` package's); default: globalThis.WebSocket. */
+  WebSocket?: new (url: string, protocols?: string | string[]) => any;
+  /** Log to console.debug, or to this function. */
+  debug?: boolean | ((...args: unknown[]) => void);
+}
+
+export interface SubscribeOptions {
+  /** Called after every subscribe answer: the first, and each one after a reconnection. */
+  onSubscribed?: (info: SubscribedInfo) => void;
+  /** Called when a client joins the channel (presence on). */
+  onJoin?: (client: ClientInfo) => void;
+  /** Called when a client leaves the channel (presence on). */
+  onLeave?: (client: ClientInfo) => void;
+  /** Called when the server refuses the subscription, which then ends. */
+  onError?: (err: DuplexError) => void;
+  /** Resume from this position (for example one kept in storage) instead of the channel's current end. */
+  since?: Position;
+}
+
+/** The states of a {@link Duplex} client. */
+export type State = "connecting" | "open" | "disconnected" | "closing" | "closed";
+
+/** Detail of the "disconnected" event. */
+export interface DisconnectedDetail {
+  code: number;
+  reason: string;
+  /** Milliseconds until the next attempt. */
+  delay: number;
+}
+
+/** Detail of the "closed" event. */
+export interface ClosedDetail {
+  code: number;
+  reason: string;
+}
+
+/**
+ * Subscription is one channel a {@link Duplex} client is subscribed to, made
+ * by {@link Duplex.subscribe}. It lives across reconnections until
+ * unsubscribe(), or until the server refuses it.
+ */
+export class Subscription<T = unknown> {
+  private constructor();
+  /** The channel's name. */
+  readonly channel: string;
+  /** The offset of the last message delivered (or of the subscribe answer): what recovery resumes from. */
+  readonly offset: number;
+  /** The epoch that goes with `offset`; undefined until the first answer unless `since` was given. */
+  readonly epoch: string | undefined;
+  /** True while the server has the subscription on the current connection. */
+  readonly active: boolean;
+  /** Settles with the first subscribe answer, or the DuplexError that refused the subscription. */
+  readonly ready: Promise<SubscribedInfo>;
+  /** Ends the subscription; resolves once the server has confirmed it (or at once when not connected). */
+  unsubscribe(): Promise<void>;
+  on(event: "subscribed", fn: (info: SubscribedInfo) => void): () => void;
+  on(event: "join" | "leave", fn: (client: ClientInfo) => void): () => void;
+  on(event: "error", fn: (err: DuplexError) => void): () => void;
+  off(event: string, fn: (...args: any[]) => void): void;
+}
+
+/**
+ * Duplex is a client of a `duplex serve` channel endpoint. It connects at
+ * once, and again after a connection breaks, until close() or a close code
+ * after which reconnecting cannot help: 1000, 1002, 1003, 1007, 1008, 1010.
+ */
+export class Duplex {
+  /**
+   * @param url the channel endpoint: ws:, wss:, http:, https:, or relative to the page ("/ws", the default)
+   */
+  constructor(url?: string | URL, options?: DuplexOptions);
+  /** The endpoint's absolute ws: or wss: URL. */
+  readonly url: string;
+  /** The options, with the defaults filled in. */
+  readonly options: DuplexOptions & { minBackoff: number; maxBackoff: number };
+  /** The connection state. */
+  readonly state: State;
+  /** This connection's id on the server, from the `connect` answer (when user or info is given). */
+  readonly client: string | undefined;
+
+  /**
+   * Starts receiving the channel's messages, in offset order, each offset
+   * once, across reconnections. Throws a DuplexError (107) when already
+   * subscribed to the channel, or (2) when the client is closed.
+   */
+  subscribe<T = unknown>(
+    channel: string,
+    onMessage: (data: T, message: Message<T>) => void,
+    options?: SubscribeOptions,
+  ): Subscription<T>;
+  /** Sends data (any JSON value; null is one) to the channel; resolves with the offset it got. */
+  publish(channel: string, data: unknown): Promise<Position>;
+  /** Lists who is subscribed to the channel, sorted by client id. */
+  presence(channel: string): Promise<ClientInfo[]>;
+  /** Fetches the messages the server keeps for the channel: the last `limit`, or those after `since`. */
+  history(channel: string, options?: { limit?: number; since?: Position }): Promise<HistoryResult>;
+  /** Makes a round trip to the server; resolves with its time in milliseconds. */
+  ping(): Promise<number>;
+  /** Ends the client for good; resolves once closed. */
+  close(): Promise<ClosedDetail>;
+
+  on(event: "state", fn: (state: State, detail?: DisconnectedDetail | ClosedDetail) => void): () => void;
+  on(event: "connecting" | "open" | "closing", fn: () => void): () => void;
+  on(event: "disconnected", fn: (detail: DisconnectedDetail) => void): () => void;
+  on(event: "closed", fn: (detail: ClosedDetail) => void): () => void;
+  on(event: "error", fn: (err: Error) => void): () => void;
+  off(event: string, fn: (...args: any[]) => void): void;
+}
