@@ -30,6 +30,7 @@ const usage = `duplex: a WebSocket toolkit and real-time server.
 
 Usage:
   duplex serve [flags]    run the server (see duplex serve --help)
+  duplex connect URL      open a WebSocket connection, interactive or in a pipe (see duplex connect --help)
   duplex version          print the version
   duplex help             show this help
 `
@@ -42,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stdout, stderr)
+	case "connect":
+		return connect(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "duplex", versionString())
 		return 0
