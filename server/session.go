@@ -136,6 +136,7 @@ type session struct {
 	conn   *websocket.Conn
 	client pubsub.ClientInfo
 	queue  chan *websocket.PreparedMessage
+	drain  chan struct{} // closed by the reader: write what is queued, then stop
 
 	closeOnce sync.Once
 
@@ -157,6 +158,7 @@ func newSession(h *ChannelHandler, c *websocket.Conn) *session {
 		conn:       c,
 		client:     pubsub.ClientInfo{Client: newClientID()},
 		queue:      make(chan *websocket.PreparedMessage, n),
+		drain:      make(chan struct{}),
 		subs:       make(map[string]bool),
 		budget:     errorBurst,
 		lastRefill: time.Now(),
@@ -168,7 +170,11 @@ func newSession(h *ChannelHandler, c *websocket.Conn) *session {
 func (s *session) run() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go s.writeLoop(ctx)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		s.writeLoop(ctx)
+	}()
 	defer s.h.Hub.UnsubscribeAll(context.Background(), s)
 	for {
 		typ, data, err := s.conn.Read(ctx)
@@ -176,17 +182,39 @@ func (s *session) run() error {
 			return err
 		}
 		if typ != websocket.MessageText {
-			s.closeWith(websocket.StatusUnsupportedData, "duplex.v1 takes JSON text messages")
+			s.closeAfterQueued(cancel, written, websocket.StatusUnsupportedData, "duplex.v1 takes JSON text messages")
 			return errors.New("client sent a binary message")
 		}
 		if !s.handle(ctx, data) {
-			s.closeWith(websocket.StatusPolicyViolation, closeReasonBadCommands)
+			s.closeAfterQueued(cancel, written, websocket.StatusPolicyViolation, closeReasonBadCommands)
 			return errors.New(closeReasonBadCommands)
 		}
 	}
 }
 
-// writeLoop writes queued messages until the connection fails or ctx ends.
+// flushTimeout bounds how long a connection the server closes on its own
+// (1003, 1008) may take to send the answers queued before the close.
+const flushTimeout = 5 * time.Second
+
+// closeAfterQueued closes the connection from the reader goroutine once
+// the writer has sent what is queued, so that the answers to the commands
+// before the offending one arrive, then the close frame. It returns after
+// the closing handshake (bounded by the connection's close timeout): the
+// handler closes the transport right after run returns, which would
+// otherwise cut the close frame off.
+func (s *session) closeAfterQueued(stopWriter context.CancelFunc, written <-chan struct{}, code websocket.StatusCode, reason string) {
+	close(s.drain)
+	select {
+	case <-written:
+	case <-time.After(flushTimeout):
+		stopWriter()
+		<-written
+	}
+	s.closeOnce.Do(func() { s.conn.Close(code, reason) })
+}
+
+// writeLoop writes queued messages until the connection fails or ctx ends,
+// or, once drain is closed, until the queue is empty.
 func (s *session) writeLoop(ctx context.Context) {
 	for {
 		select {
@@ -195,6 +223,17 @@ func (s *session) writeLoop(ctx context.Context) {
 		case pm := <-s.queue:
 			if err := writeQueued(ctx, s.conn, s.queue, pm); err != nil {
 				return
+			}
+		case <-s.drain:
+			for {
+				select {
+				case pm := <-s.queue:
+					if err := writeQueued(ctx, s.conn, s.queue, pm); err != nil {
+						return
+					}
+				default:
+					return
+				}
 			}
 		}
 	}
