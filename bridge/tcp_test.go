@@ -407,4 +407,3 @@ func TestTCPOnConnAndShutdown(t *testing.T) {
 		t.Fatal("OnConn's done function not called")
 	}
 }
-
