@@ -113,12 +113,12 @@ func (m *chatMember) run(hub *pubsub.Hub, channel string) error {
 			return err
 		}
 		if typ != websocket.MessageText {
-			m.closeWith(websocket.StatusUnsupportedData, "chat rooms take text messages")
+			m.closeFromReader(websocket.StatusUnsupportedData, "chat rooms take text messages")
 			return errors.New("client sent a binary message")
 		}
 		js, _ := json.Marshal(string(data)) // valid UTF-8: the connection checked it
 		if _, err := hub.Publish(ctx, channel, js); err != nil {
-			m.closeWith(websocket.StatusInternalError, "publish failed")
+			m.closeFromReader(websocket.StatusInternalError, "publish failed")
 			return err
 		}
 	}
@@ -139,6 +139,14 @@ func (m *chatMember) writeLoop(ctx context.Context) {
 
 func (m *chatMember) closeWith(code websocket.StatusCode, reason string) {
 	m.closeOnce.Do(func() { go m.conn.Close(code, reason) })
+}
+
+// closeFromReader runs the closing handshake on the reader goroutine and
+// returns when it is done (bounded by the close timeout): the handler
+// closes the transport right after run returns, which would cut off a close
+// frame sent from another goroutine.
+func (m *chatMember) closeFromReader(code websocket.StatusCode, reason string) {
+	m.closeOnce.Do(func() { m.conn.Close(code, reason) })
 }
 
 // Deliver implements pubsub.Subscriber: messages go out as plain text,
