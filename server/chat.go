@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -170,8 +171,10 @@ func (m *chatMember) Deliver(e *pubsub.Event) {
 // string's value, or any other JSON value's encoding.
 var plainEncoding = pubsub.NewEncoding(func(e *pubsub.Event) any {
 	text := []byte(e.Message.Data)
+	// Only a JSON string becomes its value: null also decodes into a
+	// string, as "", without an error.
 	var s string
-	if json.Unmarshal(text, &s) == nil {
+	if t := bytes.TrimLeft(text, " \t\r\n"); len(t) > 0 && t[0] == '"' && json.Unmarshal(text, &s) == nil {
 		text = []byte(s)
 	}
 	pm, err := websocket.NewPreparedMessage(websocket.MessageText, text)
