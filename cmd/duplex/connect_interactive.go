@@ -61,7 +61,7 @@ func runInteractive(cfg *connectConfig, c *websocket.Conn, resp *http.Response, 
 		io.Reader
 		io.Writer
 	}{os.Stdin, tty}, "> ")
-	if w, h, err := term.GetSize(int(tty.Fd())); err == nil {
+	if w, h, err := term.GetSize(int(tty.Fd())); err == nil && w > 0 && h > 0 {
 		t.SetSize(w, h)
 	}
 	stopResize := watchResize(tty, t)

@@ -21,7 +21,7 @@ func watchResize(tty *os.File, t *term.Terminal) (stop func()) {
 		for {
 			select {
 			case <-ch:
-				if w, h, err := term.GetSize(int(tty.Fd())); err == nil {
+				if w, h, err := term.GetSize(int(tty.Fd())); err == nil && w > 0 && h > 0 {
 					t.SetSize(w, h)
 				}
 			case <-done:
