@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/duplex-ws/duplex/websocket"
@@ -159,6 +160,11 @@ type TCPHandler struct {
 	// BufferSize is the size of each direction's copy buffer (0:
 	// DefaultBufferSize).
 	BufferSize int
+	// ProbeInterval is how long a write to the target may stay blocked
+	// before the client is pinged to learn whether it is still there, so
+	// that a client that left is noticed even while the target reads
+	// nothing (0: DefaultProbeInterval).
+	ProbeInterval time.Duration
 	// OnConn, when set, is called with each accepted connection, and the
 	// function it returns when the connection ends; a server uses it to
 	// close bridges with 1001 on shutdown.
@@ -235,12 +241,22 @@ func (h *TCPHandler) pump(ctx context.Context, ws *websocket.Conn, tc net.Conn, 
 	}
 	done := make(chan result, 2)
 	size := bufferSize(h.BufferSize)
-	go func() { done <- result{true, h.clientToTarget(ctx, ws, tc, size)} }()
+	var clientGone atomic.Bool
+	guard := newStallGuard(ws, h.ProbeInterval, func() {
+		clientGone.Store(true)
+		closeTarget(tc)
+	})
+	defer guard.stop()
+	go func() { done <- result{true, h.clientToTarget(ctx, ws, tc, guard, size)} }()
 	go func() { done <- result{false, targetToClient(ctx, tc, ws, size)} }()
 
 	first := <-done
 	var te *targetError
 	switch {
+	case clientGone.Load():
+		// The guard found the client gone while the target was not
+		// reading, and closed the target.
+		ws.CloseNow()
 	case !first.fromClient && errors.As(first.err, &te) && errors.Is(te.err, io.EOF):
 		// The target closed its side: all it sent has been delivered.
 		// Bytes the client sends until it answers the close frame still
@@ -274,7 +290,7 @@ func closeTarget(tc net.Conn) {
 // clientToTarget writes every message's bytes to tc, streaming each
 // message through one fixed buffer. It returns a *targetError when the
 // target fails, errTextRefused, or the WebSocket's error.
-func (h *TCPHandler) clientToTarget(ctx context.Context, ws *websocket.Conn, tc net.Conn, size int) error {
+func (h *TCPHandler) clientToTarget(ctx context.Context, ws *websocket.Conn, tc net.Conn, g *stallGuard, size int) error {
 	buf := make([]byte, size)
 	for {
 		typ, rd, err := ws.Reader(ctx)
@@ -287,7 +303,7 @@ func (h *TCPHandler) clientToTarget(ctx context.Context, ws *websocket.Conn, tc 
 		for {
 			n, rerr := rd.Read(buf)
 			if n > 0 {
-				if _, err := tc.Write(buf[:n]); err != nil {
+				if _, err := g.write(tc, buf[:n]); err != nil {
 					return &targetError{err}
 				}
 			}

@@ -166,6 +166,10 @@ func TestTCPTargetReset(t *testing.T) {
 	s := serve(t, &TCPHandler{Target: Target{Addr: tt.addr}, Log: quietLog()})
 	c := dial(ctx, t, s.url, nil)
 	tc := tt.accept(ctx, t).(*net.TCPConn)
+	// A byte that makes it through shows the bridge is connected and
+	// pumping before the reset.
+	tc.Write([]byte{1})
+	readBytes(ctx, t, c, 1)
 	tc.SetLinger(0)
 	tc.Close() // RST
 	expectClose(ctx, t, c, websocket.StatusBadGateway, "target connection failed")
@@ -228,9 +232,9 @@ func TestTCPRefuseText(t *testing.T) {
 func TestTCPBackpressureToTarget(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
 	tt := listenTarget(t)
-	s := serve(t, &TCPHandler{Target: Target{Addr: tt.addr}, Log: quietLog()})
+	s := serve(t, &TCPHandler{Target: Target{Addr: tt.addr}, ProbeInterval: 100 * time.Millisecond, Log: quietLog()})
 	c := dial(ctx, t, s.url, nil)
-	tt.accept(ctx, t) // and never read
+	tc := tt.accept(ctx, t) // and never read
 
 	before := heapAfterGC()
 	msg := make([]byte, 64<<10)
@@ -257,6 +261,15 @@ func TestTCPBackpressureToTarget(t *testing.T) {
 	t.Logf("client blocked after %d bytes (socket buffers); heap grew by %d bytes", sent, grew)
 	if grew > 8<<20 {
 		t.Fatalf("heap grew by %d bytes while %d bytes were held up: the bridge buffers", grew, sent)
+	}
+
+	// The client leaves while the target still reads nothing: the bridge
+	// notices (it pings the client) and closes the target's connection.
+	c.CloseNow()
+	s.waitDone(ctx, t)
+	tc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.Copy(io.Discard, tc); err != nil {
+		t.Fatalf("target: %v, want EOF after the held-up bytes", err)
 	}
 }
 
