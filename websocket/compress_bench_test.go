@@ -95,34 +95,55 @@ func (l *loopRWC) Read(p []byte) (int, error) {
 func (l *loopRWC) Write(p []byte) (int, error) { return len(p), nil }
 func (l *loopRWC) Close() error                { return nil }
 
-// BenchmarkCompressedRead measures Read of compressed messages (the peer
-// without context takeover, so one recorded frame can be replayed).
+// BenchmarkCompressedRead measures Read of a stream of distinct compressed
+// messages (the same messages as BenchmarkCompressedWrite), compressed by
+// the peer with one persistent context (takeover=true) or each on its own
+// (takeover=false), and reports the wire bytes per payload byte. The
+// recorded stream is replayed in a loop: with takeover, each message's
+// back-references reach only the messages before it in the stream, which
+// precede it again on every pass, so the replay stays valid.
 func BenchmarkCompressedRead(b *testing.B) {
-	params := deflateParams{serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 15, clientMaxWindowBits: 15}
 	opts := &CompressionOptions{Enabled: true, Threshold: -1}
-	for _, kind := range []string{"json", "text", "random"} {
-		for _, size := range []int{64, 2300, 64 << 10} {
-			b.Run(fmt.Sprintf("%s/%d", kind, size), func(b *testing.B) {
-				rec := &recordRWC{}
-				w := NewConn(rec, nil, RoleClient, "", nil)
-				w.setupDeflate(params, opts)
-				typ := MessageText
-				if kind == "random" {
-					typ = MessageBinary
-				}
-				w.Write(context.Background(), typ, compressPayload(kind, size))
-				c := NewConn(&loopRWC{data: rec.buf.Bytes()}, nil, RoleServer, "", nil)
-				c.setupDeflate(params, opts)
-				ctx := context.Background()
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if _, p, err := c.Read(ctx); err != nil || len(p) != size {
-						b.Fatal(len(p), err)
+	for _, takeover := range []bool{true, false} {
+		params := deflateParams{serverNoContextTakeover: !takeover, clientNoContextTakeover: !takeover,
+			serverMaxWindowBits: 15, clientMaxWindowBits: 15}
+		for _, kind := range []string{"json", "text", "random"} {
+			for _, size := range []int{64, 2300, 64 << 10} {
+				b.Run(fmt.Sprintf("takeover=%v/%s/%d", takeover, kind, size), func(b *testing.B) {
+					rec := &recordRWC{}
+					w := NewConn(rec, nil, RoleClient, "", nil)
+					w.setupDeflate(params, opts)
+					typ := MessageText
+					if kind == "random" {
+						typ = MessageBinary
 					}
-				}
-			})
+					msgs := make([][]byte, max(16, 2*32768/size+1))
+					for i := range msgs {
+						msgs[i] = compressPayload(kind, size+i)[:size]
+						if err := w.Write(context.Background(), typ, msgs[i]); err != nil {
+							b.Fatal(err)
+						}
+					}
+					c := NewConn(&loopRWC{data: rec.buf.Bytes()}, nil, RoleServer, "", nil)
+					c.setupDeflate(params, opts)
+					// One pass first: every message must come back intact.
+					ctx := context.Background()
+					for i := range msgs {
+						if _, p, err := c.Read(ctx); err != nil || !bytes.Equal(p, msgs[i]) {
+							b.Fatalf("message %d: %d bytes, %v", i, len(p), err)
+						}
+					}
+					b.SetBytes(int64(size))
+					b.ReportAllocs()
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						if _, p, err := c.Read(ctx); err != nil || len(p) != size {
+							b.Fatal(len(p), err)
+						}
+					}
+					b.ReportMetric(float64(rec.buf.Len())/float64(len(msgs)*size), "wire/payload")
+				})
+			}
 		}
 	}
 }
