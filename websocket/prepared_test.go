@@ -91,14 +91,79 @@ func TestPreparedMessageFanOut(t *testing.T) {
 	}
 }
 
+// BenchmarkPreparedFanOut sends one message to N server connections, each
+// writing to an in-memory sink, with WritePrepared (one PreparedMessage per
+// message, built inside the timed loop) or with a Write per connection, by
+// compression mode. One op is one message delivered to all N connections;
+// ns/delivery is the time per connection, and B/op and allocs/op are per
+// message (the PreparedMessage's frame and its compressed frame are
+// allocated once per message, whatever N). Messages are distinct 2300-byte
+// JSON records, as in BenchmarkCompressedWrite.
 func BenchmarkPreparedFanOut(b *testing.B) {
-	pm, _ := NewPreparedMessage(MessageText, []byte(strings.Repeat(`{"symbol":"ACME","price":123.45}`, 8)))
-	c := NewConn(nopRWC{}, nil, RoleServer, "", nil)
-	c.setupDeflate(deflateParams{serverMaxWindowBits: 15, clientMaxWindowBits: 15}, &CompressionOptions{Enabled: true, Threshold: -1})
-	ctx := context.Background()
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		c.WritePrepared(ctx, pm)
+	modes := []struct {
+		name   string
+		params *deflateParams
+	}{
+		{"off", nil},
+		{"no-takeover", &deflateParams{serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 15, clientMaxWindowBits: 15}},
+		{"takeover", &deflateParams{serverMaxWindowBits: 15, clientMaxWindowBits: 15}},
+	}
+	const size = 2300
+	msgs := make([][]byte, 32) // 72 KB: more than a window
+	for i := range msgs {
+		msgs[i] = compressPayload("json", size+i)[:size]
+	}
+	for _, m := range modes {
+		for _, n := range []int{1, 100, 1000} {
+			for _, prepared := range []bool{true, false} {
+				api := "write"
+				if prepared {
+					api = "prepared"
+				}
+				b.Run(fmt.Sprintf("compression=%s/conns=%d/%s", m.name, n, api), func(b *testing.B) {
+					conns := make([]*Conn, n)
+					sinks := make([]*countSink, n)
+					for i := range conns {
+						sinks[i] = &countSink{}
+						conns[i] = NewConn(sinks[i], nil, RoleServer, "", nil)
+						if m.params != nil {
+							conns[i].setupDeflate(*m.params, &CompressionOptions{Enabled: true, Threshold: -1})
+						}
+					}
+					ctx := context.Background()
+					b.ReportAllocs()
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						msg := msgs[i%len(msgs)]
+						if prepared {
+							pm, err := NewPreparedMessage(MessageText, msg)
+							if err != nil {
+								b.Fatal(err)
+							}
+							for _, c := range conns {
+								if err := c.WritePrepared(ctx, pm); err != nil {
+									b.Fatal(err)
+								}
+							}
+						} else {
+							for _, c := range conns {
+								if err := c.Write(ctx, MessageText, msg); err != nil {
+									b.Fatal(err)
+								}
+							}
+						}
+					}
+					b.StopTimer()
+					deliveries := float64(b.N) * float64(n)
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/deliveries, "ns/delivery")
+					var wire int64
+					for _, s := range sinks {
+						wire += s.n
+					}
+					b.ReportMetric(float64(wire)/deliveries, "wire-B/delivery")
+				})
+			}
+		}
 	}
 }
 
