@@ -43,6 +43,11 @@ type Config struct {
 	// SendQueue bounds each connection's waiting outgoing messages (0:
 	// DefaultSendQueue); a connection that overflows it is closed with 1013.
 	SendQueue int
+	// Bridges are WebSocket-to-TCP routes, each to a target fixed here
+	// (see BridgeRoute and docs/gateways.md).
+	Bridges []BridgeRoute
+	// Execs are WebSocket-to-process routes (see ExecRoute).
+	Execs []ExecRoute
 	// Log receives the server's log lines; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -55,7 +60,9 @@ type Server struct {
 	hub  *pubsub.Hub
 
 	mu    sync.Mutex
-	conns map[*websocket.Conn]struct{} // channel and chat connections, for shutdown
+	conns map[*websocket.Conn]struct{} // channel, chat and gateway connections, for shutdown
+
+	gatewayErr error // a bad bridge or exec route; Serve returns it
 }
 
 // DefaultNamespaces returns the namespaces duplex serve has unless told
@@ -98,6 +105,7 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /duplex.js", serveWebFile("duplex.js", "text/javascript; charset=utf-8"))
 	s.mux.HandleFunc("GET /duplex.d.ts", serveWebFile("duplex.d.ts", "application/typescript; charset=utf-8"))
 	s.mux.HandleFunc("GET /{$}", s.landing)
+	s.mountGateways(accept)
 	s.http = &http.Server{
 		Addr:              cfg.Listen,
 		Handler:           s.mux,
@@ -144,6 +152,9 @@ func serveWebFile(name, contentType string) http.HandlerFunc {
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
+	if s.gatewayErr != nil {
+		return s.gatewayErr
+	}
 	err := s.http.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

@@ -1,0 +1,152 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/duplex-ws/duplex/bridge"
+	"github.com/duplex-ws/duplex/websocket"
+)
+
+// BridgeRoute is a WebSocket-to-TCP route: a WebSocket at Path carries a
+// byte stream to Target (see bridge.TCPHandler). The target is fixed here,
+// so the server is never an open proxy.
+type BridgeRoute struct {
+	// Path is the route, e.g. "/mqtt"; one ending in "/" also serves the
+	// paths below it.
+	Path string
+	// Target is where each connection goes.
+	Target bridge.Target
+	// Subprotocols lists the subprotocols the route accepts, e.g. "mqtt".
+	Subprotocols []string
+}
+
+// ExecRoute is a WebSocket-to-process route: each WebSocket at Path runs
+// Command and talks to its stdin and stdout (see bridge.ExecHandler).
+type ExecRoute struct {
+	// Path is the route, e.g. "/chat-bot"; given to the process as
+	// SCRIPT_NAME.
+	Path string
+	// Command is the program and its arguments.
+	Command []string
+	// Binary passes raw bytes both ways instead of lines.
+	Binary bool
+	// MaxProcesses caps this route's processes (0:
+	// bridge.DefaultMaxProcesses); beyond it the handshake gets 503.
+	MaxProcesses int
+}
+
+// ParseBridgeRoute parses the value of duplex serve's --bridge flag,
+// PATH=URL, where URL is a target as bridge.ParseTarget reads it plus any
+// number of subprotocol=NAME parameters, e.g.
+// "/mqtt=tcp://127.0.0.1:1883?subprotocol=mqtt".
+func ParseBridgeRoute(spec string) (BridgeRoute, error) {
+	path, raw, err := splitRoute(spec)
+	if err != nil {
+		return BridgeRoute{}, err
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return BridgeRoute{}, fmt.Errorf("%q: %v", spec, err)
+	}
+	q := u.Query()
+	subprotocols := q["subprotocol"]
+	for _, p := range subprotocols {
+		if p == "" || strings.ContainsAny(p, " ,\t") {
+			return BridgeRoute{}, fmt.Errorf("%q: bad subprotocol %q", spec, p)
+		}
+	}
+	q.Del("subprotocol")
+	u.RawQuery = q.Encode()
+	target, err := bridge.ParseTarget(u.String())
+	if err != nil {
+		return BridgeRoute{}, err
+	}
+	return BridgeRoute{Path: path, Target: target, Subprotocols: subprotocols}, nil
+}
+
+// ParseExecRoute parses the value of duplex serve's --exec flag,
+// PATH=COMMAND [ARGS...], e.g. "/chat-bot=./bot.sh --room lobby". The
+// command is split on spaces (bridge.ParseCommand): no shell, no quoting.
+func ParseExecRoute(spec string) (ExecRoute, error) {
+	path, cmdline, err := splitRoute(spec)
+	if err != nil {
+		return ExecRoute{}, err
+	}
+	argv, err := bridge.ParseCommand(cmdline)
+	if err != nil {
+		return ExecRoute{}, fmt.Errorf("%q: %v", spec, err)
+	}
+	return ExecRoute{Path: path, Command: argv}, nil
+}
+
+// splitRoute splits PATH=VALUE and checks the path.
+func splitRoute(spec string) (path, value string, err error) {
+	path, value, ok := strings.Cut(spec, "=")
+	if !ok || value == "" {
+		return "", "", fmt.Errorf("%q: want PATH=VALUE", spec)
+	}
+	if err := checkRoutePath(path); err != nil {
+		return "", "", fmt.Errorf("%q: %v", spec, err)
+	}
+	return path, value, nil
+}
+
+func checkRoutePath(path string) error {
+	if !strings.HasPrefix(path, "/") || path == "/" {
+		return fmt.Errorf("path %q must start with / and name a route", path)
+	}
+	if strings.ContainsAny(path, "{} \t?#%") {
+		return fmt.Errorf("path %q may not hold wildcards, spaces, ? # or %%", path)
+	}
+	return nil
+}
+
+// mountGateways registers the bridge and exec routes. A route whose path
+// is bad or already taken is not registered; the first such error is kept
+// and returned by Serve, so the server does not start half configured.
+func (s *Server) mountGateways(accept websocket.AcceptOptions) {
+	mount := func(path string, h http.Handler) {
+		if s.gatewayErr != nil {
+			return
+		}
+		if err := checkRoutePath(path); err != nil {
+			s.gatewayErr = err
+			return
+		}
+		pattern := "GET " + path
+		if _, taken := s.mux.Handler(&http.Request{Method: http.MethodGet, URL: &url.URL{Path: path}, Host: "localhost"}); taken == pattern {
+			s.gatewayErr = fmt.Errorf("route %s is already taken", path)
+			return
+		}
+		s.mux.Handle(pattern, h)
+	}
+	for _, b := range s.cfg.Bridges {
+		mount(b.Path, &bridge.TCPHandler{
+			Target:       b.Target,
+			Subprotocols: b.Subprotocols,
+			Accept:       accept,
+			OnConn:       s.track,
+			Log:          s.cfg.Log,
+		})
+	}
+	for _, e := range s.cfg.Execs {
+		if len(e.Command) == 0 {
+			if s.gatewayErr == nil {
+				s.gatewayErr = fmt.Errorf("exec route %s has no command", e.Path)
+			}
+			continue
+		}
+		mount(e.Path, &bridge.ExecHandler{
+			Command:      e.Command,
+			ScriptName:   strings.TrimSuffix(e.Path, "/"),
+			Binary:       e.Binary,
+			MaxProcesses: e.MaxProcesses,
+			Accept:       accept,
+			OnConn:       s.track,
+			Log:          s.cfg.Log,
+		})
+	}
+}
