@@ -1,0 +1,47 @@
+// Package client is the Go SDK of duplex serve's channel protocol
+// (duplex.v1, described in docs/protocol.md): subscribe to channels with a
+// handler, publish, ask for presence and history, over one WebSocket
+// connection that the client keeps alive by itself.
+//
+//	c := client.New("wss://example.com/ws", &client.Options{User: "alice"})
+//	defer c.Close()
+//	sub, err := c.Subscribe(ctx, "news", func(m client.Message) {
+//		fmt.Printf("%d: %s\n", m.Offset, m.Data)
+//	}, nil)
+//	...
+//	pos, err := c.Publish(ctx, "news", map[string]string{"text": "hello"})
+//
+// # What it does for you
+//
+// New returns at once and connects in the background. When the connection
+// drops, the client reconnects after a jittered exponential backoff
+// (Options.MinBackoff, Options.MaxBackoff), sends connect again, and
+// subscribes again to every channel with the position of the last message
+// it received, so the server replays what was missed. Handlers see each
+// channel's messages in offset order and never the same offset twice;
+// SubscribeOptions.OnSubscribed tells, after each reconnection, whether the
+// gap could be filled (Recovered) or the application must reload. Options.
+// OnState reports Connecting, Connected, Disconnected (with the cause) and
+// Closed. Which endings are retried and which stop the client is listed on
+// Client.
+//
+// # Calls
+//
+// Every call takes a context and waits, within it, for a connection.
+// Answers are matched to commands by id. The server's refusals come back as
+// *Error with a Code constant; a command whose answer is lost with the
+// connection fails with ErrDisconnected and is never sent again, so a
+// publish is at most once: when in doubt, the application decides.
+//
+// # Handlers and buffering
+//
+// Handlers and hooks run on one goroutine per client, one at a time, in
+// the order things happened. The connection is read on another goroutine,
+// which never waits for handlers: up to Options.QueueSize received messages
+// wait in memory. When handlers fall further behind, the client drops the
+// connection, lets them catch up, then reconnects and recovers the rest
+// from the server's history (as the server itself does with a slow
+// consumer), so a slow handler costs neither unbounded memory nor a
+// stalled connection, and a handler may call the client (even Close)
+// without deadlock.
+package client
