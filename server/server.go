@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -43,6 +44,10 @@ type Config struct {
 	// SendQueue bounds each connection's waiting outgoing messages (0:
 	// DefaultSendQueue); a connection that overflows it is closed with 1013.
 	SendQueue int
+	// Compression configures permessage-deflate for every WebSocket
+	// endpoint; the zero value leaves it off. See CompressionMode for the
+	// settings `duplex serve --compression` names.
+	Compression websocket.CompressionOptions
 	// Bridges are WebSocket-to-TCP routes, each to a target fixed here
 	// (see BridgeRoute and docs/gateways.md).
 	Bridges []BridgeRoute
@@ -63,6 +68,25 @@ type Server struct {
 	conns map[*websocket.Conn]struct{} // channel, chat and gateway connections, for shutdown
 
 	gatewayErr error // a bad bridge or exec route; Serve returns it
+}
+
+// CompressionMode returns the compression settings `duplex serve
+// --compression` names: "off"; "on", permessage-deflate without context
+// takeover in either direction, so each push is compressed once for all
+// subscribers (prepared frames) and a connection holds no compression state
+// between messages; "takeover", context takeover both ways, which
+// compresses small similar messages best but costs each connection about
+// 147 KiB (docs/benchmarks.md) and compresses fan-out per connection.
+func CompressionMode(mode string) (websocket.CompressionOptions, error) {
+	switch mode {
+	case "off", "":
+		return websocket.CompressionOptions{}, nil
+	case "on":
+		return websocket.CompressionOptions{Enabled: true, ServerNoContextTakeover: true, ClientNoContextTakeover: true}, nil
+	case "takeover":
+		return websocket.CompressionOptions{Enabled: true}, nil
+	}
+	return websocket.CompressionOptions{}, fmt.Errorf("compression %q: want off, on or takeover", mode)
 }
 
 // DefaultNamespaces returns the namespaces duplex serve has unless told
@@ -93,7 +117,7 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), conns: make(map[*websocket.Conn]struct{})}
 	s.hub = pubsub.NewHub(pubsub.Config{Broker: cfg.Broker, Namespaces: cfg.Namespaces})
 	accept := websocket.AcceptOptions{
-		Options:          websocket.Options{ReadLimit: cfg.ReadLimit},
+		Options:          websocket.Options{ReadLimit: cfg.ReadLimit, Compression: cfg.Compression},
 		OriginPatterns:   cfg.OriginPatterns,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 	}

@@ -163,3 +163,35 @@ func TestServeRejectsBadNamespaceFlag(t *testing.T) {
 		t.Fatalf("stderr %q, want %q", errb.String(), want)
 	}
 }
+
+// TestServeCompressionFlag: --compression on negotiates permessage-deflate
+// without context takeover either way (what a browser's offer gets), and a
+// compressible message survives the echo; a bad mode is refused at start.
+func TestServeCompressionFlag(t *testing.T) {
+	_, addr := startServe(t, "--compression", "on")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, "ws://"+addr+"/echo", &websocket.DialOptions{Options: websocket.Options{
+		Compression: websocket.CompressionOptions{Enabled: true},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if got, want := resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate; server_no_context_takeover; client_no_context_takeover"; got != want {
+		t.Fatalf("extensions %q, want %q", got, want)
+	}
+	msg := strings.Repeat(`{"symbol":"ACME","price":123.45}`, 50)
+	if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := c.Read(ctx); err != nil || string(p) != msg {
+		t.Fatalf("echo: %d bytes, %v", len(p), err)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+
+	var out, errb strings.Builder
+	if code := run([]string{"serve", "--compression", "max"}, &out, &errb); code != 2 || errb.String() != "duplex serve: --compression: compression \"max\": want off, on or takeover\n" {
+		t.Fatalf("bad mode: exit %d, stderr %q", code, errb.String())
+	}
+}
