@@ -61,10 +61,13 @@ input (up to 64 KiB, as the reads return it) is sent as a binary message, and
 messages received are written with nothing between them: a byte stream.
 With --hex, each input line is hex (spaces allowed) sent as a binary message,
 and each message received is written as one line of hex.
-At the end of input, duplex connect sends a ping and waits for its pong, so
-that the answers the server sent before it are printed, then sends a close
-(--close-code, 1000 by default) and waits for the server's close (at most
---close-timeout). SIGINT and SIGTERM end the input the same way.
+At the end of input, duplex connect waits for the answers still on their way,
+since a server drops them once it sees a close: it sends a ping and waits for
+its pong (a server that answers in order sends it after its earlier answers),
+then waits until no message has come for --wait (100ms), all this for at most
+--close-timeout (5s). Then it sends a close (--close-code, 1000 by default)
+and waits for the server's close, again for at most --close-timeout.
+SIGINT and SIGTERM end the input the same way.
 
 Exit status:
   0  closed cleanly: the server answered our close, or closed with
@@ -144,7 +147,7 @@ func parseConnectFlags(args []string, stderr io.Writer) (*connectConfig, int) {
 	pingInterval := fs.Duration("ping-interval", 0, "send a ping this often and fail the connection if no pong comes within 15s (0: never)")
 	timeout := fs.Duration("timeout", 10*time.Second, "time allowed for connecting and the opening handshake")
 	closeTimeout := fs.Duration("close-timeout", websocket.DefaultCloseTimeout, "how long to wait for the server's answer to our close")
-	wait := fs.Duration("wait", 0, "pipe mode: at the end of input, keep printing messages this long before closing, for servers that answer late")
+	wait := fs.Duration("wait", 100*time.Millisecond, "pipe mode: at the end of input, after the ping's pong, close only once no message has come for this long (at most --close-timeout in all)")
 	closeCode := fs.Int("close-code", int(websocket.StatusNormalClosure), "status `code` of the close sent at the end of input (1000-1003, 1007-1014, 3000-4999)")
 	closeReason := fs.String("close-reason", "", "reason sent with the close at the end of input (UTF-8, at most 123 bytes)")
 	fs.Usage = func() {

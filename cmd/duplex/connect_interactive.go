@@ -93,9 +93,13 @@ func runInteractive(cfg *connectConfig, c *websocket.Conn, resp *http.Response, 
 		}
 	}()
 
+	// The line editor reads a line only when asked, so that it prints no
+	// prompt after the session ended.
 	lines := make(chan lineResult)
+	next := make(chan struct{}, 1)
+	defer close(next)
 	go func() {
-		for {
+		for range next {
 			line, err := t.ReadLine()
 			select {
 			case lines <- lineResult{line, err}:
@@ -159,13 +163,19 @@ func runInteractive(cfg *connectConfig, c *websocket.Conn, resp *http.Response, 
 		return 0, false
 	}
 
+	asked := false
 	for {
+		if !asked {
+			next <- struct{}{}
+			asked = true
+		}
 		select {
 		case err := <-readErr:
 			return finish(err)
 		case <-sigs:
 			return closeWith(cfg.closeCode, cfg.closeReason)
 		case l := <-lines:
+			asked = false
 			if l.err != nil {
 				return closeWith(cfg.closeCode, cfg.closeReason)
 			}

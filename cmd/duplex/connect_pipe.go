@@ -35,6 +35,7 @@ func runPipe(cfg *connectConfig, c *websocket.Conn, stdin io.Reader, stdout, std
 
 	out := bufio.NewWriter(stdout)
 	readErr := make(chan error, 1)
+	received := make(chan struct{}, 1) // a message arrived
 	go func() {
 		for {
 			_, p, err := c.Read(ctx)
@@ -54,6 +55,10 @@ func runPipe(cfg *connectConfig, c *websocket.Conn, stdin io.Reader, stdout, std
 			default:
 				out.Write(p)
 				out.WriteByte('\n')
+			}
+			select {
+			case received <- struct{}{}:
+			default:
 			}
 			if err := out.Flush(); err != nil {
 				// Standard output is gone (a closed pipe): nothing more
@@ -109,21 +114,36 @@ input:
 		}
 	}
 
-	// The end of input. Let the answers in flight arrive: wait --wait,
-	// then a ping round trip, which comes back after every answer the
-	// server sent before it read the ping.
-	if cfg.wait > 0 {
-		select {
-		case err := <-readErr:
-			return finish(err)
-		case <-time.After(cfg.wait):
-		}
-	}
+	// The end of input. Let the answers in flight arrive before closing,
+	// since a server drops what it has not sent once it sees our close:
+	// first a ping round trip, whose pong a server that answers in order
+	// sends after every earlier answer; then, for servers that answer
+	// asynchronously, until --wait passes without a message (bounded by
+	// --close-timeout in all).
+	limit := time.NewTimer(cfg.closeTimeout)
+	defer limit.Stop()
 	pctx, pcancel := context.WithTimeout(ctx, cfg.closeTimeout)
 	perr := c.Ping(pctx)
 	pcancel()
 	if perr != nil && !errors.Is(perr, context.DeadlineExceeded) {
 		return afterFailure(perr) // the connection ended meanwhile
+	}
+	if cfg.wait > 0 {
+		idle := time.NewTimer(cfg.wait)
+		defer idle.Stop()
+	linger:
+		for {
+			select {
+			case <-received:
+				idle.Reset(cfg.wait)
+			case <-idle.C:
+				break linger
+			case <-limit.C:
+				break linger
+			case err := <-readErr:
+				return finish(err)
+			}
+		}
 	}
 	closeErr := c.Close(cfg.closeCode, cfg.closeReason)
 	var rerr error
