@@ -76,6 +76,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	var origins stringList
 	fs.Var(&origins, "origin", "host `pattern` (path.Match syntax, e.g. *.example.com) whose pages may connect across origins; repeatable. By default only same-origin pages may")
 	apiKey := fs.String("api-key", "", "`key` the HTTP API requires as \"Authorization: apikey <key>\"; without one, the API answers loopback clients only")
+	compression := fs.String("compression", "off", "permessage-deflate: `mode` off; on (no context takeover: each push compressed once for all subscribers, no per-connection state); takeover (best ratio for small similar messages, about 147 KiB per connection)")
 	sendQueue := fs.Int("send-queue", server.DefaultSendQueue, "outgoing `messages` a connection may have waiting; a client that lets more pile up is closed with 1013 (slow consumer)")
 	var namespaces stringList
 	fs.Var(&namespaces, "namespace", "channel namespace `NAME:key=value,...` with keys history (messages kept), ttl (e.g. 10m), presence (on|off), publish (clients|api); NAME \"default\" is the default namespace; repeatable. Without any, the default namespace (history=100,ttl=5m,presence=on,publish=clients) and chat (history=50,ttl=10m) exist")
@@ -106,6 +107,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			nsConfig[name] = opts
 		}
 	}
+	comp, err := server.CompressionMode(*compression)
+	if err != nil {
+		fmt.Fprintln(stderr, "duplex serve: --compression:", err)
+		return 2
+	}
 	if *sendQueue < 1 {
 		fmt.Fprintf(stderr, "duplex serve: --send-queue %d: want 1 or more\n", *sendQueue)
 		return 2
@@ -124,6 +130,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		Namespaces:       nsConfig,
 		APIKey:           *apiKey,
 		SendQueue:        *sendQueue,
+		Compression:      comp,
 		Version:          versionString(),
 		Log:              log,
 	})
