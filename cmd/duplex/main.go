@@ -84,7 +84,6 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Usage: duplex serve [flags]\n\nRuns the Duplex server: GET /ws is the channel endpoint (docs/protocol.md), POST /api/publish pushes to channels, GET /chat/{room} is a plain chat room, GET /echo echoes every WebSocket message, GET / describes the server.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	compression := fs.String("compression", "off", "permessage-deflate: `mode` off; on (no context takeover: each push compressed once for all subscribers, no per-connection state); takeover (best ratio for small similar messages, about 147 KiB per connection)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -120,11 +119,6 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	s := server.New(server.Config{
 		Listen:           *listen,
 		ReadLimit:        *readLimit,
-	comp, err := server.CompressionMode(*compression)
-	if err != nil {
-		fmt.Fprintln(stderr, "duplex serve: --compression:", err)
-		return 2
-	}
 		HandshakeTimeout: *handshakeTimeout,
 		OriginPatterns:   origins,
 		Namespaces:       nsConfig,
@@ -144,9 +138,6 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "duplex serve:", err)
 			return 1
 		}
-		Bridges:          bridges,
-		Execs:            execs,
-		Compression:      comp,
 		return 0
 	case <-ctx.Done():
 	}
