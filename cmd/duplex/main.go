@@ -31,6 +31,9 @@ const usage = `duplex: a WebSocket toolkit and real-time server.
 Usage:
   duplex serve [flags]    run the server (see duplex serve --help)
   duplex connect URL      open a WebSocket connection, interactive or in a pipe (see duplex connect --help)
+  duplex bridge [flags]   bridge WebSocket clients to a TCP service (see duplex bridge --help)
+  duplex exec [flags] -- COMMAND [ARGS]
+                          run COMMAND for each WebSocket connection, on its stdin and stdout (see duplex exec --help)
   duplex version          print the version
   duplex help             show this help
 `
@@ -45,6 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case "connect":
 		return connect(args[1:], stdout, stderr)
+	case "bridge":
+		return bridgeMain(args[1:], stdout, stderr)
+	case "exec":
+		return execMain(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "duplex", versionString())
 		return 0
@@ -80,6 +87,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	sendQueue := fs.Int("send-queue", server.DefaultSendQueue, "outgoing `messages` a connection may have waiting; a client that lets more pile up is closed with 1013 (slow consumer)")
 	var namespaces stringList
 	fs.Var(&namespaces, "namespace", "channel namespace `NAME:key=value,...` with keys history (messages kept), ttl (e.g. 10m), presence (on|off), publish (clients|api); NAME \"default\" is the default namespace; repeatable. Without any, the default namespace (history=100,ttl=5m,presence=on,publish=clients) and chat (history=50,ttl=10m) exist")
+	gateways := gatewayServeFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: duplex serve [flags]\n\nRuns the Duplex server: GET /ws is the channel endpoint (docs/protocol.md), POST /api/publish pushes to channels, GET /chat/{room} is a plain chat room, GET /echo echoes every WebSocket message, GET / describes the server.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -115,6 +123,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "duplex serve: --send-queue %d: want 1 or more\n", *sendQueue)
 		return 2
 	}
+	bridges, execs, err := gateways()
+	if err != nil {
+		fmt.Fprintln(stderr, "duplex serve:", err)
+		return 2
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	s := server.New(server.Config{
 		Listen:           *listen,
@@ -124,6 +137,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		Namespaces:       nsConfig,
 		APIKey:           *apiKey,
 		SendQueue:        *sendQueue,
+		Bridges:          bridges,
+		Execs:            execs,
 		Compression:      comp,
 		Version:          versionString(),
 		Log:              log,

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/duplex-ws/duplex/bridge"
+	"github.com/duplex-ws/duplex/server"
+	"github.com/duplex-ws/duplex/websocket"
+)
+
+// bridgeMain runs `duplex bridge`: a WebSocket server whose every
+// connection is bridged to one TCP (or TLS) target.
+func bridgeMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", ":8081", "TCP `address` to listen on, host:port")
+	to := fs.String("to", "", "the target `URL`, tcp://host:port or tls://host:port (required); clients cannot choose another")
+	var subprotocols stringList
+	fs.Var(&subprotocols, "subprotocol", "a subprotocol `name` the target speaks (e.g. mqtt), chosen when the client offers it; repeatable, most preferred first")
+	ca := fs.String("ca", "", "PEM `file` of the certificates that sign a tls:// target's certificate (default: the system's roots)")
+	insecure := fs.Bool("insecure", false, "do not verify a tls:// target's certificate (for tests only)")
+	refuseText := fs.Bool("refuse-text", false, "close with 1003 when a client sends a text message (by default its bytes go to the target)")
+	path := fs.String("path", "/", "URL `path` of the bridge; a path ending in / also serves the paths below it")
+	var origins stringList
+	fs.Var(&origins, "origin", "host `pattern` whose pages may connect across origins; repeatable. By default only same-origin pages may")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: duplex bridge --listen ADDR --to tcp://HOST:PORT [flags]\n\nBridges each WebSocket connection to a new TCP connection to the target: binary messages carry the byte stream both ways. Close codes: 1000 when the target closes, 1014 when it cannot be reached or fails (docs/gateways.md).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "duplex bridge: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *to == "" {
+		fmt.Fprintln(stderr, "duplex bridge: --to is required, e.g. --to tcp://127.0.0.1:5900")
+		return 2
+	}
+	raw := *to
+	if *ca != "" || *insecure {
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "tls" {
+			fmt.Fprintln(stderr, "duplex bridge: --ca and --insecure need a tls:// target")
+			return 2
+		}
+		q := u.Query()
+		if *ca != "" {
+			q.Set("ca", *ca)
+		}
+		if *insecure {
+			q.Set("insecure", "true")
+		}
+		u.RawQuery = q.Encode()
+		raw = u.String()
+	}
+	target, err := bridge.ParseTarget(raw)
+	if err != nil {
+		fmt.Fprintln(stderr, "duplex bridge:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	g := newGatewayServer(log)
+	h := &bridge.TCPHandler{
+		Target:       target,
+		Subprotocols: subprotocols,
+		RefuseText:   *refuseText,
+		Accept:       websocket.AcceptOptions{OriginPatterns: origins},
+		OnConn:       g.track,
+		Log:          log,
+	}
+	return g.run("duplex bridge", *listen, *path, h, "target", target.String(), stderr)
+}
+
+// gatewayServer runs one gateway handler for `duplex bridge` and `duplex
+// exec`, and on SIGINT or SIGTERM closes its connections with 1001.
+type gatewayServer struct {
+	log   *slog.Logger
+	mu    sync.Mutex
+	conns map[*websocket.Conn]struct{}
+}
+
+func newGatewayServer(log *slog.Logger) *gatewayServer {
+	return &gatewayServer{log: log, conns: make(map[*websocket.Conn]struct{})}
+}
+
+func (g *gatewayServer) track(c *websocket.Conn) func() {
+	g.mu.Lock()
+	g.conns[c] = struct{}{}
+	g.mu.Unlock()
+	return func() {
+		g.mu.Lock()
+		delete(g.conns, c)
+		g.mu.Unlock()
+	}
+}
+
+// run serves h at path on listen until a signal, and returns the exit
+// status.
+func (g *gatewayServer) run(name, listen, path string, h http.Handler, what, value string, stderr io.Writer) int {
+	mux := http.NewServeMux()
+	if err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("bad --path %q: %v", path, r)
+			}
+		}()
+		if len(path) == 0 || path[0] != '/' {
+			return fmt.Errorf("bad --path %q: want /...", path)
+		}
+		if path == "/" {
+			mux.Handle("/", h)
+		} else {
+			mux.Handle("GET "+path, h)
+		}
+		return nil
+	}(); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: websocket.DefaultHandshakeTimeout,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	g.log.Info(name+" listening", "addr", l.Addr().String(), "path", path, what, value)
+	select {
+	case err := <-errc:
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	case <-ctx.Done():
+	}
+	g.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	g.mu.Lock()
+	conns := make([]*websocket.Conn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Close(websocket.StatusGoingAway, "server shutting down")
+		}()
+	}
+	wg.Wait()
+	// Let the handlers finish: processes reaped, targets closed.
+	for {
+		g.mu.Lock()
+		n := len(g.conns)
+		g.mu.Unlock()
+		if n == 0 || sctx.Err() != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0
+}
+
+// gatewayServeFlags adds duplex serve's --bridge, --exec, --exec-binary
+// and --exec-max-processes flags to fs, and returns a function that turns
+// their values into routes after fs.Parse.
+func gatewayServeFlags(fs *flag.FlagSet) func() ([]server.BridgeRoute, []server.ExecRoute, error) {
+	var bridges, execs, binaryExecs stringList
+	fs.Var(&bridges, "bridge", "a WebSocket-to-TCP route `PATH=URL`, e.g. /mqtt=tcp://127.0.0.1:1883?subprotocol=mqtt (tls:// with ?ca=FILE or ?insecure=true for TLS to the target); repeatable")
+	fs.Var(&execs, "exec", "a WebSocket-to-process route `PATH=COMMAND [ARGS]`, e.g. /chat-bot=./bot.sh: one process per connection, lines of stdout and stdin as text messages; repeatable")
+	fs.Var(&binaryExecs, "exec-binary", "like --exec, `PATH=COMMAND [ARGS]`, with raw bytes both ways in binary messages; repeatable")
+	maxProcs := fs.Int("exec-max-processes", bridge.DefaultMaxProcesses, "processes each exec route may run at once; beyond, the handshake is refused with 503")
+	return func() ([]server.BridgeRoute, []server.ExecRoute, error) {
+		var br []server.BridgeRoute
+		for _, spec := range bridges {
+			r, err := server.ParseBridgeRoute(spec)
+			if err != nil {
+				return nil, nil, fmt.Errorf("--bridge %v", err)
+			}
+			br = append(br, r)
+		}
+		if *maxProcs < 1 {
+			return nil, nil, fmt.Errorf("--exec-max-processes %d: want 1 or more", *maxProcs)
+		}
+		var er []server.ExecRoute
+		for i, list := range []stringList{execs, binaryExecs} {
+			for _, spec := range list {
+				r, err := server.ParseExecRoute(spec)
+				if err != nil {
+					return nil, nil, fmt.Errorf("--exec %v", err)
+				}
+				r.Binary = i == 1
+				r.MaxProcesses = *maxProcs
+				er = append(er, r)
+			}
+		}
+		return br, er, nil
+	}
+}
