@@ -64,8 +64,9 @@ type Server struct {
 	mux  *http.ServeMux
 	hub  *pubsub.Hub
 
-	mu    sync.Mutex
-	conns map[*websocket.Conn]struct{} // channel, chat and gateway connections, for shutdown
+	mu      sync.Mutex
+	conns   map[*websocket.Conn]struct{} // channel, chat and gateway connections, for shutdown
+	closing bool                         // Shutdown has taken its list of conns
 
 	gatewayErr error // a bad bridge or exec route; Serve returns it
 }
@@ -148,9 +149,16 @@ func (s *Server) Handler() http.Handler { return s.mux }
 func (s *Server) Hub() *pubsub.Hub { return s.hub }
 
 // track registers a live WebSocket connection until the returned function
-// is called, so that Shutdown can close it.
+// is called, so that Shutdown can close it. A connection whose handler
+// tracks it after Shutdown took its list (an upgrade that was in flight) is
+// closed with 1001 at once rather than left open.
 func (s *Server) track(c *websocket.Conn) (untrack func()) {
 	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		go c.Close(websocket.StatusGoingAway, "server shutting down")
+		return func() {}
+	}
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	return func() {
@@ -203,6 +211,7 @@ func (s *Server) ListenAndServe() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	s.mu.Lock()
+	s.closing = true
 	conns := make([]*websocket.Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
