@@ -1,6 +1,6 @@
 module github.com/duplex-ws/duplex/bench
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/duplex-ws/duplex v0.0.0
