@@ -98,6 +98,7 @@ type connectConfig struct {
 	compress     bool
 	pipe         bool
 	pingInterval time.Duration
+	pingTimeout  time.Duration
 	timeout      time.Duration
 	closeTimeout time.Duration
 	wait         time.Duration
@@ -144,7 +145,8 @@ func parseConnectFlags(args []string, stderr io.Writer) (*connectConfig, int) {
 	hexMode := fs.Bool("hex", false, "input and output in hex: each input line is hex sent as a binary message, each message received is shown as hex")
 	compress := fs.Bool("compress", false, "offer permessage-deflate compression (RFC 7692)")
 	pipe := fs.Bool("pipe", false, "use pipe mode even on a terminal")
-	pingInterval := fs.Duration("ping-interval", 0, "send a ping this often and fail the connection if no pong comes within 15s (0: never)")
+	pingInterval := fs.Duration("ping-interval", 0, "send a ping this often, and fail the connection (exit status 4) if no pong comes within --ping-timeout (0: never)")
+	pingTimeout := fs.Duration("ping-timeout", websocket.DefaultPingTimeout, "with --ping-interval, how long to wait for each pong")
 	timeout := fs.Duration("timeout", 10*time.Second, "time allowed for connecting and the opening handshake")
 	closeTimeout := fs.Duration("close-timeout", websocket.DefaultCloseTimeout, "how long to wait for the server's answer to our close")
 	wait := fs.Duration("wait", 100*time.Millisecond, "pipe mode: at the end of input, after the ping's pong, close only once no message has come for this long (at most --close-timeout in all)")
@@ -191,6 +193,7 @@ func parseConnectFlags(args []string, stderr io.Writer) (*connectConfig, int) {
 		compress:     *compress,
 		pipe:         *pipe,
 		pingInterval: *pingInterval,
+		pingTimeout:  *pingTimeout,
 		timeout:      *timeout,
 		closeTimeout: *closeTimeout,
 		wait:         *wait,
@@ -226,8 +229,8 @@ func parseConnectFlags(args []string, stderr io.Writer) (*connectConfig, int) {
 	if cfg.timeout <= 0 || cfg.closeTimeout <= 0 {
 		return usageErr("--timeout and --close-timeout must be positive")
 	}
-	if cfg.pingInterval < 0 || cfg.wait < 0 {
-		return usageErr("--ping-interval and --wait cannot be negative")
+	if cfg.pingInterval < 0 || cfg.pingTimeout < 0 || cfg.wait < 0 {
+		return usageErr("--ping-interval, --ping-timeout and --wait cannot be negative")
 	}
 	return cfg, 0
 }
@@ -254,6 +257,7 @@ func dialConnect(cfg *connectConfig) (*websocket.Conn, *http.Response, error) {
 		Subprotocols: cfg.subprotocols,
 	}
 	opts.PingInterval = cfg.pingInterval
+	opts.PingTimeout = cfg.pingTimeout
 	opts.CloseTimeout = cfg.closeTimeout
 	opts.ReadLimit = -1 // a client tool shows whatever the server sends
 	opts.Compression.Enabled = cfg.compress

@@ -33,6 +33,10 @@ func runPipe(cfg *connectConfig, c *websocket.Conn, stdin io.Reader, stdout, std
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
 	out := bufio.NewWriter(stdout)
 	readErr := make(chan error, 1)
 	received := make(chan struct{}, 1) // a message arrived
@@ -72,10 +76,6 @@ func runPipe(cfg *connectConfig, c *websocket.Conn, stdin io.Reader, stdout, std
 	inputDone := make(chan struct{})
 	defer close(inputDone)
 	go readPipeInput(cfg, stdin, inputs, inputDone, stderr)
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 
 	finish := func(err error) int {
 		status, msg := ending(err)

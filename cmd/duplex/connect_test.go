@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -264,6 +267,90 @@ func TestConnectExitStatusWhenServerCloses(t *testing.T) {
 			checkRun(t, out.String(), errb.String(), status, "ho\n", tc.wantErr, tc.wantStatus)
 		})
 	}
+}
+
+// TestConnectPipeInterrupt checks that SIGINT ends the input: the close
+// goes out with --close-code and the exit status is 0.
+func TestConnectPipeInterrupt(t *testing.T) {
+	closed := make(chan string, 1)
+	srv := wsServer(t, nil, func(c *websocket.Conn, r *http.Request) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		c.Write(ctx, websocket.MessageText, []byte("ready"))
+		_, _, err := c.Read(ctx)
+		closed <- fmt.Sprint(err)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := connectCmd(ctx, "--close-code", "4002", "--close-reason", "interrupted", wsURL(srv, "/"))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Once a message is shown, the signal handler is in place.
+	line := make([]byte, len("ready\n"))
+	if _, err := io.ReadFull(stdout, line); err != nil || string(line) != "ready\n" {
+		t.Fatalf("first output %q, %v", line, err)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	rest, _ := io.ReadAll(stdout)
+	if err := cmd.Wait(); err != nil || len(rest) != 0 || errb.Len() != 0 {
+		t.Fatalf("after SIGINT: %v, more output %q, stderr %q", err, rest, errb.String())
+	}
+	if got, want := <-closed, `websocket: closed by peer: 4002: "interrupted"`; got != want {
+		t.Fatalf("server saw %s, want %s", got, want)
+	}
+}
+
+// TestConnectKeepalive checks --ping-interval: against a server that never
+// answers pings, the connection fails with exit status 4.
+func TestConnectKeepalive(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		req, err := http.ReadRequest(bufio.NewReader(conn))
+		if err != nil {
+			return
+		}
+		sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+			base64.StdEncoding.EncodeToString(sum[:]))
+		io.Copy(io.Discard, conn) // reads the pings, answers none
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := connectCmd(ctx, "--ping-interval", "50ms", "--ping-timeout", "200ms", "ws://"+l.Addr().String()+"/")
+	stdin, err := cmd.StdinPipe() // stays open: only keepalive can end it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("duplex connect: %v, want exit status 4", err)
+	}
+	checkRun(t, out.String(), errb.String(), ee.ExitCode(), "", "duplex connect: connection failed: no pong received within the keepalive timeout\n", 4)
 }
 
 func TestConnectHandshakeFailures(t *testing.T) {
