@@ -2,7 +2,6 @@ module github.com/duplex-ws/duplex
 
 go 1.26.0
 
-require (
-	golang.org/x/sys v0.49.0 // indirect
-	golang.org/x/term v0.47.0 // indirect
-)
+require golang.org/x/term v0.47.0
+
+require golang.org/x/sys v0.49.0 // indirect
