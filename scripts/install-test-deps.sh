@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suites need, only when it is missing. Idempotent.
 #
-#   - Debian packages: chromium, python3-websockets, nodejs, npm
-#   - npm packages for the interop peers (interop/node/node_modules)
+#   - Debian packages: chromium, python3-websockets, nodejs, npm, and the
+#     servers the gateway tests bridge to: mosquitto, redis-server
+#   - npm packages for the interop peers (interop/node/node_modules: ws,
+#     playwright-core, mqtt)
 #
 # Run as root (or with sudo available) on a Debian machine that has Go.
 set -euo pipefail
@@ -30,6 +32,10 @@ missing=()
 /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || missing+=(python3-websockets)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The gateway tests start these servers themselves (on free loopback ports,
+# no persistence); the packages' own services are not needed.
+[ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
 
 if [ "${#missing[@]}" -gt 0 ]; then
 	log "installing Debian packages: ${missing[*]}"
@@ -41,7 +47,8 @@ else
 fi
 
 if [ ! -f "$NODE_DIR/node_modules/ws/package.json" ] ||
-	[ ! -f "$NODE_DIR/node_modules/playwright-core/package.json" ]; then
+	[ ! -f "$NODE_DIR/node_modules/playwright-core/package.json" ] ||
+	[ ! -f "$NODE_DIR/node_modules/mqtt/package.json" ]; then
 	log "installing npm packages in interop/node"
 	cd "$NODE_DIR"
 	if [ -f package-lock.json ]; then
