@@ -41,8 +41,8 @@ func (a *API) register(mux *http.ServeMux) {
 func (a *API) guard(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if a.Key != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "apikey ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.Key)) != 1 {
+			scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+			if !strings.EqualFold(scheme, "apikey") || subtle.ConstantTimeCompare([]byte(got), []byte(a.Key)) != 1 {
 				w.Header().Set("WWW-Authenticate", `apikey realm="duplex"`)
 				writeAPIError(w, http.StatusUnauthorized, &protoError{Code: codePermissionDenied, Message: "missing or wrong API key (Authorization: apikey <key>)"})
 				return

@@ -55,6 +55,13 @@ func TestAPIKey(t *testing.T) {
 	if status != 200 || !strings.HasPrefix(body, `{"offset":1,"epoch":"`) {
 		t.Fatalf("publish with the key: %d %q", status, body)
 	}
+	// The scheme is case-insensitive, as HTTP auth schemes are (RFC 9110 §11.1).
+	for i, auth := range []string{"APIKEY s3cret", "ApiKey s3cret"} {
+		status, _, body := ts.do(t, "POST", "/api/publish", "", `{"channel":"news","data":1}`, http.Header{"Authorization": {auth}})
+		if want := fmt.Sprintf(`{"offset":%d,"epoch":"`, i+2); status != 200 || !strings.HasPrefix(body, want) {
+			t.Fatalf("publish with %q: %d %q, want 200 %s…", auth, status, body, want)
+		}
+	}
 	status, _, body = ts.do(t, "GET", "/api/channels/news/presence", "", "", key)
 	checkHTTP(t, "presence with the key", status, body, 200, "{\"clients\":[]}\n")
 

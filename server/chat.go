@@ -117,7 +117,7 @@ func (m *chatMember) run(hub *pubsub.Hub, channel string) error {
 			m.closeFromReader(websocket.StatusUnsupportedData, "chat rooms take text messages")
 			return errors.New("client sent a binary message")
 		}
-		js, _ := json.Marshal(string(data)) // valid UTF-8: the connection checked it
+		js := chatText(data)
 		if _, err := hub.Publish(ctx, channel, js); err != nil {
 			m.closeFromReader(websocket.StatusInternalError, "publish failed")
 			return err
@@ -131,7 +131,7 @@ func (m *chatMember) writeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case pm := <-m.queue:
-			if err := writeQueued(ctx, m.conn, m.queue, pm); err != nil {
+			if err := writeQueued(m.conn, m.queue, pm); err != nil {
 				return
 			}
 		}
@@ -183,3 +183,15 @@ var plainEncoding = pubsub.NewEncoding(func(e *pubsub.Event) any {
 	}
 	return pm
 })
+
+// chatText encodes a plain member's text (valid UTF-8: the connection
+// checked it) as the JSON string that duplex.v1 subscribers receive, without
+// escaping <, > and &, so the bytes stay what the member sent wherever JSON
+// allows it.
+func chatText(text []byte) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(string(text))
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}

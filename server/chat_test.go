@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,10 +70,19 @@ func TestChatRoom(t *testing.T) {
 			m.expect(text)
 		}
 		off++
-		got := parseFrame(t, obs.next())
+		raw := obs.next()
+		got := parseFrame(t, raw)
 		var data string
 		if got.Op != "message" || got.Channel != ch || got.Offset != off || got.Epoch != r.Epoch || json.Unmarshal(got.Data, &data) != nil || data != text {
 			t.Fatalf("observer got %+v (data %s), want message %d with data %q", got, got.Data, off, text)
+		}
+		// The text's bytes are kept where JSON allows: < > & unescaped.
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		enc.Encode(text)
+		if w := push(ch, off, r.Epoch, strings.TrimSuffix(want.String(), "\n")); raw != w {
+			t.Fatalf("observer got %s, want %s", raw, w)
 		}
 	}
 	say(a, "hello from a")
