@@ -130,3 +130,42 @@ func BenchmarkTCPBridgeEcho(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkTCPDirectUpload is the baseline: the same 64 KiB writes on a
+// plain loopback TCP connection to the same kind of sink, no bridge.
+func BenchmarkTCPDirectUpload(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan int64, 1)
+	total := int64(b.N) * benchMsg
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- 0
+			return
+		}
+		defer c.Close()
+		n, _ := io.CopyN(io.Discard, c, total)
+		got <- n
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	msg := make([]byte, benchMsg)
+	b.SetBytes(benchMsg)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if n := <-got; n != total {
+		b.Fatalf("sink got %d bytes, want %d", n, total)
+	}
+}
