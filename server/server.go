@@ -55,6 +55,11 @@ type Config struct {
 	Execs []ExecRoute
 	// Log receives the server's log lines; nil means slog.Default().
 	Log *slog.Logger
+	// Demo runs, while the server serves, a publisher of stock quotes on
+	// the channels ticker:{symbol} (see TickerSymbols) for the ticker page
+	// at /ticker/, and adds the ticker namespace (TickerNamespaceOptions)
+	// unless Namespaces has one.
+	Demo bool
 }
 
 // Server is a configured Duplex HTTP server.
@@ -69,6 +74,8 @@ type Server struct {
 	closing bool                         // Shutdown has taken its list of conns
 
 	gatewayErr error // a bad bridge or exec route; Serve returns it
+
+	demo demo // the ticker publisher of Config.Demo
 }
 
 // CompressionMode returns the compression settings `duplex serve
@@ -115,6 +122,9 @@ func New(cfg Config) *Server {
 	if cfg.Namespaces == nil {
 		cfg.Namespaces = DefaultNamespaces()
 	}
+	if cfg.Demo {
+		cfg.Namespaces = withTicker(cfg.Namespaces)
+	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), conns: make(map[*websocket.Conn]struct{})}
 	s.hub = pubsub.NewHub(pubsub.Config{Broker: cfg.Broker, Namespaces: cfg.Namespaces})
 	accept := websocket.AcceptOptions{
@@ -124,12 +134,12 @@ func New(cfg Config) *Server {
 	}
 	s.mux.Handle("GET /echo", &EchoHandler{Accept: accept, Log: cfg.Log})
 	s.mux.Handle("GET /ws", &ChannelHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Version: cfg.Version, Log: cfg.Log, track: s.track})
-	s.mux.Handle("GET /chat/{room}", &ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Log: cfg.Log, track: s.track})
+	s.mux.Handle("GET /chat/{room}", &ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Log: cfg.Log, track: s.track, Fallback: appPage("chat")})
 	api := &API{Hub: s.hub, Key: cfg.APIKey, MaxBody: cfg.ReadLimit}
 	api.register(s.mux)
 	s.mux.HandleFunc("GET /duplex.js", serveWebFile("duplex.js", "text/javascript; charset=utf-8"))
 	s.mux.HandleFunc("GET /duplex.d.ts", serveWebFile("duplex.d.ts", "application/typescript; charset=utf-8"))
-	s.mux.HandleFunc("GET /{$}", s.landing)
+	s.mountApps()
 	s.mountGateways(accept)
 	s.http = &http.Server{
 		Addr:              cfg.Listen,
@@ -187,6 +197,7 @@ func (s *Server) Serve(l net.Listener) error {
 	if s.gatewayErr != nil {
 		return s.gatewayErr
 	}
+	s.startDemo()
 	err := s.http.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -204,11 +215,12 @@ func (s *Server) ListenAndServe() error {
 	return s.Serve(l)
 }
 
-// Shutdown stops accepting connections, closes the channel and chat
+// Shutdown stops accepting connections, closes the channel, chat and gateway
 // connections with 1001 (going away) so that clients reconnect elsewhere,
 // and waits, until ctx ends, for requests in flight and closing handshakes.
 // Echo connections are not tracked yet.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopDemo()
 	err := s.http.Shutdown(ctx)
 	s.mu.Lock()
 	s.closing = true
