@@ -32,6 +32,9 @@ step "go vet"
 step "go test -race"
 "$GO" test -race -count=1 -timeout 30m ./...
 
+step "bench module: go vet and its tests (the measurements themselves are run by hand)"
+(cd bench && "$GO" vet ./... && "$GO" test -count=1 -timeout 10m ./...)
+
 step "fuzz (each target for $FUZZTIME)"
 for pkg in ./websocket/ ./websocket/internal/deflate/; do
 	for target in $("$GO" test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do

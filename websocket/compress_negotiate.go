@@ -25,14 +25,13 @@ const (
 	// message is sent uncompressed when CompressionOptions.Threshold is zero
 	// and this side compresses each message on its own (no context
 	// takeover): without earlier messages to refer to, DEFLATE codes a
-	// short message in about as many bytes as it has (measured: 32 JSON
-	// bytes give 34, 64 give 63).
+	// short message in about as many bytes as it has.
 	DefaultCompressionThreshold = 64
 
 	// DefaultCompressionThresholdTakeover is that size when this side keeps
 	// context between messages: a short message that repeats parts of
-	// earlier ones shrinks by half or more (16 JSON bytes give 11, 48 give
-	// 18), and every message compressed also feeds the history.
+	// earlier ones can shrink by half or more, and every message
+	// compressed also feeds the history.
 	DefaultCompressionThresholdTakeover = 16
 )
 

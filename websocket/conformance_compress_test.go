@@ -26,7 +26,6 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -1496,8 +1495,6 @@ func TestCompressConformanceServerViolations(t *testing.T) {
 		})
 	}
 }
-
-var _ = []any{runtime.GC, sync.Once{}, atomic.Int64{}} // TEMP
 
 // A compressed message that the transport or a close frame interrupts
 // ends the server's Read the same way an uncompressed one does: a

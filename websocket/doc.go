@@ -161,7 +161,13 @@
 //
 // PreparedMessage frames and compresses a message once for many server
 // connections, which is how a server fans one message out to many
-// subscribers.
+// subscribers. It pays on connections without server context takeover:
+// the shared compressed frame is all they need. On a connection with
+// takeover the shared frame is still valid but, compressed without that
+// connection's history, larger (about 3 times the bytes of Write on a
+// stream of similar JSON messages), and the connection must still add the
+// message to its history, so it saves no CPU either (docs/benchmarks.md).
+// A server that fans out should negotiate ServerNoContextTakeover.
 //
 // A context that ends in the middle of a compressed message fails the
 // connection even between frames: the decompressor's state cannot be

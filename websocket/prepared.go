@@ -21,6 +21,12 @@ import (
 // compressed for a window of 2^w bytes serves every connection that agreed
 // to that window and level.
 //
+// It pays on connections without server context takeover. On one with
+// takeover the frame, compressed without that connection's history, is
+// larger than what Write would send, and the message must still enter the
+// connection's history, so a fan-out server should negotiate
+// ServerNoContextTakeover (see the package documentation).
+//
 // A PreparedMessage is safe for concurrent use.
 type PreparedMessage struct {
 	typ   MessageType
