@@ -1,0 +1,62 @@
+package server
+
+import (
+	"net/http"
+	"path"
+
+	"github.com/duplex-ws/duplex/web"
+)
+
+// appAssetTypes are the extensions served under /app/: the apps' scripts,
+// styles and images. Their HTML pages are served at /chat/, /echo/ and
+// /ticker/ instead, and the landing template is not served raw.
+var appAssetTypes = map[string]string{
+	".js":  "text/javascript; charset=utf-8",
+	".css": "text/css; charset=utf-8",
+	".svg": "image/svg+xml",
+}
+
+// mountApps adds the web apps' routes: the landing page at /, the pages of
+// the chat room, echo tester and ticker, and their files under /app/.
+func (s *Server) mountApps() {
+	s.mux.HandleFunc("GET /{$}", s.landing)
+	s.mux.HandleFunc("GET /app/", serveAppAsset)
+	s.mux.Handle("GET /chat/{$}", appPage("chat"))
+	s.mux.Handle("GET /echo/{$}", appPage("echo"))
+	s.mux.Handle("GET /ticker/{$}", appPage("ticker"))
+}
+
+// appPage serves the HTML page of one app (web/app/{name}/index.html). The
+// chat page is also ChatHandler.Fallback, so /chat/{room} opened in a
+// browser shows the room; the page reads the room from its URL.
+func appPage(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := web.FS.ReadFile("app/" + name + "/index.html")
+		if err != nil {
+			http.Error(w, "Not Found", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Write(b)
+	})
+}
+
+// serveAppAsset serves an embedded file under /app/ whose extension is in
+// appAssetTypes.
+func serveAppAsset(w http.ResponseWriter, r *http.Request) {
+	name := path.Clean(r.URL.Path)[1:] // "app/..."
+	ctype, ok := appAssetTypes[path.Ext(name)]
+	if !ok {
+		http.Error(w, "Not Found", http.StatusNotFound)
+		return
+	}
+	b, err := web.FS.ReadFile(name)
+	if err != nil {
+		http.Error(w, "Not Found", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(b)
+}
