@@ -1,0 +1,277 @@
+package web_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/duplex-ws/duplex/server"
+)
+
+// The apps' end-to-end test runs testdata/apps_e2e.mjs, which opens the
+// pages of the real server (`duplex serve --demo` as server.New builds it)
+// in headless Chromium and checks what they show. The script asks this side
+// for what a page cannot do itself: cutting its channel connection.
+const (
+	appsScript     = "testdata/apps_e2e.mjs"
+	playwrightDir  = "../interop/node/node_modules/playwright-core"
+	screenshotsDir = "../docs/screenshots"
+)
+
+// wsGate is a listener that remembers its connections and can cut those
+// whose first request is GET /ws, and hold new ones until it opens again.
+type wsGate struct {
+	net.Listener
+
+	mu    sync.Mutex
+	conns map[*gateConn]struct{}
+	hold  chan struct{} // non-nil: new /ws connections wait until it is closed
+}
+
+type gateConn struct {
+	net.Conn
+	g       *wsGate
+	sniffed bool // the first read was seen (only the server's goroutine reads)
+	ws      bool // under g.mu
+}
+
+func newWSGate(l net.Listener) *wsGate {
+	return &wsGate{Listener: l, conns: map[*gateConn]struct{}{}}
+}
+
+func (g *wsGate) Accept() (net.Conn, error) {
+	c, err := g.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	gc := &gateConn{Conn: c, g: g}
+	g.mu.Lock()
+	g.conns[gc] = struct{}{}
+	g.mu.Unlock()
+	return gc, nil
+}
+
+// Read marks the connection as a /ws one from its request line, and holds
+// it while the gate is shut.
+func (c *gateConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if !c.sniffed && n > 0 {
+		c.sniffed = true
+		if bytes.HasPrefix(p[:n], []byte("GET /ws ")) || bytes.HasPrefix(p[:n], []byte("GET /ws?")) {
+			c.g.mu.Lock()
+			c.ws = true
+			hold := c.g.hold
+			c.g.mu.Unlock()
+			if hold != nil {
+				<-hold
+			}
+		}
+	}
+	return n, err
+}
+
+func (c *gateConn) Close() error {
+	c.g.mu.Lock()
+	delete(c.g.conns, c)
+	c.g.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// shutAndCut holds new /ws connections and cuts the open ones (TCP close,
+// no closing handshake); it returns how many it cut.
+func (g *wsGate) shutAndCut() int {
+	g.mu.Lock()
+	g.hold = make(chan struct{})
+	var cut []net.Conn
+	for c := range g.conns {
+		if c.ws {
+			cut = append(cut, c.Conn)
+		}
+	}
+	g.mu.Unlock()
+	for _, c := range cut {
+		c.Close()
+	}
+	return len(cut)
+}
+
+// open lets held /ws connections through.
+func (g *wsGate) open() {
+	g.mu.Lock()
+	if g.hold != nil {
+		close(g.hold)
+		g.hold = nil
+	}
+	g.mu.Unlock()
+}
+
+// appsCommand is what the script asks for.
+type appsCommand struct {
+	Op      string   `json:"op"`
+	Channel string   `json:"channel"`
+	Texts   []string `json:"texts"`
+}
+
+// TestApps runs the web apps in headless Chromium against the real server
+// with its demo publisher: two pages chat in one room; a page whose
+// connection the server cuts reconnects and shows, once each, the messages
+// published meanwhile over the HTTP API; the echo tester round-trips text
+// and binary and shows close codes and reasons; the ticker's prices move.
+// It saves a screenshot of each page in docs/screenshots/.
+func TestApps(t *testing.T) {
+	requireChromium(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := newWSGate(l)
+	defer gate.open()
+	srv := server.New(server.Config{Demo: true, Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(gate) }()
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		srv.Shutdown(sctx)
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	base := "http://" + l.Addr().String()
+
+	shots, err := filepath.Abs(screenshotsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"landing.png", "chat.png", "chat-phone.png", "echo.png", "ticker.png"}
+	for _, n := range names {
+		os.Remove(filepath.Join(shots, n)) // a stale one must not pass for a new one
+	}
+
+	cmd := exec.CommandContext(ctx, "node", appsScript, playwrightDir, base, shots)
+	cmd.WaitDelay = 5 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	verdicts := map[string]string{}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "PASS "):
+			verdicts[strings.TrimPrefix(line, "PASS ")] = ""
+		case strings.HasPrefix(line, "FAIL "):
+			name, why, _ := strings.Cut(strings.TrimPrefix(line, "FAIL "), ": ")
+			verdicts[name] = why
+		case strings.HasPrefix(line, "CMD "):
+			answer := runAppsCommand(ctx, gate, base, strings.TrimPrefix(line, "CMD "))
+			b, _ := json.Marshal(answer)
+			if _, err := stdin.Write(append(b, '\n')); err != nil {
+				t.Errorf("answering the script: %v", err)
+			}
+		default:
+			t.Logf("script: %s", line)
+		}
+	}
+	err = cmd.Wait()
+	t.Logf("node %s (exit: %v):\n%s", appsScript, err, stderr.Bytes())
+	if ctx.Err() != nil {
+		t.Fatalf("the script did not finish in time: %v", ctx.Err())
+	}
+
+	for _, name := range []string{"landing", "chat-two-pages", "chat-recovery", "echo", "ticker"} {
+		t.Run(name, func(t *testing.T) {
+			why, ok := verdicts[name]
+			if !ok {
+				t.Fatalf("the script sent no verdict for %s", name)
+			}
+			if why != "" {
+				t.Fatal(why)
+			}
+		})
+	}
+	t.Run("screenshots", func(t *testing.T) {
+		for _, n := range names {
+			wantW, wantH := 1280, 800
+			if strings.HasSuffix(n, "-phone.png") {
+				wantW, wantH = 390, 844
+			}
+			f, err := os.Open(filepath.Join(shots, n))
+			if err != nil {
+				t.Errorf("%s: %v", n, err)
+				continue
+			}
+			cfg, err := png.DecodeConfig(f)
+			f.Close()
+			if err != nil || cfg.Width != wantW || cfg.Height != wantH {
+				t.Errorf("%s: %dx%d (%v), want a %dx%d PNG", n, cfg.Width, cfg.Height, err, wantW, wantH)
+			}
+		}
+	})
+}
+
+// runAppsCommand does what the script asked and returns the answer.
+// "drop-ws-and-publish" cuts the open /ws connections, publishes each text
+// as {"user":"backend","text":…} over POST /api/publish while the page's
+// reconnection is held, then lets it through.
+func runAppsCommand(ctx context.Context, gate *wsGate, base, line string) map[string]any {
+	var c appsCommand
+	if err := json.Unmarshal([]byte(line), &c); err != nil {
+		return map[string]any{"error": err.Error()}
+	}
+	if c.Op != "drop-ws-and-publish" {
+		return map[string]any{"error": "unknown op " + c.Op}
+	}
+	killed := gate.shutAndCut()
+	defer gate.open()
+	var offsets []int64
+	for _, text := range c.Texts {
+		body, _ := json.Marshal(map[string]any{"channel": c.Channel, "data": map[string]string{"user": "backend", "text": text}})
+		req, _ := http.NewRequestWithContext(ctx, "POST", base+"/api/publish", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return map[string]any{"error": err.Error()}
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var out struct {
+			Offset int64 `json:"offset"`
+		}
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &out) != nil {
+			return map[string]any{"error": fmt.Sprintf("POST /api/publish: %s %s", resp.Status, b)}
+		}
+		offsets = append(offsets, out.Offset)
+	}
+	return map[string]any{"killed": killed, "offsets": offsets}
+}
