@@ -54,6 +54,10 @@ func TestAppRoutes(t *testing.T) {
 			}
 		}
 	}
+	if rec := get("/chat/a%20b"); rec.Code != http.StatusBadRequest ||
+		rec.Body.String() != "Bad Request: invalid channel name \"chat:a b\": byte 6 (' ') is not a letter, digit or one of _-.:@/=\n" {
+		t.Errorf("GET /chat/a%%20b without an upgrade: %d %q, want 400 and the reason", rec.Code, rec.Body.String())
+	}
 	if got := get("/chat/lobby").Body.String(); got != string(chatPage) {
 		t.Errorf("GET /chat/lobby without an upgrade: not the chat page (%d bytes, want %d)", len(got), len(chatPage))
 	}
