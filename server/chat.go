@@ -38,16 +38,17 @@ type ChatHandler struct {
 	track func(*websocket.Conn) (untrack func())
 }
 
-// ServeHTTP checks the room name (400 when invalid), upgrades, and relays
-// texts between the room's members until the connection ends.
+// ServeHTTP checks the room name (400 when invalid, page or not), hands a
+// request that is not an upgrade to Fallback, and otherwise upgrades and
+// relays texts between the room's members until the connection ends.
 func (h *ChatHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.Fallback != nil && !isUpgrade(r) {
-		h.Fallback.ServeHTTP(w, r)
-		return
-	}
 	channel := ChatNamespace + ":" + r.PathValue("room")
 	if _, err := h.Hub.Options(channel); err != nil {
 		http.Error(w, "Bad Request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if h.Fallback != nil && !isUpgrade(r) {
+		h.Fallback.ServeHTTP(w, r)
 		return
 	}
 	c, err := websocket.Accept(w, r, &h.Accept)

@@ -141,6 +141,11 @@ func TestChatInvalidRoom(t *testing.T) {
 	if want := "Bad Request: invalid channel name \"chat:a b\": byte 6 (' ') is not a letter, digit or one of _-.:@/=\n"; status != 400 || body != want {
 		t.Fatalf("got %d %q, want 400 %q", status, body, want)
 	}
+	// A valid room opened as a page (no upgrade) gets the chat app.
+	status, hdr, body := ts.do(t, "GET", "/chat/lobby", "", "", nil)
+	if status != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/html") || !strings.Contains(body, `src="/app/chat/chat.js"`) {
+		t.Fatalf("GET /chat/lobby as a page: %d %q, body starts %.80q", status, hdr.Get("Content-Type"), body)
+	}
 	// The longest room name that fits a channel name works.
 	c, err := ts.dialPath(ctx, t, "/chat/"+strings.Repeat("r", 250), 0)
 	if err != nil {
