@@ -14,6 +14,13 @@ import (
 // A Broker calls its handler's methods for a channel in the order the
 // events happened, messages in offset order, and never concurrently for
 // one channel. Handler methods do not block.
+//
+// A broker that loses a channel's history (a store purged or restarted)
+// must give the channel a new epoch; offsets may then start over, and the
+// Hub delivers the new epoch's messages (see Hub.Subscribe). Brokers that
+// can miss deliveries while connected (a dropped link to NATS or Redis)
+// will also need a way to tell the Hub to re-read history; that belongs
+// with the first such broker.
 type Broker interface {
 	// SetHandler names who receives deliveries. It is called once, before
 	// any other method.
@@ -33,10 +40,14 @@ type Broker interface {
 	// the channel's current position.
 	History(ctx context.Context, channel string, req HistoryRequest) (HistoryResult, error)
 	// AddPresence records a client in the channel's presence and delivers a
-	// join to interested nodes; RemovePresence removes it and delivers a
-	// leave. Presence reports the clients present.
+	// join to interested nodes.
 	AddPresence(ctx context.Context, channel string, c ClientInfo) error
+	// RemovePresence removes a client from the channel's presence and
+	// delivers a leave to interested nodes; removing an absent client does
+	// nothing.
 	RemovePresence(ctx context.Context, channel string, c ClientInfo) error
+	// Presence reports the clients present in the channel, sorted by
+	// client id.
 	Presence(ctx context.Context, channel string) ([]ClientInfo, error)
 	// Channels lists the channels the broker holds state for (history,
 	// presence or interest), sorted by name.
@@ -48,8 +59,12 @@ type Broker interface {
 // BrokerHandler receives what a Broker delivers. Its methods must return
 // quickly and must not call back into the Broker.
 type BrokerHandler interface {
+	// HandleMessage receives a published message, in offset order per
+	// channel.
 	HandleMessage(m *Message)
+	// HandleJoin receives a client's arrival in a channel's presence.
 	HandleJoin(channel string, c ClientInfo)
+	// HandleLeave receives a client's departure from a channel's presence.
 	HandleLeave(channel string, c ClientInfo)
 }
 

@@ -12,6 +12,7 @@ import (
 // the queue is full, applies its slow-consumer policy (for example, closing
 // the connection from another goroutine).
 type Subscriber interface {
+	// Deliver receives one event of one of the subscriber's channels.
 	Deliver(e *Event)
 }
 
@@ -53,6 +54,7 @@ type subscription struct {
 	live    bool     // recovery done: deliver directly
 	pending []*Event // events that arrived during recovery
 	last    uint64   // highest offset delivered
+	epoch   string   // the epoch last is counted in
 	gone    bool     // unsubscribed: deliver nothing more
 }
 
@@ -188,7 +190,7 @@ func (h *Hub) Subscribe(ctx context.Context, channel string, s Subscriber, opts 
 	if opts.OnResult != nil {
 		opts.OnResult(res)
 	}
-	sn.last = hist.Position.Offset
+	sn.last, sn.epoch = hist.Position.Offset, hist.Position.Epoch
 	if res.Recovered {
 		sn.last = opts.Since.Offset
 		for _, m := range hist.Messages {
@@ -205,16 +207,20 @@ func (h *Hub) Subscribe(ctx context.Context, channel string, s Subscriber, opts 
 }
 
 // deliverLocked hands e to the subscriber unless it is a message at or
-// below the last offset delivered. sn.mu is held.
+// below the last offset delivered in its epoch. A message of another epoch
+// means the broker lost the channel's history and started a new one, whose
+// offsets start over: it is delivered, and counting restarts from it (the
+// epoch in each message tells the client). sn.mu is held.
 func (sn *subscription) deliverLocked(e *Event) {
 	if sn.gone {
 		return
 	}
 	if e.Kind == EventMessage {
-		if e.Message.Offset <= sn.last {
+		m := e.Message
+		if m.Epoch == sn.epoch && m.Offset <= sn.last {
 			return
 		}
-		sn.last = e.Message.Offset
+		sn.last, sn.epoch = m.Offset, m.Epoch
 	}
 	sn.sub.Deliver(e)
 }
