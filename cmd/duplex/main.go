@@ -1,5 +1,15 @@
-// Command duplex is the Duplex binary: `duplex serve` runs the WebSocket
-// server, `duplex version` prints the version.
+// Command duplex is the Duplex binary, one command for the server, the
+// client and the gateways:
+//
+//   - duplex serve runs the WebSocket server (channels, HTTP API, chat,
+//     echo, and --bridge and --exec routes).
+//   - duplex connect URL opens a WebSocket connection, interactive on a
+//     terminal or line by line in a pipe.
+//   - duplex bridge bridges WebSocket clients to one TCP or TLS service.
+//   - duplex exec runs a command for each WebSocket connection, on its
+//     stdin and stdout.
+//   - duplex version prints the version.
+//   - duplex help shows the usage.
 package main
 
 import (
