@@ -90,19 +90,49 @@ func bridgeMain(args []string, stdout, stderr io.Writer) int {
 }
 
 // gatewayServer runs one gateway handler for `duplex bridge` and `duplex
-// exec`, and on SIGINT or SIGTERM closes its connections with 1001.
+// exec`, and on SIGINT or SIGTERM closes its connections with 1001 and
+// waits for its handlers to finish (targets closed, processes reaped).
 type gatewayServer struct {
-	log   *slog.Logger
-	mu    sync.Mutex
-	conns map[*websocket.Conn]struct{}
+	log *slog.Logger
+
+	mu      sync.Mutex
+	conns   map[*websocket.Conn]struct{}
+	active  int           // handlers running (ServeHTTP calls in flight)
+	closing chan struct{} // closed when shutdown has taken its list of conns
+	idle    chan struct{} // closed when closing and no handler runs
 }
 
 func newGatewayServer(log *slog.Logger) *gatewayServer {
-	return &gatewayServer{log: log, conns: make(map[*websocket.Conn]struct{})}
+	return &gatewayServer{
+		log:     log,
+		conns:   make(map[*websocket.Conn]struct{}),
+		closing: make(chan struct{}),
+		idle:    make(chan struct{}),
+	}
 }
 
+// isClosing reports whether shutdown has begun; g.mu must be held.
+func (g *gatewayServer) isClosing() bool {
+	select {
+	case <-g.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// track registers a live connection for shutdown, until the returned
+// function is called. A connection registered after shutdown took its
+// list (an upgrade that was in flight when the signal came) is closed with
+// 1001 at once, so that its handler ends (and, for exec, its process is
+// killed and reaped) instead of outliving the command.
 func (g *gatewayServer) track(c *websocket.Conn) func() {
 	g.mu.Lock()
+	if g.isClosing() {
+		g.mu.Unlock()
+		go c.Close(websocket.StatusGoingAway, "server shutting down")
+		return func() {}
+	}
 	g.conns[c] = struct{}{}
 	g.mu.Unlock()
 	return func() {
@@ -112,26 +142,40 @@ func (g *gatewayServer) track(c *websocket.Conn) func() {
 	}
 }
 
-// run serves h at path on listen until a signal, and returns the exit
-// status.
-func (g *gatewayServer) run(name, listen, path string, h http.Handler, what, value string, stderr io.Writer) int {
-	mux := http.NewServeMux()
-	if err := func() (err error) {
+// counted wraps h so that shutdown can wait for every handler call,
+// including one between its upgrade and its call to track.
+func (g *gatewayServer) counted(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		g.active++
+		g.mu.Unlock()
 		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("bad --path %q: %v", path, r)
-			}
+			g.mu.Lock()
+			g.active--
+			g.signalIdle()
+			g.mu.Unlock()
 		}()
-		if len(path) == 0 || path[0] != '/' {
-			return fmt.Errorf("bad --path %q: want /...", path)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// signalIdle closes g.idle once shutdown has begun and no handler runs;
+// g.mu must be held.
+func (g *gatewayServer) signalIdle() {
+	if g.active == 0 && g.isClosing() {
+		select {
+		case <-g.idle:
+		default:
+			close(g.idle)
 		}
-		if path == "/" {
-			mux.Handle("/", h)
-		} else {
-			mux.Handle("GET "+path, h)
-		}
-		return nil
-	}(); err != nil {
+	}
+}
+
+// run serves h at path on listen until SIGINT or SIGTERM, and returns the
+// exit status.
+func (g *gatewayServer) run(name, listen, path string, h http.Handler, what, value string, stderr io.Writer) int {
+	mux, err := gatewayMux(path, h)
+	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 2
 	}
@@ -140,31 +184,67 @@ func (g *gatewayServer) run(name, listen, path string, h http.Handler, what, val
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	g.log.Info(name+" listening", "addr", l.Addr().String(), "path", path, what, value)
+	if err := g.serve(ctx, l, g.counted(mux)); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+// gatewayMux serves h at path; a path ending in / also serves the paths
+// below it.
+func gatewayMux(path string, h http.Handler) (mux *http.ServeMux, err error) {
+	mux = http.NewServeMux()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bad --path %q: %v", path, r)
+		}
+	}()
+	if len(path) == 0 || path[0] != '/' {
+		return nil, fmt.Errorf("bad --path %q: want /...", path)
+	}
+	if path == "/" {
+		mux.Handle("/", h)
+	} else {
+		mux.Handle("GET "+path, h)
+	}
+	return mux, nil
+}
+
+// serve serves h (already wrapped by counted) on l until ctx ends, then
+// shuts down: no new connections, every tracked connection closed with
+// 1001, and a wait of at most 10 s for every handler to return. It returns
+// an error only when serving fails before ctx ends.
+func (g *gatewayServer) serve(ctx context.Context, l net.Listener, h http.Handler) error {
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           h,
 		ReadHeaderTimeout: websocket.DefaultHandshakeTimeout,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	g.log.Info(name+" listening", "addr", l.Addr().String(), "path", path, what, value)
 	select {
 	case err := <-errc:
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return 1
+		return err
 	case <-ctx.Done():
 	}
 	g.log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// Shutdown returns once every request has hijacked its connection or
+	// finished; a handler that upgraded but has not called track yet is
+	// counted in g.active, and track closes its connection at once.
 	srv.Shutdown(sctx)
 	g.mu.Lock()
+	close(g.closing)
 	conns := make([]*websocket.Conn, 0, len(g.conns))
 	for c := range g.conns {
 		conns = append(conns, c)
 	}
+	g.signalIdle()
 	g.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, c := range conns {
@@ -176,16 +256,12 @@ func (g *gatewayServer) run(name, listen, path string, h http.Handler, what, val
 	}
 	wg.Wait()
 	// Let the handlers finish: processes reaped, targets closed.
-	for {
-		g.mu.Lock()
-		n := len(g.conns)
-		g.mu.Unlock()
-		if n == 0 || sctx.Err() != nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-g.idle:
+	case <-sctx.Done():
+		g.log.Warn("handlers still running after the shutdown timeout")
 	}
-	return 0
+	return nil
 }
 
 // gatewayServeFlags adds duplex serve's --bridge, --exec, --exec-binary
