@@ -26,21 +26,10 @@ func (s *Server) mountApps() {
 	s.mux.Handle("GET /ticker/{$}", appPage("ticker"))
 }
 
-// chatPage is ChatHandler.Fallback: /chat/{room} opened in a browser shows
-// the chat page (which reads the room from its URL), and a room the server
-// refuses gets the 400 and reason that an upgrade request would.
-func (s *Server) chatPage() http.Handler {
-	page := appPage("chat")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := s.hub.Options(ChatNamespace + ":" + r.PathValue("room")); err != nil {
-			http.Error(w, "Bad Request: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		page.ServeHTTP(w, r)
-	})
-}
-
-// appPage serves the HTML page of one app (web/app/{name}/index.html).
+// appPage serves the HTML page of one app (web/app/{name}/index.html). The
+// chat page is also ChatHandler.Fallback, so /chat/{room} opened in a
+// browser shows the room (the page reads the room from its URL); the
+// handler has refused an invalid room with 400 before.
 func appPage(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := web.FS.ReadFile("app/" + name + "/index.html")

@@ -134,7 +134,7 @@ func New(cfg Config) *Server {
 	}
 	s.mux.Handle("GET /echo", &EchoHandler{Accept: accept, Log: cfg.Log})
 	s.mux.Handle("GET /ws", &ChannelHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Version: cfg.Version, Log: cfg.Log, track: s.track})
-	s.mux.Handle("GET /chat/{room}", &ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Log: cfg.Log, track: s.track, Fallback: s.chatPage()})
+	s.mux.Handle("GET /chat/{room}", &ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Log: cfg.Log, track: s.track, Fallback: appPage("chat")})
 	api := &API{Hub: s.hub, Key: cfg.APIKey, MaxBody: cfg.ReadLimit}
 	api.register(s.mux)
 	s.mux.HandleFunc("GET /duplex.js", serveWebFile("duplex.js", "text/javascript; charset=utf-8"))
