@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -338,17 +339,57 @@ func TestRecoveryRefused(t *testing.T) {
 	}
 }
 
+// smallFirstSendBuffer is a listener whose first connection has a send
+// buffer of size bytes, so that what that client absorbs while it does not
+// read is bounded by the test, not by the kernel's autotuning (megabytes).
+// The other connections keep the kernel's buffers.
+type smallFirstSendBuffer struct {
+	net.Listener
+	size  int
+	first atomic.Bool
+}
+
+func (l *smallFirstSendBuffer) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil && l.first.CompareAndSwap(false, true) {
+		if err = c.(*net.TCPConn).SetWriteBuffer(l.size); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, err
+}
+
 // A subscriber that stops reading is closed with 1013 once its send queue
 // overflows, while another subscriber of the channel receives every
 // message and the publisher is never held up.
+//
+// The slow subscriber connects first: the socket buffers on both sides of
+// its connection are 16 KiB, so it can absorb at most its queue (16), the
+// batch its writer is blocked in (at most 17) and about one message in the
+// kernel: the overflow comes by message 35 of 100, whatever the kernel's
+// defaults. The slow subscriber starts reading once the fast one has
+// received message overflowBy, after the overflow: the close frame then
+// leaves behind the write in progress, long before the close timeout (5 s)
+// would cut the connection (a client that never reads sees 1006, see
+// docs/protocol.md).
 func TestSlowConsumerIsCutOff(t *testing.T) {
-	ts := startServer(t, server.Config{SendQueue: 16})
+	const (
+		queue      = 16
+		n          = 100
+		overflowBy = 50
+		sockBuf    = 16 << 10
+	)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServerOn(t, server.Config{SendQueue: queue}, &smallFirstSendBuffer{Listener: l, size: sockBuf})
 	ctx := testContext(t)
 	const ch = "live:big"
-	const n = 100
 	big := `"` + strings.Repeat("x", 64<<10) + `"`
 
-	slow, err := ts.dialPath(ctx, t, "/ws", 16<<10, server.Subprotocol)
+	slow, err := ts.dialPath(ctx, t, "/ws", sockBuf, server.Subprotocol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,6 +401,7 @@ func TestSlowConsumerIsCutOff(t *testing.T) {
 	}
 
 	fastDone := make(chan error, 1)
+	pastOverflow := make(chan struct{})
 	go func() {
 		for i := 1; i <= n; i++ {
 			msg, err := fast.recv()
@@ -371,22 +413,43 @@ func TestSlowConsumerIsCutOff(t *testing.T) {
 				fastDone <- fmt.Errorf("fast subscriber, message %d: got %d bytes %.80q", i, len(msg), msg)
 				return
 			}
+			if i == overflowBy {
+				close(pastOverflow)
+			}
 		}
 		fastDone <- nil
 	}()
 
-	// The slow subscriber reads nothing while n messages of 64 KiB go out;
-	// the publisher finishes in bounded time.
-	start := time.Now()
-	for i := 1; i <= n; i++ {
-		if pos := ts.publishAPI(t, ch, big); pos.Offset != uint64(i) {
-			t.Fatalf("publish %d got offset %d", i, pos.Offset)
+	// The publisher goes on while the slow subscriber reads nothing, and
+	// finishes in bounded time.
+	pubDone := make(chan error, 1)
+	go func() {
+		start := time.Now()
+		for i := 1; i <= n; i++ {
+			pos, err := ts.tryPublishAPI(ch, big)
+			if err != nil {
+				pubDone <- err
+				return
+			}
+			if pos.Offset != uint64(i) {
+				pubDone <- fmt.Errorf("publish %d got offset %d", i, pos.Offset)
+				return
+			}
 		}
-	}
-	if d := time.Since(start); d > 20*time.Second {
-		t.Fatalf("publishing took %v: the slow consumer held the publisher up", d)
-	}
+		if d := time.Since(start); d > 20*time.Second {
+			pubDone <- fmt.Errorf("publishing took %v: the slow consumer held the publisher up", d)
+			return
+		}
+		pubDone <- nil
+	}()
 
+	select {
+	case <-pastOverflow:
+	case err := <-fastDone:
+		t.Fatalf("fast subscriber ended before message %d: %v", overflowBy, err)
+	case <-ctx.Done():
+		t.Fatalf("the fast subscriber did not receive message %d", overflowBy)
+	}
 	// The slow subscriber now reads what reached it: a prefix of the
 	// messages, in order, then the close.
 	got := 0
@@ -404,11 +467,18 @@ func TestSlowConsumerIsCutOff(t *testing.T) {
 			t.Fatalf("slow subscriber, message %d: got %d bytes %.80q", got, len(msg), msg)
 		}
 	}
-	if got >= n {
-		t.Fatalf("slow subscriber received all %d messages before being closed", got)
+	if got >= overflowBy {
+		t.Fatalf("slow subscriber received %d messages before being closed: more than its queue, its writer's batch and 16 KiB socket buffers hold", got)
 	}
-	if err := <-fastDone; err != nil {
-		t.Fatal(err)
+	for _, done := range []chan error{pubDone, fastDone} {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("timed out waiting for the publisher and the fast subscriber")
+		}
 	}
 	t.Logf("the slow subscriber received %d of %d messages before 1013", got, n)
 }

@@ -3,10 +3,8 @@ package server_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/duplex-ws/duplex/pubsub"
 	"github.com/duplex-ws/duplex/server"
@@ -150,39 +148,6 @@ func TestErrorAnswers(t *testing.T) {
 			c.expectCall(`{"id":99,"op":"ping"}`, `{"id":99,"result":{}}`)
 		})
 	}
-}
-
-// The 11th error answer in a burst closes the connection with 1008, after
-// the answers; the budget refills at one error per second.
-func TestErrorBudget(t *testing.T) {
-	ts := startServer(t, server.Config{})
-	ctx := testContext(t)
-
-	c := ts.dial(ctx, t)
-	for id := 1; id <= 11; id++ {
-		c.send(fmt.Sprintf(`{"id":%d,"op":"bad%d"}`, id, id))
-	}
-	for id := 1; id <= 11; id++ {
-		c.expect(fmt.Sprintf(`{"id":%d,"error":{"code":102,"message":"unknown op \"bad%d\""}}`, id, id))
-	}
-	c.expectClose(websocket.StatusPolicyViolation, "too many bad commands")
-
-	// Good commands cost nothing; after 10 errors and a second, one more
-	// error is allowed, and the next one closes.
-	c = ts.dial(ctx, t)
-	for id := 1; id <= 10; id++ {
-		c.send(`{"id":0}`)
-		c.send(fmt.Sprintf(`{"id":%d,"op":"ping"}`, id))
-	}
-	for id := 1; id <= 10; id++ {
-		c.expect(`{"id":0,"error":{"code":101,"message":"id must be an integer from 1 to 2^53-1, got 0"}}`)
-		c.expect(fmt.Sprintf(`{"id":%d,"result":{}}`, id))
-	}
-	time.Sleep(1100 * time.Millisecond) // the budget refills with time
-	c.expectCall(`{"id":11,"op":"subscribe","channel":"nope:x"}`, `{"id":11,"error":{"code":104,"message":"unknown namespace \"nope\" (channel \"nope:x\")"}}`)
-	c.expectCall(`{"id":12,"op":"ping"}`, `{"id":12,"result":{}}`)
-	c.expectCall(`{"id":13,"op":"subscribe","channel":"nope:x"}`, `{"id":13,"error":{"code":104,"message":"unknown namespace \"nope\" (channel \"nope:x\")"}}`)
-	c.expectClose(websocket.StatusPolicyViolation, "too many bad commands")
 }
 
 // A command over the server's read limit closes the connection with 1009.

@@ -53,6 +53,16 @@ type testServer struct {
 // listener until the test ends.
 func startServer(t *testing.T, cfg server.Config) *testServer {
 	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startServerOn(t, cfg, l)
+}
+
+// startServerOn is startServer on the listener l.
+func startServerOn(t *testing.T, cfg server.Config, l net.Listener) *testServer {
+	t.Helper()
 	if cfg.Namespaces == nil {
 		cfg.Namespaces = testNamespaces()
 	}
@@ -61,10 +71,6 @@ func startServer(t *testing.T, cfg server.Config) *testServer {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
 	}
 	ts := &testServer{srv: server.New(cfg), http: "http://" + l.Addr().String(), ws: "ws://" + l.Addr().String(), done: make(chan error, 1)}
 	go func() { ts.done <- ts.srv.Serve(l) }()

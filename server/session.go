@@ -72,6 +72,17 @@ type ChannelHandler struct {
 	Log *slog.Logger
 	// track, when set, registers live connections for shutdown.
 	track func(*websocket.Conn) (untrack func())
+	// now, when set, replaces time.Now for the error budget, so that tests
+	// can refill it without waiting.
+	now func() time.Time
+}
+
+// clock returns the time source of the sessions.
+func (h *ChannelHandler) clock() func() time.Time {
+	if h.now != nil {
+		return h.now
+	}
+	return time.Now
 }
 
 // offersSubprotocol reports whether the request offers the subprotocol p.
@@ -144,6 +155,7 @@ type session struct {
 	subscribed bool // a subscribe was accepted (connect is then refused)
 	subs       map[string]bool
 
+	now        func() time.Time
 	budget     int
 	lastRefill time.Time
 }
@@ -153,6 +165,7 @@ func newSession(h *ChannelHandler, c *websocket.Conn) *session {
 	if n <= 0 {
 		n = DefaultSendQueue
 	}
+	now := h.clock()
 	return &session{
 		h:          h,
 		conn:       c,
@@ -160,8 +173,9 @@ func newSession(h *ChannelHandler, c *websocket.Conn) *session {
 		queue:      make(chan *websocket.PreparedMessage, n),
 		drain:      make(chan struct{}),
 		subs:       make(map[string]bool),
+		now:        now,
 		budget:     errorBurst,
-		lastRefill: time.Now(),
+		lastRefill: now(),
 	}
 }
 
@@ -436,7 +450,7 @@ func (s *session) answerError(id uint64, e *protoError) bool {
 		Error *protoError `json:"error"`
 	}{id, e})
 	s.sendText(b)
-	now := time.Now()
+	now := s.now()
 	if refill := int(now.Sub(s.lastRefill) / errorRefill); refill > 0 {
 		s.budget = min(errorBurst, s.budget+refill)
 		s.lastRefill = s.lastRefill.Add(time.Duration(refill) * errorRefill)
