@@ -77,7 +77,11 @@ export interface HistoryResult {
   /** The offset of the channel's latest message. */
   offset: number;
   epoch: string;
-  /** With `since`: false when some messages were lost or the epoch differs (then messages is empty). */
+  /**
+   * Only with `since`: true when nothing between `since` and the first message was lost; false
+   * (then messages is empty) when the epoch differs, some messages left the history, or
+   * `since.offset` is beyond the latest offset.
+   */
   recovered?: boolean;
 }
 
@@ -189,7 +193,10 @@ export class Duplex {
   publish(channel: string, data: unknown): Promise<Position>;
   /** Lists who is subscribed to the channel, sorted by client id. */
   presence(channel: string): Promise<ClientInfo[]>;
-  /** Fetches the messages the server keeps for the channel: the last `limit`, or those after `since`. */
+  /**
+   * Fetches the messages the server keeps for the channel, oldest first: the last `limit` (0 or
+   * none: all), or those after `since` (with `limit` too: the first `limit` of them).
+   */
   history(channel: string, options?: { limit?: number; since?: Position }): Promise<HistoryResult>;
   /** Makes a round trip to the server; resolves with its time in milliseconds. */
   ping(): Promise<number>;

@@ -283,7 +283,8 @@ export class Duplex extends Emitter {
 
   /**
    * history fetches the messages the server keeps for the channel, oldest
-   * first: the last `limit` of them, or those after `since`.
+   * first: the last `limit` of them (0 or none: all), or those after `since`
+   * (with `limit` too: the first `limit` of them).
    * @param {string} channel
    * @param {{limit?: number, since?: {offset: number, epoch: string}}} [options]
    * @returns {Promise<{messages: Array<{offset: number, data: *}>, offset: number, epoch: string, recovered?: boolean}>}
