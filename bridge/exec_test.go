@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -358,25 +359,59 @@ func TestExecStderrLogged(t *testing.T) {
 func TestExecBackpressure(t *testing.T) {
 	ctx := testCtx(t, 30*time.Second)
 	// "yes" writes as fast as it can; the bridge must not queue its output.
-	h := &ExecHandler{Command: []string{"yes", strings.Repeat("z", 1000)}, KillTimeout: 200 * time.Millisecond, Log: quietLog()}
+	// The script prints its pid first ("exec" keeps it for yes).
+	h := &ExecHandler{Command: []string{script(t, "echo $$\nexec yes "+strings.Repeat("z", 1000)+"\n")}, KillTimeout: 200 * time.Millisecond, Log: quietLog()}
 	s := serve(t, h)
 	before := heapAfterGC()
 	c := dial(ctx, t, s.url, nil)
-	readText(ctx, t, c)
-	// Give "yes" time to fill every buffer on the way; the bridge's heap
-	// must not grow with it.
-	timer := time.NewTimer(500 * time.Millisecond)
-	<-timer.C
+	pid, err := strconv.Atoi(readText(ctx, t, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The client reads nothing more. Wait until yes sleeps (it only ever
+	// sleeps in a write that does not fit) with its stdout pipe mostly full
+	// (the kernel leaves the tail of pages unused and the bridge may have
+	// read part of the first): then everything on the way, the client's
+	// socket and the bridge's buffer, is full too.
+	var queued, capacity int
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		q, c, state, err := pipeState(pid, 1)
+		if err != nil {
+			if runtime.GOOS != "linux" {
+				t.Skipf("cannot see the pipe: %v", err)
+			}
+			t.Fatal(err)
+		}
+		if state == 'S' && q > c/2 && sleepsInPipeWrite(pid) {
+			queued, capacity = q, c
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("yes never blocked on a full pipe: %d of %d bytes queued, state %c", q, c, state)
+		}
+	}
 	grew := int64(heapAfterGC()) - int64(before)
 	if grew > 8<<20 {
 		t.Fatalf("heap grew by %d bytes while the client did not read", grew)
 	}
+	// The bridge still reads nothing from the full pipe, and yes still
+	// sleeps in its write.
+	q, _, state, err := pipeState(pid, 1)
+	if err != nil || q != queued || state != 'S' {
+		t.Fatalf("after the heap check: %d bytes queued (was %d of %d), state %c, %v; want the pipe untouched and yes asleep", q, queued, capacity, state, err)
+	}
+	t.Logf("yes blocked with %d of %d bytes in its pipe; heap grew by %d bytes", queued, capacity, grew)
 	c.CloseNow()
 	s.waitDone(ctx, t)
 
 	// A process that never reads stdin: the client's writes block.
 	s2 := serve(t, &ExecHandler{Command: []string{script(t, "echo up\nexec sleep 300\n")}, KillTimeout: 200 * time.Millisecond,
 		ProbeInterval: 100 * time.Millisecond, Log: quietLog()})
+	before = heapAfterGC()
 	c2 := dial(ctx, t, s2.url, nil)
 	readText(ctx, t, c2)
 	msg := bytes.Repeat([]byte("w"), 64<<10)
@@ -389,7 +424,13 @@ func TestExecBackpressure(t *testing.T) {
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("write: %v", err)
 			}
-			t.Logf("client blocked after %d bytes", sent)
+			// Blocked: what was sent sits in the pipe and the sockets, not
+			// in the bridge's heap.
+			grew := int64(heapAfterGC()) - int64(before)
+			t.Logf("client blocked after %d bytes; heap grew by %d bytes", sent, grew)
+			if grew > 8<<20 {
+				t.Fatalf("heap grew by %d bytes while the process read nothing (%d bytes sent)", grew, sent)
+			}
 			// The client leaves while the process still reads nothing:
 			// the bridge notices (probe) and ends the process.
 			c2.CloseNow()

@@ -70,29 +70,86 @@ func startPythonServer(t *testing.T) string {
 	return ""
 }
 
+// runConnectAnswered runs `duplex connect args...` in pipe mode, writes
+// stdin, and ends its input only once stdout holds want's length: every
+// answer has arrived before the end of input, so the result does not
+// depend on how long duplex connect lingers for answers (--wait) on a busy
+// machine. It returns what duplex connect wrote and its exit status.
+func runConnectAnswered(t *testing.T, stdin, want string, args ...string) (stdout, stderr string, status int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := connectCmd(ctx, args...)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outp, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		io.WriteString(in, stdin)
+	}()
+	var out bytes.Buffer
+	buf := make([]byte, 4096)
+	closed := false
+	for {
+		if !closed && out.Len() >= len(want) {
+			in.Close()
+			closed = true
+		}
+		n, err := outp.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			break // EOF once duplex connect exits, or killed at the deadline
+		}
+	}
+	if !closed {
+		in.Close()
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ee.Exited():
+		status = ee.ExitCode()
+	default:
+		t.Fatalf("duplex connect %v: %v (stdout %q, stderr %q)", args, err, out.String(), errb.String())
+	}
+	return out.String(), errb.String(), status
+}
+
 func TestConnectPipeAgainstPythonWebsockets(t *testing.T) {
 	addr := startPythonServer(t)
 	url := "ws://" + addr + "/echo"
 	// websockets answers pings before the messages read ahead of them, so
-	// the end of input relies on --wait here: a generous one, as the
-	// machine may be busy.
-	wait := []string{"--wait", "1s"}
-
-	out, errOut, status := runConnect(t, "hello\nwörld\r\n\nlast", append(wait, url)...)
-	checkRun(t, out, errOut, status, "hello\nwörld\n\nlast\n", "", 0)
-
-	out, errOut, status = runConnect(t, "00ff10\n68 69\n", append(wait, "--hex", url)...)
-	checkRun(t, out, errOut, status, "00ff10\n6869\n", "", 0)
+	// the ping at the end of input does not prove every answer arrived:
+	// each run ends its input only after the last answer.
+	check := func(stdin, want string, args ...string) {
+		t.Helper()
+		out, errOut, status := runConnectAnswered(t, stdin, want, append(args, url)...)
+		checkRun(t, out, errOut, status, want, "", 0)
+	}
+	check("hello\nwörld\r\n\nlast\n", "hello\nwörld\n\nlast\n")
+	// A last line without "\n" can only be sent at the end of input, so
+	// its answer depends on lingering: a wait far above an echo's round
+	// trip, bounded by the default --close-timeout.
+	out, errOut, status := runConnect(t, "one\nlast", "--wait", "3s", url)
+	checkRun(t, out, errOut, status, "one\nlast\n", "", 0)
+	check("00ff10\n68 69\n", "00ff10\n6869\n", "--hex")
 
 	all := make([]byte, 256*16)
 	for i := range all {
 		all[i] = byte(i)
 	}
-	out, errOut, status = runConnect(t, string(all), append(wait, "--binary", url)...)
-	checkRun(t, out, errOut, status, string(all), "", 0)
-
-	out, errOut, status = runConnect(t, "x\n", append(wait, "--compress", url)...)
-	checkRun(t, out, errOut, status, "x\n", "", 0)
+	check(string(all), string(all), "--binary")
+	check("x\n", "x\n", "--compress")
 
 	// The server closes with 4001 "bye" while standard input is still open.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
