@@ -131,7 +131,9 @@ type appsCommand struct {
 // connection the server cuts reconnects and shows, once each, the messages
 // published meanwhile over the HTTP API; the echo tester round-trips text
 // and binary and shows close codes and reasons; the ticker's prices move.
-// It saves a screenshot of each page in docs/screenshots/.
+// It takes a screenshot of each page and checks its size; with
+// DUPLEX_UPDATE_SCREENSHOTS=1 in the environment it saves them in
+// docs/screenshots/, where the README shows them.
 func TestApps(t *testing.T) {
 	requireChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -156,9 +158,15 @@ func TestApps(t *testing.T) {
 	}()
 	base := "http://" + l.Addr().String()
 
-	shots, err := filepath.Abs(screenshotsDir)
-	if err != nil {
-		t.Fatal(err)
+	// The screenshots go to a temporary directory and are checked there;
+	// with DUPLEX_UPDATE_SCREENSHOTS=1 they replace those in docs/ (which
+	// differ on every run: times, ports, prices), so that a test run does
+	// not leave the tree modified.
+	shots := t.TempDir()
+	if os.Getenv("DUPLEX_UPDATE_SCREENSHOTS") == "1" {
+		if shots, err = filepath.Abs(screenshotsDir); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
