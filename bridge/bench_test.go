@@ -11,9 +11,29 @@ import (
 	"github.com/duplex-ws/duplex/websocket"
 )
 
+// benchSetup starts a WebSocket-to-TCP bridge in front of an in-process TCP
+// target whose connections are handed to target, and dials it: our bridge
+// (benchBridge) or websockify (benchWebsockify), so that both run the same
+// benchmark bodies.
+type benchSetup func(b *testing.B, target func(net.Conn)) *websocket.Conn
+
 // benchBridge starts a TCPHandler in front of an in-process TCP target
 // whose connections are handed to target, and dials it.
 func benchBridge(b *testing.B, target func(net.Conn)) *websocket.Conn {
+	b.Helper()
+	srv := httptest.NewServer(&TCPHandler{Target: Target{Addr: benchTarget(b, target)}, Log: quietLog()})
+	b.Cleanup(srv.Close)
+	c, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// benchTarget listens on loopback, hands each connection to target, and
+// returns the address.
+func benchTarget(b *testing.B, target func(net.Conn)) string {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -29,14 +49,7 @@ func benchBridge(b *testing.B, target func(net.Conn)) *websocket.Conn {
 			go func() { defer c.Close(); target(c) }()
 		}
 	}()
-	srv := httptest.NewServer(&TCPHandler{Target: Target{Addr: ln.Addr().String()}, Log: quietLog()})
-	b.Cleanup(srv.Close)
-	c, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.CloseNow() })
-	return c
+	return ln.Addr().String()
 }
 
 const benchMsg = 64 << 10
@@ -44,10 +57,21 @@ const benchMsg = 64 << 10
 // BenchmarkTCPBridgeUpload: 64 KiB binary messages from the client to a
 // TCP sink, through the bridge. The timer stops when the sink has counted
 // every byte.
-func BenchmarkTCPBridgeUpload(b *testing.B) {
+func BenchmarkTCPBridgeUpload(b *testing.B) { benchUpload(b, benchBridge) }
+
+// BenchmarkTCPBridgeDownload: a TCP source writes 64 KiB chunks; the
+// client reads them through the bridge (one binary message per chunk the
+// bridge reads, up to its 32 KiB buffer).
+func BenchmarkTCPBridgeDownload(b *testing.B) { benchDownload(b, benchBridge) }
+
+// BenchmarkTCPBridgeEcho: 64 KiB messages to a TCP echo target and back,
+// writer and reader running at once; bytes counted one way.
+func BenchmarkTCPBridgeEcho(b *testing.B) { benchEcho(b, benchBridge) }
+
+func benchUpload(b *testing.B, setup benchSetup) {
 	got := make(chan int64, 1)
 	want := make(chan int64, 1)
-	c := benchBridge(b, func(tc net.Conn) {
+	c := setup(b, func(tc net.Conn) {
 		total := <-want
 		n, _ := io.CopyN(io.Discard, tc, total)
 		got <- n
@@ -68,12 +92,9 @@ func BenchmarkTCPBridgeUpload(b *testing.B) {
 	}
 }
 
-// BenchmarkTCPBridgeDownload: a TCP source writes 64 KiB chunks; the
-// client reads them through the bridge (one binary message per chunk the
-// bridge reads, up to its 32 KiB buffer).
-func BenchmarkTCPBridgeDownload(b *testing.B) {
+func benchDownload(b *testing.B, setup benchSetup) {
 	want := make(chan int64, 1)
-	c := benchBridge(b, func(tc net.Conn) {
+	c := setup(b, func(tc net.Conn) {
 		total := <-want
 		chunk := make([]byte, benchMsg)
 		for total > 0 {
@@ -83,6 +104,9 @@ func BenchmarkTCPBridgeDownload(b *testing.B) {
 			}
 			total -= n
 		}
+		// Stay open until the bridge leaves: websockify drops what it
+		// has queued for the client when the target closes first.
+		io.Copy(io.Discard, tc)
 	})
 	ctx := context.Background()
 	b.SetBytes(benchMsg)
@@ -99,10 +123,8 @@ func BenchmarkTCPBridgeDownload(b *testing.B) {
 	}
 }
 
-// BenchmarkTCPBridgeEcho: 64 KiB messages to a TCP echo target and back,
-// writer and reader running at once; bytes counted one way.
-func BenchmarkTCPBridgeEcho(b *testing.B) {
-	c := benchBridge(b, func(tc net.Conn) { io.Copy(tc, tc) })
+func benchEcho(b *testing.B, setup benchSetup) {
+	c := setup(b, func(tc net.Conn) { io.Copy(tc, tc) })
 	ctx := context.Background()
 	msg := make([]byte, benchMsg)
 	b.SetBytes(benchMsg)
