@@ -512,6 +512,7 @@ func validUTF8(b []byte) []byte {
 //	PATH_INFO           the request path after ScriptName
 //	QUERY_STRING        the raw query, without "?"
 //	REMOTE_ADDR         the client's IP address
+//	REMOTE_HOST         the same address (names are not resolved)
 //	REMOTE_PORT         the client's port
 //	UNIQUE_ID           an id for this connection, unique in this server
 //	HTTPS               "on" when the request came over TLS
@@ -562,6 +563,10 @@ func (h *ExecHandler) Environ(r *http.Request) []string {
 		remoteAddr, remotePort = a, p
 	}
 	add("REMOTE_ADDR", remoteAddr)
+	// Names are not resolved (a DNS lookup per connection, and a name the
+	// client's DNS controls); REMOTE_HOST is the address, as websocketd
+	// sets it without --reverselookup and as RFC 3875 allows.
+	add("REMOTE_HOST", remoteAddr)
 	add("REMOTE_PORT", remotePort)
 	add("UNIQUE_ID", fmt.Sprintf("%d-%d", os.Getpid(), h.seq.Add(1)))
 	if r.TLS != nil {

@@ -242,7 +242,7 @@ func TestExecMaxProcesses(t *testing.T) {
 func TestExecEnviron(t *testing.T) {
 	ctx := testCtx(t, 20*time.Second)
 	t.Setenv("DUPLEX_TEST_SECRET", "s3cret")
-	sh := script(t, `for v in REMOTE_ADDR REMOTE_PORT SERVER_NAME SERVER_PORT SERVER_PROTOCOL SERVER_SOFTWARE GATEWAY_INTERFACE \
+	sh := script(t, `for v in REMOTE_ADDR REMOTE_HOST REMOTE_PORT SERVER_NAME SERVER_PORT SERVER_PROTOCOL SERVER_SOFTWARE GATEWAY_INTERFACE \
   REQUEST_METHOD REQUEST_URI SCRIPT_NAME PATH_INFO QUERY_STRING HTTP_X_TEAM HTTP_USER_AGENT HTTP_PROXY HTTPS \
   DUPLEX_TEST_SECRET EXTRA; do
   eval "printf '%s=%s\n' $v \"\${$v-unset}\""
@@ -272,6 +272,7 @@ printf 'PATH set=%s\n' "${PATH:+yes}"
 	_, localPort, _ := net.SplitHostPort(local)
 	want := []string{
 		"REMOTE_ADDR=127.0.0.1",
+		"REMOTE_HOST=127.0.0.1",
 		"REMOTE_PORT=" + localPort,
 		"SERVER_NAME=127.0.0.1",
 		"SERVER_PORT=" + port,

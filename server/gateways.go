@@ -21,6 +21,10 @@ type BridgeRoute struct {
 	Target bridge.Target
 	// Subprotocols lists the subprotocols the route accepts, e.g. "mqtt".
 	Subprotocols []string
+	// RefuseText closes a connection that sends a text message with 1003
+	// (see bridge.TCPHandler.RefuseText), for targets whose protocol is
+	// binary only, such as MQTT.
+	RefuseText bool
 }
 
 // ExecRoute is a WebSocket-to-process route: each WebSocket at Path runs
@@ -40,8 +44,10 @@ type ExecRoute struct {
 
 // ParseBridgeRoute parses the value of duplex serve's --bridge flag,
 // PATH=URL, where URL is a target as bridge.ParseTarget reads it plus any
-// number of subprotocol=NAME parameters, e.g.
-// "/mqtt=tcp://127.0.0.1:1883?subprotocol=mqtt".
+// number of subprotocol=NAME parameters and an optional text=refuse (text
+// messages close the connection with 1003) or text=accept (the default:
+// their bytes go to the target), e.g.
+// "/mqtt=tcp://127.0.0.1:1883?subprotocol=mqtt&text=refuse".
 func ParseBridgeRoute(spec string) (BridgeRoute, error) {
 	path, raw, err := splitRoute(spec)
 	if err != nil {
@@ -59,12 +65,23 @@ func ParseBridgeRoute(spec string) (BridgeRoute, error) {
 		}
 	}
 	q.Del("subprotocol")
+	refuseText := false
+	if text, ok := q["text"]; ok {
+		switch {
+		case len(text) == 1 && text[0] == "refuse":
+			refuseText = true
+		case len(text) == 1 && text[0] == "accept":
+		default:
+			return BridgeRoute{}, fmt.Errorf("%q: text=%s: want text=refuse or text=accept, once", spec, strings.Join(text, ","))
+		}
+		q.Del("text")
+	}
 	u.RawQuery = q.Encode()
 	target, err := bridge.ParseTarget(u.String())
 	if err != nil {
 		return BridgeRoute{}, err
 	}
-	return BridgeRoute{Path: path, Target: target, Subprotocols: subprotocols}, nil
+	return BridgeRoute{Path: path, Target: target, Subprotocols: subprotocols, RefuseText: refuseText}, nil
 }
 
 // ParseExecRoute parses the value of duplex serve's --exec flag,
@@ -127,6 +144,7 @@ func (s *Server) mountGateways(accept websocket.AcceptOptions) {
 		mount(b.Path, &bridge.TCPHandler{
 			Target:       b.Target,
 			Subprotocols: b.Subprotocols,
+			RefuseText:   b.RefuseText,
 			Accept:       accept,
 			OnConn:       s.track,
 			Log:          s.cfg.Log,

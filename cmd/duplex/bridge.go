@@ -269,7 +269,7 @@ func (g *gatewayServer) serve(ctx context.Context, l net.Listener, h http.Handle
 // their values into routes after fs.Parse.
 func gatewayServeFlags(fs *flag.FlagSet) func() ([]server.BridgeRoute, []server.ExecRoute, error) {
 	var bridges, execs, binaryExecs stringList
-	fs.Var(&bridges, "bridge", "a WebSocket-to-TCP route `PATH=URL`, e.g. /mqtt=tcp://127.0.0.1:1883?subprotocol=mqtt (tls:// with ?ca=FILE or ?insecure=true for TLS to the target); repeatable")
+	fs.Var(&bridges, "bridge", "a WebSocket-to-TCP route `PATH=URL`, e.g. /mqtt=tcp://127.0.0.1:1883?subprotocol=mqtt (tls:// with ?ca=FILE or ?insecure=true for TLS to the target; &text=refuse closes with 1003 on a text message); repeatable")
 	fs.Var(&execs, "exec", "a WebSocket-to-process route `PATH=COMMAND [ARGS]`, e.g. /chat-bot=./bot.sh: one process per connection, lines of stdout and stdin as text messages; repeatable")
 	fs.Var(&binaryExecs, "exec-binary", "like --exec, `PATH=COMMAND [ARGS]`, with raw bytes both ways in binary messages; repeatable")
 	maxProcs := fs.Int("exec-max-processes", bridge.DefaultMaxProcesses, "processes each exec route may run at once; beyond, the handshake is refused with 503")
