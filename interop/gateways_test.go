@@ -384,7 +384,8 @@ func TestGatewayChatPython(t *testing.T) {
 }
 
 // TestGatewayChatChromium: a page in headless Chromium holds the same
-// conversation with the script, with the browser's WebSocket.
+// conversations with the script, with the browser's WebSocket, to both of
+// its endings: 1000 after "bye" and 1011 "exit status 7" after "fail".
 func TestGatewayChatChromium(t *testing.T) {
 	requirePeer(t, "chromium")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -394,17 +395,20 @@ func TestGatewayChatChromium(t *testing.T) {
 	if err := p.wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		t.Fatal("the bridge's handler did not return")
+	for range 2 { // the two conversations
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatal("the bridge's handler did not return")
+		}
 	}
 	if n := h.Running(); n != 0 {
 		t.Fatalf("%d processes still running", n)
 	}
 }
 
-// chatPage talks to /chat?name=browser and sets window.interopResult for
+// chatPage talks to /chat twice, to both of the script's endings (1000
+// after "bye", 1011 after "fail"), and sets window.interopResult for
 // node/browser.js.
 const chatPage = `<!doctype html>
 <html>
@@ -414,46 +418,63 @@ const chatPage = `<!doctype html>
 <script>
 "use strict";
 (function () {
-  var ws = new WebSocket("ws://" + location.host + "/chat?name=browser");
-  ws.binaryType = "arraybuffer";
-  var queue = [], waiters = [], closed = null, closeWaiters = [];
-  function wake() {
-    while (waiters.length && (queue.length || closed)) {
-      waiters.shift()(queue.length ? queue.shift() : null);
+  // open connects to /chat?name=NAME and returns helpers that read its
+  // messages in order and its close.
+  async function open(name) {
+    var ws = new WebSocket("ws://" + location.host + "/chat?name=" + name);
+    ws.binaryType = "arraybuffer";
+    var queue = [], waiters = [], closed = null, closeWaiters = [];
+    function wake() {
+      while (waiters.length && (queue.length || closed)) {
+        waiters.shift()(queue.length ? queue.shift() : null);
+      }
     }
-  }
-  ws.onmessage = function (e) { queue.push(e.data); wake(); };
-  ws.onclose = function (e) {
-    closed = { code: e.code, reason: e.reason };
-    wake();
-    closeWaiters.splice(0).forEach(function (w) { w(closed); });
-  };
-  function next() { return new Promise(function (r) { waiters.push(r); wake(); }); }
-  function whenClosed() { return new Promise(function (r) { if (closed) r(closed); else closeWaiters.push(r); }); }
-  async function expect(want) {
-    var got = await next();
-    if (got === null) throw new Error("closed (" + JSON.stringify(closed) + ") while waiting for " + JSON.stringify(want));
-    if (typeof got !== "string") throw new Error("got a binary message, want text " + JSON.stringify(want));
-    if (got !== want) throw new Error("got " + JSON.stringify(got) + ", want " + JSON.stringify(want));
-  }
-  async function run() {
+    ws.onmessage = function (e) { queue.push(e.data); wake(); };
+    ws.onclose = function (e) {
+      closed = { code: e.code, reason: e.reason };
+      wake();
+      closeWaiters.splice(0).forEach(function (w) { w(closed); });
+    };
+    function next() { return new Promise(function (r) { waiters.push(r); wake(); }); }
     await new Promise(function (resolve, reject) {
       ws.onopen = resolve;
-      ws.onerror = function () { reject(new Error("WebSocket error before open")); };
+      ws.onerror = function () { reject(new Error(name + ": WebSocket error before open")); };
     });
-    await expect("hello 127.0.0.1, you asked for name=browser on /chat");
-    ws.send("hi");
-    await expect("1: HI");
-    ws.send("h\u00e9llo w\u00f6rld");
-    await expect("2: H\u00e9LLO W\u00f6RLD");
-    ws.send(new TextEncoder().encode("bytes"));
-    await expect("3: BYTES");
-    ws.send("bye");
-    await expect("bye after 4 messages");
-    var c = await whenClosed();
-    if (c.code !== 1000 || c.reason !== "exit status 0") {
-      throw new Error("closed with " + c.code + " " + JSON.stringify(c.reason) + ", want 1000 \"exit status 0\"");
-    }
+    return {
+      send: function (m) { ws.send(m); },
+      expect: async function (want) {
+        var got = await next();
+        if (got === null) throw new Error(name + ": closed (" + JSON.stringify(closed) + ") while waiting for " + JSON.stringify(want));
+        if (typeof got !== "string") throw new Error(name + ": got a binary message, want text " + JSON.stringify(want));
+        if (got !== want) throw new Error(name + ": got " + JSON.stringify(got) + ", want " + JSON.stringify(want));
+      },
+      expectClose: async function (code, reason) {
+        var c = await new Promise(function (r) { if (closed) r(closed); else closeWaiters.push(r); });
+        if (c.code !== code || c.reason !== reason) {
+          throw new Error(name + ": closed with " + c.code + " " + JSON.stringify(c.reason) + ", want " + code + " " + JSON.stringify(reason));
+        }
+      }
+    };
+  }
+  async function run() {
+    var a = await open("browser");
+    await a.expect("hello 127.0.0.1, you asked for name=browser on /chat");
+    a.send("hi");
+    await a.expect("1: HI");
+    a.send("h\u00e9llo w\u00f6rld");
+    await a.expect("2: H\u00e9LLO W\u00f6RLD");
+    a.send(new TextEncoder().encode("bytes"));
+    await a.expect("3: BYTES");
+    a.send("bye");
+    await a.expect("bye after 4 messages");
+    await a.expectClose(1000, "exit status 0");
+
+    // The script exits with status 7: the browser sees 1011.
+    var b = await open("browser2");
+    await b.expect("hello 127.0.0.1, you asked for name=browser2 on /chat");
+    b.send("fail");
+    await b.expect("failing");
+    await b.expectClose(1011, "exit status 7");
   }
   run().then(function () {
     document.getElementById("status").textContent = "ok";

@@ -272,3 +272,55 @@ func TestConnectInteractiveAgainstPythonWebsockets(t *testing.T) {
 		t.Fatalf("exit status %d after /quit, want 0", st)
 	}
 }
+
+// TestConnectInteractiveBinary: with --binary, each typed line is sent as
+// a binary message of its bytes and the echo is shown in hex with its
+// size; /text still sends text, shown as it is.
+func TestConnectInteractiveBinary(t *testing.T) {
+	got := make(chan string, 8)
+	srv := wsServer(t, nil, func(c *websocket.Conn, r *http.Request) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for {
+			typ, p, err := c.Read(ctx)
+			if err != nil {
+				got <- fmt.Sprint("end ", int(websocket.CloseStatus(err)))
+				return
+			}
+			got <- fmt.Sprintf("%s %q", typ, p)
+			c.Write(ctx, typ, p)
+		}
+	})
+	s := startPTY(t, "--binary", wsURL(srv, "/"))
+	s.expect(`/help lists the commands\r\n> $`)
+	want := func(w string) {
+		t.Helper()
+		select {
+		case m := <-got:
+			if m != w {
+				t.Fatalf("server got %s, want %s", m, w)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("server got nothing, want %s", w)
+		}
+	}
+
+	s.typeKeys("hi\r")
+	want(`binary "hi"`)
+	s.expect(stamp + `< \[binary 2 bytes\] 68 69\r\n> `)
+
+	s.typeKeys("h\u00e9!\r")
+	want("binary \"h\u00e9!\"")
+	s.expect(stamp + `< \[binary 4 bytes\] 68 c3 a9 21\r\n> `)
+
+	s.typeKeys("/text plain\r")
+	want(`text "plain"`)
+	s.expect(stamp + `< plain\r\n> `)
+
+	s.typeKeys("/quit\r")
+	s.expect(stamp + `closed\r\n`)
+	want("end 1000")
+	if st := s.exitStatus(); st != 0 {
+		t.Fatalf("exit status %d after /quit, want 0", st)
+	}
+}
