@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -47,11 +48,14 @@ func runInteractive(cfg *connectConfig, c *websocket.Conn, resp *http.Response, 
 		fmt.Fprintln(stderr, connectPrefix+"cannot set up the terminal:", err)
 		return runPipe(cfg, c, os.Stdin, tty, stderr)
 	}
+	// The line editor writes through a gate that restore shuts, so that a
+	// prompt it redraws concurrently cannot land after the erase.
+	out := &gatedWriter{w: tty}
 	restored := false
 	restore := func() {
 		if !restored {
 			restored = true
-			io.WriteString(tty, "\r\x1b[K") // erase the prompt line
+			out.shut("\r\x1b[K") // erase the prompt line
 			term.Restore(fd, old)
 		}
 	}
@@ -60,7 +64,7 @@ func runInteractive(cfg *connectConfig, c *websocket.Conn, resp *http.Response, 
 	t := term.NewTerminal(struct {
 		io.Reader
 		io.Writer
-	}{os.Stdin, tty}, "> ")
+	}{os.Stdin, out}, "> ")
 	if w, h, err := term.GetSize(int(tty.Fd())); err == nil && w > 0 && h > 0 {
 		t.SetSize(w, h)
 	}
@@ -284,4 +288,30 @@ func showMessage(typ websocket.MessageType, p []byte, hexAll bool) string {
 		s += fmt.Sprintf(" % x", shown)
 	}
 	return s + more
+}
+
+// gatedWriter passes writes to w until shut, then drops them.
+type gatedWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+// shut writes last and lets nothing through after it.
+func (g *gatedWriter) shut(last string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.closed {
+		g.closed = true
+		io.WriteString(g.w, last)
+	}
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return len(p), nil
+	}
+	return g.w.Write(p)
 }
