@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image/png"
 	"io"
@@ -25,7 +26,8 @@ import (
 // The apps' end-to-end test runs testdata/apps_e2e.mjs, which opens the
 // pages of the real server (`duplex serve --demo` as server.New builds it)
 // in headless Chromium and checks what they show. The script asks this side
-// for what a page cannot do itself: cutting its channel connection.
+// for what a page cannot do itself: cutting its channel connection. Beside
+// it runs a server without the demo, for the ticker page's notice.
 const (
 	appsScript     = "testdata/apps_e2e.mjs"
 	playwrightDir  = "../interop/node/node_modules/playwright-core"
@@ -119,6 +121,27 @@ func (g *wsGate) open() {
 	g.mu.Unlock()
 }
 
+// serveTest runs serve on a new 127.0.0.1 listener until the test ends,
+// then shutdown, and returns the listener's http:// base URL.
+func serveTest(t *testing.T, serve func(net.Listener) error, shutdown func(context.Context) error) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shutdown(ctx)
+		if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return "http://" + l.Addr().String()
+}
+
 // appsCommand is what the script asks for.
 type appsCommand struct {
 	Op      string   `json:"op"`
@@ -130,7 +153,8 @@ type appsCommand struct {
 // with its demo publisher: two pages chat in one room; a page whose
 // connection the server cuts reconnects and shows, once each, the messages
 // published meanwhile over the HTTP API; the echo tester round-trips text
-// and binary and shows close codes and reasons; the ticker's prices move.
+// and binary and shows close codes and reasons; the ticker's prices move,
+// and without --demo the ticker page says to start the server with it.
 // It takes a screenshot of each page and checks its size; with
 // DUPLEX_UPDATE_SCREENSHOTS=1 in the environment it saves them in
 // docs/screenshots/, where the README shows them.
@@ -158,6 +182,10 @@ func TestApps(t *testing.T) {
 	}()
 	base := "http://" + l.Addr().String()
 
+	// A server without --demo, for the ticker page's notice.
+	plain := server.New(server.Config{Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	plainBase := serveTest(t, plain.Serve, plain.Shutdown)
+
 	// The screenshots go to a temporary directory and are checked there;
 	// with DUPLEX_UPDATE_SCREENSHOTS=1 they replace those in docs/ (which
 	// differ on every run: times, ports, prices), so that a test run does
@@ -176,7 +204,7 @@ func TestApps(t *testing.T) {
 		os.Remove(filepath.Join(shots, n)) // a stale one must not pass for a new one
 	}
 
-	cmd := exec.CommandContext(ctx, "node", appsScript, playwrightDir, base, shots)
+	cmd := exec.CommandContext(ctx, "node", appsScript, playwrightDir, base, shots, plainBase)
 	cmd.WaitDelay = 5 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -217,7 +245,7 @@ func TestApps(t *testing.T) {
 		t.Fatalf("the script did not finish in time: %v", ctx.Err())
 	}
 
-	for _, name := range []string{"landing", "chat-two-pages", "chat-recovery", "echo", "ticker"} {
+	for _, name := range []string{"landing", "chat-two-pages", "chat-recovery", "echo", "ticker", "ticker-without-demo"} {
 		t.Run(name, func(t *testing.T) {
 			why, ok := verdicts[name]
 			if !ok {

@@ -1,9 +1,10 @@
 // End-to-end tests of duplex serve's web apps in headless Chromium, driven by
 // playwright-core: the landing page, the chat room (two pages in one room;
-// a page whose connection the server drops), the echo tester and the ticker.
-// Each page is saved as a PNG in SHOT_DIR.
+// a page whose connection the server drops), the echo tester and the ticker,
+// with a server started with --demo at BASE_URL, and the ticker's notice with
+// one started without it at PLAIN_URL. Each page is saved as a PNG in SHOT_DIR.
 //
-// Usage: node apps_e2e.mjs PLAYWRIGHT_DIR BASE_URL SHOT_DIR
+// Usage: node apps_e2e.mjs PLAYWRIGHT_DIR BASE_URL SHOT_DIR PLAIN_URL
 //
 // Protocol with the Go test (apps_test.go): this script writes one line per
 // scenario on stdout, "PASS name" or "FAIL name: why", and asks the Go side
@@ -14,7 +15,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import readline from "node:readline";
 
-const [pwDir, base, shotDir] = process.argv.slice(2);
+const [pwDir, base, shotDir, plainBase] = process.argv.slice(2);
 const { chromium } = createRequire(path.resolve(pwDir, "package.json"))("playwright-core");
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -107,8 +108,8 @@ async function newPage(browser, viewport, name) {
     log(`${name} page error: ${err.message}`);
   });
   page.on("requestfailed", (req) => log(`${name} request failed: ${req.url()}`));
-  // Nothing may come from anywhere but the server.
-  await context.route((url) => !url.href.startsWith(base), (route) => {
+  // Nothing may come from anywhere but the servers of the test.
+  await context.route((url) => ![base, plainBase].some((origin) => url.href.startsWith(`${origin}/`)), (route) => {
     page.errors.push(`request outside the server: ${route.request().url()}`);
     route.abort();
   });
@@ -294,11 +295,30 @@ async function echo(browser) {
   eq(refused, ["1003", "chat rooms take text messages", 'Closed with code 1003, reason "chat rooms take text messages"'], "the server's close shown");
   await checkPage(page);
   await shot(page, "echo");
+  await checkEchoLayout(page);
   const phone = await newPage(browser, PHONE, "echo-phone");
   await phone.goto(`${base}/echo/`);
   await checkPage(phone);
+  await checkEchoLayout(phone);
   await phone.context().close();
   await page.context().close();
+}
+
+// checkEchoLayout asserts that each label and hint of the echo tester's
+// controls fits on one line, and that on a laptop screen the three control
+// panels fit without scrolling, the close notice included.
+async function checkEchoLayout(page) {
+  const wrapped = await page.$$eval(".controls label, .controls legend, .controls .hint", (labels) => labels.filter((label) => {
+    const range = document.createRange();
+    range.selectNodeContents(label);
+    const tops = [...range.getClientRects()].filter((r) => r.width > 0).map((r) => r.top);
+    return Math.max(...tops) - Math.min(...tops) > 8; // a second line (controls inside sit a few px off)
+  }).map((label) => label.textContent.trim()));
+  eq(wrapped, [], `labels and hints on more than one line at ${page.viewportSize().width} px`);
+  if (page.viewportSize().width >= 1024) {
+    const [bottom, height] = await page.evaluate(() => [document.querySelector(".controls").getBoundingClientRect().bottom, window.innerHeight]);
+    if (bottom > height) fail(`the echo tester's controls end at ${bottom} px, below the ${height} px screen`);
+  }
 }
 
 async function ticker(browser) {
@@ -334,6 +354,23 @@ async function ticker(browser) {
   await page.context().close();
 }
 
+// tickerWithoutDemo opens the ticker of a server started without --demo: it
+// says how to get prices, and shows none.
+async function tickerWithoutDemo(browser) {
+  const page = await newPage(browser, DESKTOP, "ticker-plain");
+  await page.goto(`${plainBase}/ticker/`);
+  const notice = await until(page, "the notice", () => {
+    const el = document.getElementById("notice");
+    return !el.hidden && el.textContent;
+  });
+  eq(notice, "No prices: this server has no ticker. Start it with duplex serve --demo.", "the notice");
+  eq(await page.getAttribute("#notice", "role"), "alert", "the notice's role");
+  eq(await page.$$eval("#quotes td.price", (tds) => tds.filter((td) => td.dataset.price).length), 0, "prices shown");
+  eq(await page.textContent("#total"), "0", "messages counted");
+  await checkPage(page);
+  await page.context().close();
+}
+
 async function main() {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -361,6 +398,7 @@ async function main() {
     if (ann) await run("chat-recovery", () => chatRecovery(ann, room));
     await run("echo", () => echo(browser));
     await run("ticker", () => ticker(browser));
+    await run("ticker-without-demo", () => tickerWithoutDemo(browser));
   } finally {
     await browser.close();
   }
