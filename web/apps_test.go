@@ -150,11 +150,12 @@ type appsCommand struct {
 }
 
 // TestApps runs the web apps in headless Chromium against the real server
-// with its demo publisher: two pages chat in one room; a page whose
-// connection the server cuts reconnects and shows, once each, the messages
-// published meanwhile over the HTTP API; the echo tester round-trips text
-// and binary and shows close codes and reasons; the ticker's prices move,
-// and without --demo the ticker page says to start the server with it.
+// with its demo publisher: two pages chat in one room, and one that leaves
+// shows closing then closed; a page whose connection the server cuts
+// reconnects and shows, once each, the messages published meanwhile over
+// the HTTP API; the echo tester round-trips text and binary and shows close
+// codes and reasons; the ticker's prices move, and without --demo the
+// ticker page says to start the server with it.
 // It takes a screenshot of each page and checks its size; with
 // DUPLEX_UPDATE_SCREENSHOTS=1 in the environment it saves them in
 // docs/screenshots/, where the README shows them.

@@ -178,9 +178,22 @@ async function chatTwoPages(browser, room) {
   eq(await ann.$$eval("#messages b", (bs) => bs.length), 0, "HTML elements made from a message");
   eq(await ann.$$eval("#messages li.msg.mine .who", (els) => els.map((e) => e.textContent)), ["ann", "ann"], "ann's own messages marked");
 
-  // Bob leaves: ann sees it.
+  // Bob leaves: his page shows the connection closing, then closed, and
+  // ann sees him go. The observer records each change of the state badge
+  // (attribute and text) as it happens.
+  await bob.evaluate(() => {
+    window.seenStates = [];
+    const el = document.getElementById("state");
+    new MutationObserver(() => {
+      const now = `${el.dataset.state}: ${el.textContent}`;
+      if (window.seenStates.at(-1) !== now) window.seenStates.push(now);
+    }).observe(el, { attributes: true, childList: true, characterData: true, subtree: true });
+  });
   await bob.click("#leave");
   await until(bob, "the join form again", () => !document.getElementById("join").hidden);
+  await until(bob, "state closed", () => window.seenStates.includes("closed: closed"));
+  eq(await bob.evaluate(() => window.seenStates), ["closing: closing", "closed: closed"], "the states bob's page showed as he left");
+  eq((await systemLines(bob)).at(-1), "Connection closed (code 1000).", "bob's last notice");
   await waitPresence(ann, ["ann"]);
   await until(ann, "bob's leave", () => [...document.querySelectorAll("#messages li.system")].some((li) => li.textContent === "bob left."));
   await checkPage(ann);
