@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,7 +31,8 @@ import (
 // pages of the real server (`duplex serve --demo` as server.New builds it)
 // in headless Chromium and checks what they show. The script asks this side
 // for what a page cannot do itself: cutting its channel connection. Beside
-// it runs a server without the demo, for the ticker page's notice.
+// it run a server without the demo (the ticker page's notice) and a test
+// WebSocket endpoint that shows what close the echo tester sent.
 const (
 	appsScript     = "testdata/apps_e2e.mjs"
 	playwrightDir  = "../interop/node/node_modules/playwright-core"
@@ -121,6 +126,111 @@ func (g *wsGate) open() {
 	g.mu.Unlock()
 }
 
+// closeEcho is a WebSocket endpoint for the echo tester's test: it records
+// the close frame the page sends and answers with a close frame of the same
+// code and reason, so the test sees that the code and reason typed in the
+// page reach the server, and that the page shows the server's answer.
+// Duplex's endpoints answer a close with its code only (RFC 6455 §5.5.1
+// leaves that to the server), hence this minimal one on the raw connection.
+type closeEcho struct {
+	mu   sync.Mutex
+	seen []closeFrame
+}
+
+// closeFrame is the status code and reason of a close frame.
+type closeFrame struct {
+	Code   int
+	Reason string
+}
+
+func (e *closeEcho) frames() []closeFrame {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]closeFrame(nil), e.seen...)
+}
+
+func (e *closeEcho) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	key := r.Header.Get("Sec-WebSocket-Key")
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || key == "" {
+		http.Error(w, "a WebSocket endpoint", http.StatusBadRequest)
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+		base64.StdEncoding.EncodeToString(sum[:]))
+	if brw.Flush() != nil {
+		return
+	}
+	for {
+		op, payload, err := readClientFrame(brw.Reader)
+		if err != nil {
+			return
+		}
+		if op != 0x8 { // not a close: ignored
+			continue
+		}
+		f := closeFrame{Code: 1005} // no status code
+		if len(payload) >= 2 {
+			f = closeFrame{Code: int(binary.BigEndian.Uint16(payload)), Reason: string(payload[2:])}
+		}
+		e.mu.Lock()
+		e.seen = append(e.seen, f)
+		e.mu.Unlock()
+		// The same payload back, unmasked (at most 125 bytes: one length byte),
+		// then the server closes TCP first (RFC 6455 §7.1.1).
+		brw.Write(append([]byte{0x88, byte(len(payload))}, payload...))
+		brw.Flush()
+		return
+	}
+}
+
+// readClientFrame reads one frame from a client (masked, as RFC 6455 §5.3
+// requires) and returns its opcode and unmasked payload.
+func readClientFrame(r *bufio.Reader) (op byte, payload []byte, err error) {
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	if h[1]&0x80 == 0 {
+		return 0, nil, errors.New("an unmasked client frame")
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		_, err = io.ReadFull(r, b[:])
+		n = uint64(binary.BigEndian.Uint16(b[:]))
+	case 127:
+		var b [8]byte
+		_, err = io.ReadFull(r, b[:])
+		n = binary.BigEndian.Uint64(b[:])
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	if n > 1<<20 {
+		return 0, nil, fmt.Errorf("a frame of %d bytes", n)
+	}
+	var mask [4]byte
+	if _, err := io.ReadFull(r, mask[:]); err != nil {
+		return 0, nil, err
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return 0, nil, err
+	}
+	for i := range payload {
+		payload[i] ^= mask[i%4]
+	}
+	return h[0] & 0x0f, payload, nil
+}
+
 // serveTest runs serve on a new 127.0.0.1 listener until the test ends,
 // then shutdown, and returns the listener's http:// base URL.
 func serveTest(t *testing.T, serve func(net.Listener) error, shutdown func(context.Context) error) string {
@@ -153,9 +263,10 @@ type appsCommand struct {
 // with its demo publisher: two pages chat in one room, and one that leaves
 // shows closing then closed; a page whose connection the server cuts
 // reconnects and shows, once each, the messages published meanwhile over
-// the HTTP API; the echo tester round-trips text and binary and shows close
-// codes and reasons; the ticker's prices move, and without --demo the
-// ticker page says to start the server with it.
+// the HTTP API; the echo tester round-trips text and binary, sends the
+// close code and reason typed in (closeEcho receives them) and shows those
+// the server answered with; the ticker's prices move, and without --demo
+// the ticker page says to start the server with it.
 // It takes a screenshot of each page and checks its size; with
 // DUPLEX_UPDATE_SCREENSHOTS=1 in the environment it saves them in
 // docs/screenshots/, where the README shows them.
@@ -186,6 +297,12 @@ func TestApps(t *testing.T) {
 	// A server without --demo, for the ticker page's notice.
 	plain := server.New(server.Config{Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	plainBase := serveTest(t, plain.Serve, plain.Shutdown)
+	// The echo tester's close goes to closeEcho, which records it.
+	recorder := &closeEcho{}
+	recMux := http.NewServeMux()
+	recMux.Handle("GET /close-echo", recorder)
+	recServer := &http.Server{Handler: recMux, ReadHeaderTimeout: 10 * time.Second}
+	closeURL := strings.Replace(serveTest(t, recServer.Serve, recServer.Shutdown), "http:", "ws:", 1) + "/close-echo"
 
 	// The screenshots go to a temporary directory and are checked there;
 	// with DUPLEX_UPDATE_SCREENSHOTS=1 they replace those in docs/ (which
@@ -205,7 +322,7 @@ func TestApps(t *testing.T) {
 		os.Remove(filepath.Join(shots, n)) // a stale one must not pass for a new one
 	}
 
-	cmd := exec.CommandContext(ctx, "node", appsScript, playwrightDir, base, shots, plainBase)
+	cmd := exec.CommandContext(ctx, "node", appsScript, playwrightDir, base, shots, plainBase, closeURL)
 	cmd.WaitDelay = 5 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -257,6 +374,14 @@ func TestApps(t *testing.T) {
 			}
 		})
 	}
+	// The close the page sent, as the server read it (the script checked
+	// that the page shows the answer: the same code and reason).
+	t.Run("echo-close-reached-server", func(t *testing.T) {
+		got, want := recorder.frames(), []closeFrame{{Code: 4000, Reason: "bye now"}}
+		if !slices.Equal(got, want) {
+			t.Errorf("close frames received: %+v, want %+v", got, want)
+		}
+	})
 	t.Run("screenshots", func(t *testing.T) {
 		for _, n := range names {
 			wantW, wantH := 1280, 800

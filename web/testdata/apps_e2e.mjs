@@ -2,9 +2,11 @@
 // playwright-core: the landing page, the chat room (two pages in one room;
 // a page whose connection the server drops), the echo tester and the ticker,
 // with a server started with --demo at BASE_URL, and the ticker's notice with
-// one started without it at PLAIN_URL. Each page is saved as a PNG in SHOT_DIR.
+// one started without it at PLAIN_URL. CLOSE_ECHO_URL is a WebSocket endpoint
+// of the Go test that answers a close with the same code and reason.
+// Each page is saved as a PNG in SHOT_DIR.
 //
-// Usage: node apps_e2e.mjs PLAYWRIGHT_DIR BASE_URL SHOT_DIR PLAIN_URL
+// Usage: node apps_e2e.mjs PLAYWRIGHT_DIR BASE_URL SHOT_DIR PLAIN_URL CLOSE_ECHO_URL
 //
 // Protocol with the Go test (apps_test.go): this script writes one line per
 // scenario on stdout, "PASS name" or "FAIL name: why", and asks the Go side
@@ -15,7 +17,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import readline from "node:readline";
 
-const [pwDir, base, shotDir, plainBase] = process.argv.slice(2);
+const [pwDir, base, shotDir, plainBase, closeEchoURL] = process.argv.slice(2);
 const { chromium } = createRequire(path.resolve(pwDir, "package.json"))("playwright-core");
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -293,6 +295,19 @@ async function echo(browser) {
   });
   eq(closed, ["4000", "", "Closed with code 4000, reason (no reason)"], "the close shown");
   eq(await page.textContent("#state"), "closed", "the state after the close");
+
+  // The Go test's endpoint answers with the code and reason it received
+  // (and the Go side checks it received 4000 "bye now").
+  await page.fill("#url", closeEchoURL);
+  await page.click("#connect");
+  await until(page, "state open", () => document.getElementById("state").dataset.state === "open");
+  eq([await page.inputValue("#close-code"), await page.inputValue("#close-reason")], ["4000", "bye now"], "the close fields kept");
+  await page.click("#close");
+  const answered = await until(page, "the answer to the close", () => {
+    const el = document.getElementById("close-info");
+    return el.dataset.reason === "bye now" && [el.dataset.code, el.dataset.reason, el.textContent];
+  });
+  eq(answered, ["4000", "bye now", 'Closed with code 4000, reason "bye now"'], "the close answered with the same code and reason");
 
   // A server that closes with its own code and reason: a plain chat room
   // refuses binary messages with 1003.
