@@ -1,0 +1,323 @@
+package natsbroker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/duplex-ws/duplex/pubsub"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// presence is the broker's side of the presence bucket: the watcher that
+// turns key changes into joins and leaves, and the refresh of the keys
+// this node added.
+type presence struct {
+	b      *Broker
+	kv     jetstream.KeyValue
+	w      jetstream.KeyWatcher
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	known map[string]knownEntry  // every key in the bucket, as watched
+	local map[string]*localEntry // keys this node added
+}
+
+// knownEntry is a present client as the watcher saw it.
+type knownEntry struct {
+	channel string
+	info    pubsub.ClientInfo
+}
+
+// localEntry is a key this node added and refreshes.
+type localEntry struct {
+	value []byte
+	rev   uint64
+}
+
+// presenceKey returns the KV key of client c in channel.
+func presenceKey(channel, client string) string { return escape(channel) + "." + escape(client) }
+
+// startPresence opens (or creates) the presence bucket and starts watching
+// it; it returns once the watcher has read the bucket's current keys.
+func (b *Broker) startPresence(ctx context.Context) error {
+	cfg := jetstream.KeyValueConfig{
+		Bucket:         b.opts.Prefix + "-presence",
+		Description:    "duplex channel presence",
+		TTL:            b.opts.PresenceTTL,
+		LimitMarkerTTL: b.opts.PresenceTTL,
+		Replicas:       b.opts.Replicas,
+	}
+	if b.opts.MemoryStorage {
+		cfg.Storage = jetstream.MemoryStorage
+	}
+	kv, err := b.js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = b.js.KeyValue(ctx, cfg.Bucket)
+	}
+	if err != nil {
+		return fmt.Errorf("natsbroker: presence bucket %s: %w", cfg.Bucket, err)
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	w, err := kv.WatchAll(wctx)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("natsbroker: watch presence: %w", err)
+	}
+	p := &presence{b: b, kv: kv, w: w, cancel: cancel, known: make(map[string]knownEntry), local: make(map[string]*localEntry)}
+	// The current keys, up to the nil that ends them, are no joins.
+	for initial := true; initial; {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				cancel()
+				return errors.New("natsbroker: presence watcher closed")
+			}
+			if e == nil {
+				initial = false
+				break
+			}
+			p.apply(e, false)
+		case <-ctx.Done():
+			w.Stop()
+			cancel()
+			return fmt.Errorf("natsbroker: watch presence: %w", ctx.Err())
+		}
+	}
+	b.presence = p
+	b.wg.Add(2)
+	go p.watch()
+	go p.refreshLoop()
+	return nil
+}
+
+// watch delivers joins and leaves until the watcher stops.
+func (p *presence) watch() {
+	defer p.b.wg.Done()
+	for e := range p.w.Updates() {
+		if e != nil {
+			p.apply(e, true)
+		}
+	}
+}
+
+// apply records a key change and, if notify, delivers the join or leave
+// it means to the handler when this node has interest in the channel.
+func (p *presence) apply(e jetstream.KeyValueEntry, notify bool) {
+	key := e.Key()
+	dot := strings.IndexByte(key, '.')
+	if dot < 0 {
+		return
+	}
+	channel, err := unescape(key[:dot])
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	old, had := p.known[key]
+	var ev knownEntry
+	join := false
+	if e.Operation() == jetstream.KeyValuePut {
+		var c pubsub.ClientInfo
+		if err := json.Unmarshal(e.Value(), &c); err != nil {
+			p.mu.Unlock()
+			return
+		}
+		ev = knownEntry{channel: channel, info: c}
+		p.known[key] = ev
+		join = !had
+	} else {
+		if !had {
+			p.mu.Unlock()
+			return
+		}
+		delete(p.known, key)
+		ev = old
+	}
+	p.mu.Unlock()
+	h := p.b.handler
+	leave := e.Operation() != jetstream.KeyValuePut
+	if !notify || h == nil || !join && !leave { // !join && !leave: a refresh
+		return
+	}
+	c := p.b.interested(channel)
+	if c == nil {
+		return
+	}
+	c.deliver.Lock()
+	if join {
+		h.HandleJoin(channel, ev.info)
+	} else {
+		h.HandleLeave(channel, ev.info)
+	}
+	c.deliver.Unlock()
+}
+
+// refreshLoop rewrites this node's keys every third of the TTL.
+func (p *presence) refreshLoop() {
+	defer p.b.wg.Done()
+	t := time.NewTicker(p.b.opts.PresenceTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.b.done:
+			return
+		case <-t.C:
+			p.refresh()
+		}
+	}
+}
+
+// refresh rewrites this node's keys. An update checks the key's revision,
+// so a key removed meanwhile is not brought back; a key that expired (NATS
+// was away longer than the TTL) is written again.
+func (p *presence) refresh() {
+	p.mu.Lock()
+	keys := make(map[string]localEntry, len(p.local))
+	for k, e := range p.local {
+		keys[k] = *e
+	}
+	p.mu.Unlock()
+	for k, e := range keys {
+		ctx, cancel := context.WithTimeout(context.Background(), p.b.opts.PresenceTTL/3)
+		rev, err := p.kv.Update(ctx, k, e.value, e.rev)
+		if err != nil && isWrongLast(err) {
+			p.mu.Lock()
+			cur := p.local[k]
+			still := cur != nil && cur.rev == e.rev
+			p.mu.Unlock()
+			if still {
+				rev, err = p.kv.Put(ctx, k, e.value)
+			}
+		}
+		cancel()
+		if err != nil {
+			p.b.log.Warn("presence refresh", "key", k, "err", err)
+			continue
+		}
+		p.mu.Lock()
+		if cur := p.local[k]; cur != nil && cur.rev == e.rev {
+			cur.rev = rev
+		}
+		p.mu.Unlock()
+	}
+}
+
+// AddPresence implements pubsub.Broker: it writes the client's key; every
+// node with interest in the channel receives the join from its watcher.
+func (b *Broker) AddPresence(ctx context.Context, channel string, c pubsub.ClientInfo) error {
+	p := b.presence
+	value, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	key := presenceKey(channel, c.Client)
+	// Registered before the write, so that a refresh racing with it writes
+	// the same value at worst.
+	p.mu.Lock()
+	p.local[key] = &localEntry{value: value}
+	p.mu.Unlock()
+	rev, err := p.kv.Put(ctx, key, value)
+	if err != nil {
+		p.mu.Lock()
+		delete(p.local, key)
+		p.mu.Unlock()
+		return fmt.Errorf("natsbroker: presence in %q: %w", channel, err)
+	}
+	p.mu.Lock()
+	if e := p.local[key]; e != nil && e.rev < rev {
+		e.rev = rev
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// RemovePresence implements pubsub.Broker: it deletes the client's key;
+// nodes that knew the key receive the leave.
+func (b *Broker) RemovePresence(ctx context.Context, channel string, c pubsub.ClientInfo) error {
+	p := b.presence
+	key := presenceKey(channel, c.Client)
+	p.mu.Lock()
+	_, mine := p.local[key]
+	delete(p.local, key)
+	_, known := p.known[key]
+	p.mu.Unlock()
+	if !mine && !known {
+		return nil
+	}
+	if err := p.kv.Delete(ctx, key); err != nil {
+		return fmt.Errorf("natsbroker: presence in %q: %w", channel, err)
+	}
+	return nil
+}
+
+// Presence implements pubsub.Broker. It reads the bucket (not this node's
+// view of it), so a client added on any node is listed as soon as its
+// AddPresence returned.
+func (b *Broker) Presence(ctx context.Context, channel string) ([]pubsub.ClientInfo, error) {
+	w, err := b.presence.kv.Watch(ctx, escape(channel)+".*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("natsbroker: presence of %q: %w", channel, err)
+	}
+	defer w.Stop()
+	out := []pubsub.ClientInfo{}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("natsbroker: presence of %q: watcher closed", channel)
+			}
+			if e == nil {
+				slices.SortFunc(out, func(a, b pubsub.ClientInfo) int { return strings.Compare(a.Client, b.Client) })
+				return out, nil
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			var c pubsub.ClientInfo
+			if err := json.Unmarshal(e.Value(), &c); err == nil {
+				out = append(out, c)
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("natsbroker: presence of %q: %w", channel, ctx.Err())
+		}
+	}
+}
+
+// channels returns the channels with present clients, as watched.
+func (p *presence) channels() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, e := range p.known {
+		if !slices.Contains(out, e.channel) {
+			out = append(out, e.channel)
+		}
+	}
+	return out
+}
+
+// close deletes this node's keys (for at most 2 s) and stops the watcher.
+func (p *presence) close() {
+	p.mu.Lock()
+	keys := make([]string, 0, len(p.local))
+	for k := range p.local {
+		keys = append(keys, k)
+	}
+	clear(p.local)
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	for _, k := range keys {
+		if err := p.kv.Delete(ctx, k); err != nil {
+			break
+		}
+	}
+	cancel()
+	p.w.Stop()
+	p.cancel()
+}
