@@ -1,0 +1,35 @@
+package server
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/duplex-ws/duplex/pubsub"
+	"github.com/duplex-ws/duplex/pubsub/natsbroker"
+)
+
+// OpenBroker returns the broker `duplex serve --broker` names, so that the
+// command and embedders choose it the same way:
+//
+//   - "" or "memory": the in-memory broker of a single node
+//     (pubsub.MemoryBroker), the default.
+//   - "nats://host:port", or several such URLs separated by commas for a
+//     NATS cluster: the NATS JetStream broker (package natsbroker), shared
+//     by every node pointed at the same NATS.
+//
+// The caller closes the broker after the server's Shutdown (Config.Broker
+// is not closed by the server).
+func OpenBroker(url string) (pubsub.Broker, error) {
+	switch {
+	case url == "" || url == "memory":
+		return pubsub.NewMemoryBroker(), nil
+	case strings.HasPrefix(url, "nats://"):
+		for _, u := range strings.Split(url, ",") {
+			if !strings.HasPrefix(u, "nats://") {
+				return nil, fmt.Errorf("broker %q: every URL of a NATS cluster starts with nats://", url)
+			}
+		}
+		return natsbroker.Dial(url, natsbroker.Options{})
+	}
+	return nil, fmt.Errorf("broker %q: want memory or nats://host:port", url)
+}
