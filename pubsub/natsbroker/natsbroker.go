@@ -15,10 +15,13 @@
 //
 // A namespace's history options come with every publish; the stream keeps
 // MaxMsgsPerSubject = max(Size, 1) messages per channel and records Size
-// and TTL in its metadata. The TTL is applied when history is read (a
-// message older than the TTL is not returned and cannot be recovered), not
-// by the stream's MaxAge, because the latest message of a channel carries
-// its offset and epoch and must outlive the TTL. The stream's MaxAge is
+// and TTL in its metadata, and each message carries them in the header
+// Duplex-History: History applies those of the channel's last message, so
+// a node that never published in the namespace applies the right ones.
+// The TTL is applied when history is read (a message older than the TTL is
+// not returned and cannot be recovered), not by the stream's MaxAge,
+// because the latest message of a channel carries its offset and epoch
+// and must outlive the TTL. The stream's MaxAge is
 // Options.IdleTTL (24 h): a channel with no publish for that long loses its
 // last message and starts over with a new epoch, as the in-memory broker
 // forgets an idle channel. All nodes must configure a namespace alike;
@@ -102,6 +105,11 @@ const (
 	HeaderOffset = "Duplex-Offset"
 	// HeaderEpoch carries the epoch of the channel's history.
 	HeaderEpoch = "Duplex-Epoch"
+	// HeaderHistory carries the history options the message was published
+	// with, as "SIZE/TTL" (TTL as time.Duration writes it): History reads
+	// them from the channel's last message, so every node applies the
+	// options of the latest publish whatever it has cached.
+	HeaderHistory = "Duplex-History"
 )
 
 // Stream metadata keys that record a namespace's history options.
@@ -178,11 +186,13 @@ type chanState struct {
 	deliver sync.Mutex // serializes handler calls for the channel
 }
 
-// lastMsg is what a publish needs of a channel's latest message.
+// lastMsg is what a publish or a history read needs of a channel's
+// latest message.
 type lastMsg struct {
 	seq    uint64
 	offset uint64
 	epoch  string
+	opts   pubsub.HistoryOptions // from HeaderHistory; zero for a marker
 }
 
 // lastCacheSize bounds the publish cache; it is cleared when full.
@@ -390,11 +400,11 @@ func (b *Broker) forgetStream(ns string, err error) {
 	}
 }
 
-// handle returns s's stream and history options.
-func (s *nsStream) handle() (jetstream.Stream, pubsub.HistoryOptions) {
+// handle returns s's stream.
+func (s *nsStream) handle() jetstream.Stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.st, s.opts
+	return s.st
 }
 
 // readLast reads channel's last message: its zero value when the channel
@@ -411,7 +421,27 @@ func (b *Broker) readLast(ctx context.Context, st jetstream.Stream, channel stri
 	if err != nil {
 		return lastMsg{}, fmt.Errorf("natsbroker: channel %q, sequence %d: %w", channel, m.Sequence, err)
 	}
-	return lastMsg{seq: m.Sequence, offset: off, epoch: epoch}, nil
+	return lastMsg{seq: m.Sequence, offset: off, epoch: epoch, opts: parseHistory(m.Header.Get(HeaderHistory))}, nil
+}
+
+func formatHistory(o pubsub.HistoryOptions) string {
+	return strconv.Itoa(o.Size) + "/" + o.TTL.String()
+}
+
+// parseHistory reads a HeaderHistory value; a bad one is no history.
+func parseHistory(v string) pubsub.HistoryOptions {
+	size, ttl, ok := strings.Cut(v, "/")
+	if !ok {
+		return pubsub.HistoryOptions{}
+	}
+	var o pubsub.HistoryOptions
+	var err1, err2 error
+	o.Size, err1 = strconv.Atoi(size)
+	o.TTL, err2 = time.ParseDuration(ttl)
+	if err1 != nil || err2 != nil || o.Size < 0 || o.TTL < 0 {
+		return pubsub.HistoryOptions{}
+	}
+	return o
 }
 
 func parseHeaders(h nats.Header) (offset uint64, epoch string, err error) {
@@ -439,7 +469,7 @@ const maxAttempts = 100
 // append stores a message of channel after last (retrying on races) and
 // returns where it went. With data nil it stores a marker, only if the
 // channel is empty.
-func (b *Broker) append(ctx context.Context, st jetstream.Stream, channel string, data []byte, last lastMsg, haveLast bool) (lastMsg, time.Time, error) {
+func (b *Broker) append(ctx context.Context, st jetstream.Stream, channel string, data []byte, opts pubsub.HistoryOptions, last lastMsg, haveLast bool) (lastMsg, time.Time, error) {
 	subj := b.subject(channel)
 	id := newEpoch() + newEpoch()
 	for attempt := 0; ; attempt++ {
@@ -464,6 +494,10 @@ func (b *Broker) append(ctx context.Context, st jetstream.Stream, channel string
 		msg.Data = data
 		msg.Header.Set(HeaderOffset, strconv.FormatUint(next.offset, 10))
 		msg.Header.Set(HeaderEpoch, next.epoch)
+		if data != nil {
+			msg.Header.Set(HeaderHistory, formatHistory(opts))
+			next.opts = opts
+		}
 		now := time.Now()
 		ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(last.seq), jetstream.WithMsgID(id))
 		if err == nil {
@@ -498,14 +532,14 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 	if err != nil {
 		return nil, err
 	}
-	st, _ := s.handle()
+	st := s.handle()
 	if data == nil {
 		data = []byte{} // nil means a marker to append
 	}
 	b.mu.Lock()
 	cached, ok := b.last[channel]
 	b.mu.Unlock()
-	m, t, err := b.append(ctx, st, channel, data, cached, ok)
+	m, t, err := b.append(ctx, st, channel, data, opts, cached, ok)
 	if err != nil {
 		b.forgetStream(ns, err)
 		return nil, fmt.Errorf("natsbroker: publish to %q: %w", channel, err)
@@ -521,7 +555,7 @@ func (b *Broker) position(ctx context.Context, st jetstream.Stream, channel stri
 	if err != nil || last.seq != 0 {
 		return last, err
 	}
-	last, _, err = b.append(ctx, st, channel, nil, last, true)
+	last, _, err = b.append(ctx, st, channel, nil, pubsub.HistoryOptions{}, last, true)
 	return last, err
 }
 
@@ -533,7 +567,7 @@ func (b *Broker) History(ctx context.Context, channel string, req pubsub.History
 	if err != nil {
 		return pubsub.HistoryResult{}, err
 	}
-	st, o := s.handle()
+	st := s.handle()
 	last, err := b.position(ctx, st, channel)
 	if err != nil {
 		b.forgetStream(ns, err)
@@ -554,8 +588,8 @@ func (b *Broker) History(ctx context.Context, channel string, req pubsub.History
 		}
 	}
 	var h []*pubsub.Message
-	if o.Size > 0 && last.offset > 0 {
-		h, err = b.read(ctx, st, channel, last, o)
+	if last.opts.Size > 0 && last.offset > 0 {
+		h, err = b.read(ctx, st, channel, last)
 		if err != nil {
 			b.forgetStream(ns, err)
 			return pubsub.HistoryResult{}, fmt.Errorf("natsbroker: history of %q: %w", channel, err)
@@ -580,8 +614,9 @@ func (b *Broker) History(ctx context.Context, channel string, req pubsub.History
 
 // read returns the messages of channel's history up to last, oldest first:
 // the latest run of consecutive offsets of last's epoch that ends at last,
-// at most o.Size of them, none older than o.TTL.
-func (b *Broker) read(ctx context.Context, st jetstream.Stream, channel string, last lastMsg, o pubsub.HistoryOptions) ([]*pubsub.Message, error) {
+// at most last.opts.Size of them, none older than last.opts.TTL.
+func (b *Broker) read(ctx context.Context, st jetstream.Stream, channel string, last lastMsg) ([]*pubsub.Message, error) {
+	o := last.opts
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{b.subject(channel)},
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
@@ -679,7 +714,7 @@ func (b *Broker) startConsumer(ctx context.Context, c *chanState) error {
 	if err != nil {
 		return err
 	}
-	st, _ := s.handle()
+	st := s.handle()
 	last, err := b.readLast(ctx, st, c.name)
 	if err != nil {
 		b.forgetStream(ns, err)

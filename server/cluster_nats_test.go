@@ -1,0 +1,192 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/duplex-ws/duplex/pubsub"
+	"github.com/duplex-ws/duplex/pubsub/natsbroker"
+	"github.com/duplex-ws/duplex/server"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+)
+
+// startNATS runs a nats-server with JetStream on 127.0.0.1, storing in a
+// temporary directory, until the test ends; it returns its URL.
+func startNATS(t *testing.T) string {
+	t.Helper()
+	s, err := natsserver.NewServer(&natsserver.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		t.Fatal("nats-server not ready in 10s")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return fmt.Sprintf("nats://127.0.0.1:%d", s.Addr().(*net.TCPAddr).Port)
+}
+
+// startNode serves a node whose broker is OpenBroker(url), closed after
+// the server's shutdown.
+func startNode(t *testing.T, url string) *testServer {
+	t.Helper()
+	b, err := server.OpenBroker(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() }) // runs after the server's Shutdown
+	return startServer(t, server.Config{Broker: b})
+}
+
+func TestOpenBroker(t *testing.T) {
+	for _, u := range []string{"", "memory"} {
+		b, err := server.OpenBroker(u)
+		if err != nil {
+			t.Fatalf("OpenBroker(%q): %v", u, err)
+		}
+		if _, ok := b.(*pubsub.MemoryBroker); !ok {
+			t.Errorf("OpenBroker(%q) = %T, want *pubsub.MemoryBroker", u, b)
+		}
+		b.Close()
+	}
+	for u, want := range map[string]string{
+		"redis://127.0.0.1:6379":                  `broker "redis://127.0.0.1:6379": want memory or nats://host:port`,
+		"nats://127.0.0.1:4222,tls://127.0.0.1:1": `broker "nats://127.0.0.1:4222,tls://127.0.0.1:1": every URL of a NATS cluster starts with nats://`,
+		"nats://127.0.0.1:1":                      "natsbroker: connect nats://127.0.0.1:1: nats: no servers available for connection",
+		"Memory":                                  `broker "Memory": want memory or nats://host:port`,
+	} {
+		b, err := server.OpenBroker(u)
+		if err == nil || err.Error() != want {
+			t.Errorf("OpenBroker(%q) = %v, %v; want error %q", u, b, err, want)
+		}
+	}
+	url := startNATS(t)
+	b, err := server.OpenBroker(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, ok := b.(*natsbroker.Broker); !ok {
+		t.Fatalf("OpenBroker(%q) = %T, want *natsbroker.Broker", url, b)
+	}
+}
+
+// Three nodes share channels through one NATS: a message published on any
+// node reaches the subscribers of the others in offset order, each once;
+// presence is the same on every node; a client recovers against another
+// node than the one it left.
+func TestThreeNodesNATS(t *testing.T) {
+	url := startNATS(t)
+	a, b, c := startNode(t, url), startNode(t, url), startNode(t, url)
+	ctx := testContext(t)
+
+	subB, subC := b.dial(ctx, t), c.dial(ctx, t)
+	rb := subB.subscribe(1, "live:feed")
+	rc := subC.subscribe(1, "live:feed")
+	if rb.Offset != 0 || rc != rb {
+		t.Fatalf("subscribe answers on B %+v and C %+v: want offset 0 in one epoch", rb, rc)
+	}
+	epoch := rb.Epoch
+
+	// Publishers on A (a client) and C (the API), interleaved.
+	pub := a.dial(ctx, t)
+	const n = 30
+	for k := 1; k <= n; k++ {
+		d := fmt.Sprintf(`{"n":%d}`, k)
+		if k%3 == 0 {
+			if p := c.publishAPI(t, "live:feed", d); p != (pubsub.Position{Offset: uint64(k), Epoch: epoch}) {
+				t.Fatalf("API publish %d on C at %+v", k, p)
+			}
+			continue
+		}
+		pub.expectCall(fmt.Sprintf(`{"id":%d,"op":"publish","channel":"live:feed","data":%s}`, k, d),
+			fmt.Sprintf(`{"id":%d,"result":{"offset":%d,"epoch":%q}}`, k, k, epoch))
+	}
+	for _, s := range []*wsClient{subB, subC} {
+		for k := 1; k <= n; k++ {
+			s.expect(push("live:feed", uint64(k), epoch, fmt.Sprintf(`{"n":%d}`, k)))
+		}
+	}
+
+	// Recovery on another node: C's client left after 30; it comes back on
+	// B after five more.
+	subC.conn.CloseNow()
+	for k := n + 1; k <= n+5; k++ {
+		a.publishAPI(t, "live:feed", fmt.Sprintf(`{"n":%d}`, k))
+	}
+	back := b.dial(ctx, t)
+	back.send(fmt.Sprintf(`{"id":1,"op":"subscribe","channel":"live:feed","since":{"offset":%d,"epoch":%q}}`, n, epoch))
+	back.expect(fmt.Sprintf(`{"id":1,"result":{"recovered":true,"offset":%d,"epoch":%q}}`, n+5, epoch))
+	for k := n + 1; k <= n+5; k++ {
+		back.expect(push("live:feed", uint64(k), epoch, fmt.Sprintf(`{"n":%d}`, k)))
+	}
+	for k := n + 1; k <= n+5; k++ {
+		subB.expect(push("live:feed", uint64(k), epoch, fmt.Sprintf(`{"n":%d}`, k)))
+	}
+
+	// Presence is cluster-wide: bob on B and carol on C are listed by A,
+	// and each sees the other join.
+	bob, carol := b.dial(ctx, t), c.dial(ctx, t)
+	bobID := connectAs(t, bob, "bob")
+	carolID := connectAs(t, carol, "carol")
+	bob.subscribe(2, "chat:room")
+	waitJoin(t, bob, bobID)
+	carol.subscribe(2, "chat:room")
+	waitJoin(t, carol, carolID)
+	waitJoin(t, bob, carolID)
+	status, _, got := a.do(t, "GET", "/api/channels/chat:room/presence", "", "", nil)
+	first, second := `{"client":"`+bobID+`","user":"bob"}`, `{"client":"`+carolID+`","user":"carol"}`
+	if carolID < bobID {
+		first, second = second, first
+	}
+	if want := `{"clients":[` + first + "," + second + "]}\n"; status != 200 || got != want {
+		t.Fatalf("presence on A: %d %s, want %s", status, got, want)
+	}
+	// carol leaves: bob, on another node, sees it.
+	carol.expectCall(`{"id":3,"op":"unsubscribe","channel":"chat:room"}`, `{"id":3,"result":{}}`)
+	bob.expect(`{"op":"leave","channel":"chat:room","client":{"client":"` + carolID + `","user":"carol"}}`)
+
+	// Every node lists the channels with the same positions.
+	status, _, got = c.do(t, "GET", "/api/channels", "", "", nil)
+	if status != 200 || !strings.Contains(got, fmt.Sprintf(`{"channel":"live:feed","offset":%d,"epoch":%q,"subscribers":0}`, n+5, epoch)) {
+		t.Fatalf("channels on C: %d %s", status, got)
+	}
+}
+
+// connectAs sends connect with user and returns the client id.
+func connectAs(t *testing.T, c *wsClient, user string) string {
+	t.Helper()
+	got := c.call(fmt.Sprintf(`{"id":1,"op":"connect","user":%q}`, user))
+	var ans struct {
+		Result struct {
+			Client string `json:"client"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(got), &ans); err != nil || ans.Result.Client == "" {
+		t.Fatalf("connect answer %s", got)
+	}
+	return ans.Result.Client
+}
+
+// waitJoin reads c's pushes until the join of client, which must come
+// before any other push but other joins.
+func waitJoin(t *testing.T, c *wsClient, client string) {
+	t.Helper()
+	for {
+		got := c.next()
+		f := parseFrame(t, got)
+		if f.Op != "join" {
+			t.Fatalf("got %s while waiting for the join of %s", got, client)
+		}
+		if strings.Contains(string(f.Client), `"client":"`+client+`"`) {
+			return
+		}
+	}
+}
