@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+)
+
+func TestServeBrokerFlagErrors(t *testing.T) {
+	for arg, want := range map[string]string{
+		"redis://127.0.0.1:6379": "duplex serve: --broker: broker \"redis://127.0.0.1:6379\": want memory or nats://host:port\n",
+		"nats://127.0.0.1:1":     "duplex serve: --broker: natsbroker: connect nats://127.0.0.1:1: nats: no servers available for connection\n",
+	} {
+		var out, errb bytes.Buffer
+		if code := run([]string{"serve", "--listen", "127.0.0.1:0", "--broker", arg}, &out, &errb); code != 1 || errb.String() != want {
+			t.Errorf("--broker %s: exit %d, stderr %q; want 1, %q", arg, code, errb.String(), want)
+		}
+	}
+}
+
+// Two duplex serve processes with --broker nats://… share channels: a
+// message published through one node's API is in the other's history.
+func TestServeBrokerNATSTwoProcesses(t *testing.T) {
+	ns, err := natsserver.NewServer(&natsserver.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		t.Fatal("nats-server not ready in 10s")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	url := fmt.Sprintf("nats://127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
+
+	_, addrA := startServe(t, "--broker", url)
+	_, addrB := startServe(t, "--broker", url)
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second}
+	do := func(method, addr, path, body string) string {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	got := do("POST", addrA, "/api/publish", `{"channel":"news","data":{"n":1}}`)
+	m := regexp.MustCompile(`^\{"offset":1,"epoch":"([0-9a-z]+)"\}\n$`).FindStringSubmatch(got)
+	if m == nil {
+		t.Fatalf("publish on A: %q", got)
+	}
+	want := fmt.Sprintf(`{"messages":[{"offset":1,"data":{"n":1}}],"offset":1,"epoch":%q}`+"\n", m[1])
+	if got := do("GET", addrB, "/api/channels/news/history", ""); got != want {
+		t.Fatalf("history on B: %q, want %q", got, want)
+	}
+}
