@@ -301,7 +301,7 @@ func TestLiveDeliveryCounted(t *testing.T) {
 func TestPresenceAcrossNodes(t *testing.T) {
 	s := startNATS(t, t.TempDir(), 0)
 	ctx := testCtx(t)
-	opts := Options{PresenceTTL: time.Second}
+	opts := Options{PresenceTTL: 2 * time.Second} // refreshed every 667 ms
 	a, b := dial(t, s, opts), dial(t, s, opts)
 	eva, evb := newEvents(), newEvents()
 	a.SetHandler(eva)
