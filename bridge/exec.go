@@ -111,13 +111,6 @@ type ExecHandler struct {
 // tests.
 func (h *ExecHandler) Running() int { return int(h.running.Load()) }
 
-func (h *ExecHandler) log() *slog.Logger {
-	if h.Log != nil {
-		return h.Log
-	}
-	return slog.Default()
-}
-
 func (h *ExecHandler) acquire() bool {
 	limit := int64(h.MaxProcesses)
 	if limit <= 0 {
@@ -149,19 +142,12 @@ func (h *ExecHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.running.Add(-1)
 	env := h.Environ(r)
-	opts := h.Accept
-	if opts.ReadLimit == 0 {
-		opts.ReadLimit = -1
-	}
-	ws, err := websocket.Accept(w, r, &opts)
-	if err != nil {
+	ws, end := upgrade(w, r, h.Accept, h.OnConn)
+	if ws == nil {
 		return // Accept has answered the request
 	}
-	defer ws.CloseNow()
-	if h.OnConn != nil {
-		defer h.OnConn(ws)()
-	}
-	log := h.log().With("remote", r.RemoteAddr, "command", h.Command[0])
+	defer end()
+	log := logger(h.Log).With("remote", r.RemoteAddr, "command", h.Command[0])
 	p, err := h.start(env, log)
 	if err != nil {
 		log.Warn("exec: cannot start the process", "err", err)

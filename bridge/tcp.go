@@ -174,9 +174,10 @@ type TCPHandler struct {
 	Log *slog.Logger
 }
 
-func (h *TCPHandler) log() *slog.Logger {
-	if h.Log != nil {
-		return h.Log
+// logger returns l, or slog.Default() when l is nil.
+func logger(l *slog.Logger) *slog.Logger {
+	if l != nil {
+		return l
 	}
 	return slog.Default()
 }
@@ -186,6 +187,32 @@ func bufferSize(n int) int {
 		return DefaultBufferSize
 	}
 	return n
+}
+
+// upgrade completes the handshake with opts, a zero ReadLimit meaning no
+// limit (a bridge streams messages, it never holds one whole), and hands
+// the connection to onConn when set. It returns nil when the handshake
+// failed, Accept having answered the request; otherwise the caller calls
+// end when the connection is over, which runs what onConn returned and
+// then closes the connection.
+func upgrade(w http.ResponseWriter, r *http.Request, opts websocket.AcceptOptions, onConn func(*websocket.Conn) func()) (ws *websocket.Conn, end func()) {
+	if opts.ReadLimit == 0 {
+		opts.ReadLimit = -1
+	}
+	ws, err := websocket.Accept(w, r, &opts)
+	if err != nil {
+		return nil, nil
+	}
+	var done func()
+	if onConn != nil {
+		done = onConn(ws)
+	}
+	return ws, func() {
+		if done != nil {
+			done()
+		}
+		ws.CloseNow()
+	}
 }
 
 // Errors of the TCP pumps, by side, so the handler can pick a close code.
@@ -204,18 +231,12 @@ func (e *targetError) Unwrap() error { return e.err }
 func (h *TCPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	opts := h.Accept
 	opts.Subprotocols = h.Subprotocols
-	if opts.ReadLimit == 0 {
-		opts.ReadLimit = -1
-	}
-	ws, err := websocket.Accept(w, r, &opts)
-	if err != nil {
+	ws, end := upgrade(w, r, opts, h.OnConn)
+	if ws == nil {
 		return // Accept has answered the request
 	}
-	defer ws.CloseNow()
-	if h.OnConn != nil {
-		defer h.OnConn(ws)()
-	}
-	log := h.log().With("remote", r.RemoteAddr, "target", h.Target.String())
+	defer end()
+	log := logger(h.Log).With("remote", r.RemoteAddr, "target", h.Target.String())
 
 	timeout := h.DialTimeout
 	if timeout <= 0 {
