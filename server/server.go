@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/duplex-ws/duplex/pubsub"
@@ -69,9 +68,7 @@ type Server struct {
 	mux  *http.ServeMux
 	hub  *pubsub.Hub
 
-	mu      sync.Mutex
-	conns   map[*websocket.Conn]struct{} // channel, chat and gateway connections, for shutdown
-	closing bool                         // Shutdown has taken its list of conns
+	conns ConnTracker // channel, chat and gateway connections, for shutdown
 
 	gatewayErr error // a bad bridge or exec route; Serve returns it
 
@@ -125,7 +122,7 @@ func New(cfg Config) *Server {
 	if cfg.Demo {
 		cfg.Namespaces = withTicker(cfg.Namespaces)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), conns: make(map[*websocket.Conn]struct{})}
+	s := &Server{cfg: cfg, mux: http.NewServeMux()}
 	s.hub = pubsub.NewHub(pubsub.Config{Broker: cfg.Broker, Namespaces: cfg.Namespaces})
 	accept := websocket.AcceptOptions{
 		Options:          websocket.Options{ReadLimit: cfg.ReadLimit, Compression: cfg.Compression},
@@ -159,24 +156,8 @@ func (s *Server) Handler() http.Handler { return s.mux }
 func (s *Server) Hub() *pubsub.Hub { return s.hub }
 
 // track registers a live WebSocket connection until the returned function
-// is called, so that Shutdown can close it. A connection whose handler
-// tracks it after Shutdown took its list (an upgrade that was in flight) is
-// closed with 1001 at once rather than left open.
-func (s *Server) track(c *websocket.Conn) (untrack func()) {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		go c.Close(websocket.StatusGoingAway, "server shutting down")
-		return func() {}
-	}
-	s.conns[c] = struct{}{}
-	s.mu.Unlock()
-	return func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}
-}
+// is called, so that Shutdown can close it (see ConnTracker.Track).
+func (s *Server) track(c *websocket.Conn) (untrack func()) { return s.conns.Track(c) }
 
 // serveWebFile serves one embedded file of package web.
 func serveWebFile(name, contentType string) http.HandlerFunc {
@@ -222,29 +203,8 @@ func (s *Server) ListenAndServe() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopDemo()
 	err := s.http.Shutdown(ctx)
-	s.mu.Lock()
-	s.closing = true
-	conns := make([]*websocket.Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.Close(websocket.StatusGoingAway, "server shutting down")
-		}()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		if err == nil {
-			err = ctx.Err()
-		}
+	if cerr := s.conns.CloseAll(ctx); err == nil {
+		err = cerr
 	}
 	s.hub.Close()
 	return err

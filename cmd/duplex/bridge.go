@@ -93,19 +93,18 @@ func bridgeMain(args []string, stdout, stderr io.Writer) int {
 // exec`, and on SIGINT or SIGTERM closes its connections with 1001 and
 // waits for its handlers to finish (targets closed, processes reaped).
 type gatewayServer struct {
-	log *slog.Logger
+	log   *slog.Logger
+	conns server.ConnTracker
 
 	mu      sync.Mutex
-	conns   map[*websocket.Conn]struct{}
 	active  int           // handlers running (ServeHTTP calls in flight)
-	closing chan struct{} // closed when shutdown has taken its list of conns
+	closing chan struct{} // closed when shutdown has closed the conns it tracked
 	idle    chan struct{} // closed when closing and no handler runs
 }
 
 func newGatewayServer(log *slog.Logger) *gatewayServer {
 	return &gatewayServer{
 		log:     log,
-		conns:   make(map[*websocket.Conn]struct{}),
 		closing: make(chan struct{}),
 		idle:    make(chan struct{}),
 	}
@@ -126,21 +125,7 @@ func (g *gatewayServer) isClosing() bool {
 // list (an upgrade that was in flight when the signal came) is closed with
 // 1001 at once, so that its handler ends (and, for exec, its process is
 // killed and reaped) instead of outliving the command.
-func (g *gatewayServer) track(c *websocket.Conn) func() {
-	g.mu.Lock()
-	if g.isClosing() {
-		g.mu.Unlock()
-		go c.Close(websocket.StatusGoingAway, "server shutting down")
-		return func() {}
-	}
-	g.conns[c] = struct{}{}
-	g.mu.Unlock()
-	return func() {
-		g.mu.Lock()
-		delete(g.conns, c)
-		g.mu.Unlock()
-	}
-}
+func (g *gatewayServer) track(c *websocket.Conn) func() { return g.conns.Track(c) }
 
 // counted wraps h so that shutdown can wait for every handler call,
 // including one between its upgrade and its call to track.
@@ -238,23 +223,11 @@ func (g *gatewayServer) serve(ctx context.Context, l net.Listener, h http.Handle
 	// finished; a handler that upgraded but has not called track yet is
 	// counted in g.active, and track closes its connection at once.
 	srv.Shutdown(sctx)
+	g.conns.CloseAll(context.Background())
 	g.mu.Lock()
 	close(g.closing)
-	conns := make([]*websocket.Conn, 0, len(g.conns))
-	for c := range g.conns {
-		conns = append(conns, c)
-	}
 	g.signalIdle()
 	g.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.Close(websocket.StatusGoingAway, "server shutting down")
-		}()
-	}
-	wg.Wait()
 	// Let the handlers finish: processes reaped, targets closed.
 	select {
 	case <-g.idle:
