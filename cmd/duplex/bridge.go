@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,18 +35,10 @@ func bridgeMain(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("path", "/", "URL `path` of the bridge; a path ending in / also serves the paths below it")
 	var origins stringList
 	fs.Var(&origins, "origin", "host `pattern` whose pages may connect across origins; repeatable. By default only same-origin pages may")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: duplex bridge --listen ADDR --to tcp://HOST:PORT [flags]\n\nBridges each WebSocket connection to a new TCP connection to the target: binary messages carry the byte stream both ways. Close codes: 1000 when the target closes, 1014 when it cannot be reached or fails (docs/gateways.md).\n\nFlags:\n")
-		fs.PrintDefaults()
+	if status, ok := parseFlags(fs, args, "Usage: duplex bridge --listen ADDR --to tcp://HOST:PORT [flags]\n\nBridges each WebSocket connection to a new TCP connection to the target: binary messages carry the byte stream both ways. Close codes: 1000 when the target closes, 1014 when it cannot be reached or fails (docs/gateways.md).\n\nFlags:\n"); !ok {
+		return status
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "duplex bridge: unexpected argument %q\n", fs.Arg(0))
+	if !noArgs(fs, "duplex bridge") {
 		return 2
 	}
 	if *to == "" {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,15 +27,8 @@ func execMain(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&passEnv, "passenv", "the `NAME` of a variable of this environment the processes inherit; repeatable (default: PATH, HOME, LANG, LC_ALL, LC_CTYPE, TZ, TMPDIR)")
 	var origins stringList
 	fs.Var(&origins, "origin", "host `pattern` whose pages may connect across origins; repeatable. By default only same-origin pages may")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: duplex exec --listen ADDR [flags] -- COMMAND [ARGS...]\n\nRuns COMMAND once per WebSocket connection: each line it writes to stdout becomes a text message, each message a line on its stdin. Request details are in CGI variables (REMOTE_ADDR, QUERY_STRING, HTTP_*...). When it exits the connection closes with 1000 (status 0) or 1011; when the client leaves it gets SIGTERM, then SIGKILL (docs/gateways.md).\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if status, ok := parseFlags(fs, args, "Usage: duplex exec --listen ADDR [flags] -- COMMAND [ARGS...]\n\nRuns COMMAND once per WebSocket connection: each line it writes to stdout becomes a text message, each message a line on its stdin. Request details are in CGI variables (REMOTE_ADDR, QUERY_STRING, HTTP_*...). When it exits the connection closes with 1000 (status 0) or 1011; when the client leaves it gets SIGTERM, then SIGKILL (docs/gateways.md).\n\nFlags:\n"); !ok {
+		return status
 	}
 	argv := fs.Args()
 	if len(argv) == 0 {

@@ -100,18 +100,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	gateways := gatewayServeFlags(fs)
 	brokerURL := fs.String("broker", "memory", "where channels live: `URL` memory (this process only) or nats://host:port (NATS JetStream, shared by every node pointed at it; comma-separate the URLs of a NATS cluster)")
 	demo := fs.Bool("demo", false, "run a demo publisher of stock quotes on channels ticker:SYMBOL (namespace ticker: history=1,presence=off,publish=api) for the page /ticker/")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: duplex serve [flags]\n\nRuns the Duplex server: GET /ws is the channel endpoint (docs/protocol.md), POST /api/publish pushes to channels, GET /chat/{room} is a plain chat room, GET /echo echoes every WebSocket message, GET / describes the server.\n\nFlags:\n")
-		fs.PrintDefaults()
+	if status, ok := parseFlags(fs, args, "Usage: duplex serve [flags]\n\nRuns the Duplex server: GET /ws is the channel endpoint (docs/protocol.md), POST /api/publish pushes to channels, GET /chat/{room} is a plain chat room, GET /echo echoes every WebSocket message, GET / describes the server.\n\nFlags:\n"); !ok {
+		return status
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "duplex serve: unexpected argument %q\n", fs.Arg(0))
+	if !noArgs(fs, "duplex serve") {
 		return 2
 	}
 	var nsConfig map[string]pubsub.NamespaceOptions
@@ -184,6 +176,34 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// parseFlags parses a command's args into fs, whose help (-h, --help, or
+// after a bad flag) is usage followed by the flags. ok is false when the
+// command must stop and exit with status: 0 after the help was asked for,
+// 2 for a bad flag.
+func parseFlags(fs *flag.FlagSet, args []string, usage string) (status int, ok bool) {
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	return 0, true
+}
+
+// noArgs reports whether no argument is left after fs's flags, for a
+// command that takes none; otherwise it tells the first one to fs's output.
+func noArgs(fs *flag.FlagSet, name string) bool {
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", name, fs.Arg(0))
+		return false
+	}
+	return true
 }
 
 // stringList is a repeatable string flag.
