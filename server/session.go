@@ -621,24 +621,29 @@ func history(ctx context.Context, hub *pubsub.Hub, channel string, since *pubsub
 	return out, nil
 }
 
+// hubErrorCodes lists the protocol error code of each pubsub error, in the
+// order hubError tries them.
+var hubErrorCodes = []struct {
+	err  error
+	code int
+}{
+	{pubsub.ErrInvalidChannel, codeInvalidChannel},
+	{pubsub.ErrUnknownNamespace, codeUnknownNamespace},
+	{pubsub.ErrPermissionDenied, codePermissionDenied},
+	{pubsub.ErrAlreadySubscribed, codeAlreadySubscribed},
+	{pubsub.ErrNotSubscribed, codeNotSubscribed},
+	{pubsub.ErrHistoryDisabled, codeHistoryDisabled},
+	{pubsub.ErrPresenceDisabled, codePresenceDisabled},
+}
+
 // hubError maps a pubsub error to its protocol error code.
 func hubError(err error) *protoError {
 	code := codeInternal
-	switch {
-	case errors.Is(err, pubsub.ErrInvalidChannel):
-		code = codeInvalidChannel
-	case errors.Is(err, pubsub.ErrUnknownNamespace):
-		code = codeUnknownNamespace
-	case errors.Is(err, pubsub.ErrPermissionDenied):
-		code = codePermissionDenied
-	case errors.Is(err, pubsub.ErrAlreadySubscribed):
-		code = codeAlreadySubscribed
-	case errors.Is(err, pubsub.ErrNotSubscribed):
-		code = codeNotSubscribed
-	case errors.Is(err, pubsub.ErrHistoryDisabled):
-		code = codeHistoryDisabled
-	case errors.Is(err, pubsub.ErrPresenceDisabled):
-		code = codePresenceDisabled
+	for _, e := range hubErrorCodes {
+		if errors.Is(err, e.err) {
+			code = e.code
+			break
+		}
 	}
 	return &protoError{Code: code, Message: err.Error()}
 }
