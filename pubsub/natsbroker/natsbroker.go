@@ -720,7 +720,9 @@ func (b *Broker) startConsumer(ctx context.Context, c *chanState) error {
 		b.forgetStream(ns, err)
 		return err
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{b.subject(c.name)}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	// A stopped consumer is not deleted on the server: it goes once
+	// inactive for 30 s (an active one always has a pull pending).
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{b.subject(c.name)}, DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 30 * time.Second}
 	if last.seq != 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last.seq+1
 	}
@@ -736,7 +738,10 @@ func (b *Broker) startConsumer(ctx context.Context, c *chanState) error {
 	}
 	resc := make(chan result, 1)
 	go func() {
+		// Pulls expire after 10 s, so a missed heartbeat (a link that died
+		// unnoticed) recreates the consumer within about 10 s.
 		cc, err := cons.Consume(func(msg jetstream.Msg) { b.consume(c, msg) },
+			jetstream.PullExpiry(10*time.Second),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				b.log.Warn("channel consumer", "channel", c.name, "err", err)
 			}))
