@@ -292,6 +292,29 @@ func describeDialError(err error, resp *http.Response) string {
 	return strings.TrimPrefix(err.Error(), "websocket: ")
 }
 
+// closeAndWait sends our close with code and reason and waits for the
+// reader, which gets readErr, to end: at most timeout, after which the
+// connection is dropped. It returns nil when our close succeeded;
+// otherwise the reader's error when the server closed first or the
+// connection dropped, since it says how, and else the error of our close.
+func closeAndWait(c *websocket.Conn, code websocket.StatusCode, reason string, readErr <-chan error, timeout time.Duration) error {
+	closeErr := c.Close(code, reason)
+	var rerr error
+	select {
+	case rerr = <-readErr:
+	case <-time.After(timeout):
+		c.CloseNow()
+		rerr = <-readErr
+	}
+	if closeErr == nil {
+		return nil
+	}
+	if websocket.CloseStatus(rerr) >= 0 {
+		return rerr // the server closed first, or the connection dropped
+	}
+	return closeErr
+}
+
 // ending describes how a connection ended: the exit status and, for a
 // failure, the message for standard error ("" when there is none).
 func ending(err error) (status int, msg string) {

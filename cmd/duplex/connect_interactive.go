@@ -139,21 +139,7 @@ func runInteractive(cfg *connectConfig, c *websocket.Conn, resp *http.Response, 
 	}
 	closeWith := func(code websocket.StatusCode, reason string) int {
 		say("closing with %s", closeText(&websocket.CloseError{Code: code, Reason: reason}))
-		closeErr := c.Close(code, reason)
-		var rerr error
-		select {
-		case rerr = <-readErr:
-		case <-time.After(cfg.closeTimeout):
-			c.CloseNow()
-			rerr = <-readErr
-		}
-		if closeErr == nil {
-			return finish(nil)
-		}
-		if websocket.CloseStatus(rerr) >= 0 {
-			return finish(rerr)
-		}
-		return finish(closeErr)
+		return finish(closeAndWait(c, code, reason, readErr, cfg.closeTimeout))
 	}
 	send := func(typ websocket.MessageType, p []byte) (int, bool) {
 		if err := c.Write(ctx, typ, p); err != nil {

@@ -145,21 +145,7 @@ input:
 			}
 		}
 	}
-	closeErr := c.Close(cfg.closeCode, cfg.closeReason)
-	var rerr error
-	select {
-	case rerr = <-readErr:
-	case <-time.After(cfg.closeTimeout):
-		c.CloseNow()
-		rerr = <-readErr
-	}
-	if closeErr == nil {
-		return exitClean
-	}
-	if websocket.CloseStatus(rerr) >= 0 {
-		return finish(rerr) // the server closed first, or the connection dropped
-	}
-	return finish(closeErr)
+	return finish(closeAndWait(c, cfg.closeCode, cfg.closeReason, readErr, cfg.closeTimeout))
 }
 
 // readPipeInput turns standard input into messages on inputs, closing it
