@@ -3,8 +3,6 @@ package server
 import (
 	"net/http"
 	"path"
-
-	"github.com/duplex-ws/duplex/web"
 )
 
 // appAssetTypes are the extensions served under /app/: the apps' scripts,
@@ -31,16 +29,7 @@ func (s *Server) mountApps() {
 // browser shows the room (the page reads the room from its URL); the
 // handler has refused an invalid room with 400 before.
 func appPage(name string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, err := web.FS.ReadFile("app/" + name + "/index.html")
-		if err != nil {
-			http.Error(w, "Not Found", http.StatusNotFound)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-cache")
-		w.Write(b)
-	})
+	return serveWebFile("app/"+name+"/index.html", "text/html; charset=utf-8")
 }
 
 // serveAppAsset serves an embedded file under /app/ whose extension is in
@@ -52,12 +41,5 @@ func serveAppAsset(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Not Found", http.StatusNotFound)
 		return
 	}
-	b, err := web.FS.ReadFile(name)
-	if err != nil {
-		http.Error(w, "Not Found", http.StatusNotFound)
-		return
-	}
-	w.Header().Set("Content-Type", ctype)
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Write(b)
+	writeWebFile(w, name, ctype)
 }

@@ -162,15 +162,22 @@ func (s *Server) track(c *websocket.Conn) (untrack func()) { return s.conns.Trac
 // serveWebFile serves one embedded file of package web.
 func serveWebFile(name, contentType string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		b, err := web.FS.ReadFile(name)
-		if err != nil {
-			http.Error(w, "Not Found", http.StatusNotFound)
-			return
-		}
-		w.Header().Set("Content-Type", contentType)
-		w.Header().Set("Cache-Control", "no-cache")
-		w.Write(b)
+		writeWebFile(w, name, contentType)
 	}
+}
+
+// writeWebFile answers with the embedded file name of package web, as
+// contentType and never cached without revalidation, or 404 when there is
+// no such file.
+func writeWebFile(w http.ResponseWriter, name, contentType string) {
+	b, err := web.FS.ReadFile(name)
+	if err != nil {
+		http.Error(w, "Not Found", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(b)
 }
 
 // Serve accepts connections on l until Shutdown.
