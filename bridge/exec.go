@@ -237,7 +237,7 @@ func (h *ExecHandler) session(ws *websocket.Conn, p *process, log *slog.Logger) 
 	inDone := make(chan error, 1)
 	go func() {
 		if h.Binary {
-			outDone <- chunksToClient(ctx, p.stdout, ws, size)
+			outDone <- chunksToClient(ctx, p.stdout, ws, size, nil)
 		} else {
 			outDone <- linesToClient(ctx, p.stdout, ws, size)
 		}
@@ -374,9 +374,11 @@ func (h *ExecHandler) clientToStdin(ctx context.Context, ws *websocket.Conn, w i
 	}
 }
 
-// chunksToClient sends each chunk read from r as a binary message. It
-// returns nil at EOF, or the WebSocket's error.
-func chunksToClient(ctx context.Context, r io.Reader, ws *websocket.Conn, size int) error {
+// chunksToClient sends each chunk read from r as a binary message, until
+// a read or the WebSocket fails. It returns the WebSocket's error, or
+// what readErr makes of the read's (io.EOF at r's end); with a nil
+// readErr, nil.
+func chunksToClient(ctx context.Context, r io.Reader, ws *websocket.Conn, size int, readErr func(error) error) error {
 	buf := make([]byte, size)
 	for {
 		n, rerr := r.Read(buf)
@@ -386,7 +388,10 @@ func chunksToClient(ctx context.Context, r io.Reader, ws *websocket.Conn, size i
 			}
 		}
 		if rerr != nil {
-			return nil
+			if readErr == nil {
+				return nil
+			}
+			return readErr(rerr)
 		}
 	}
 }

@@ -226,6 +226,8 @@ type targetError struct{ err error }
 func (e *targetError) Error() string { return "target: " + e.err.Error() }
 func (e *targetError) Unwrap() error { return e.err }
 
+func asTargetError(err error) error { return &targetError{err} }
+
 // ServeHTTP upgrades the request, connects to the target and carries bytes
 // both ways until one side ends.
 func (h *TCPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -269,7 +271,9 @@ func (h *TCPHandler) pump(ctx context.Context, ws *websocket.Conn, tc net.Conn, 
 	})
 	defer guard.stop()
 	go func() { done <- result{true, h.clientToTarget(ctx, ws, tc, guard, size)} }()
-	go func() { done <- result{false, targetToClient(ctx, tc, ws, size)} }()
+	// A failed read of the target, io.EOF when it closed its side, is a
+	// *targetError.
+	go func() { done <- result{false, chunksToClient(ctx, tc, ws, size, asTargetError)} }()
 
 	first := <-done
 	var te *targetError
@@ -334,24 +338,6 @@ func (h *TCPHandler) clientToTarget(ctx context.Context, ws *websocket.Conn, tc 
 			if rerr != nil {
 				return rerr
 			}
-		}
-	}
-}
-
-// targetToClient sends each chunk read from tc as a binary message. It
-// returns a *targetError (wrapping io.EOF when the target closed its side)
-// or the WebSocket's error.
-func targetToClient(ctx context.Context, tc net.Conn, ws *websocket.Conn, size int) error {
-	buf := make([]byte, size)
-	for {
-		n, rerr := tc.Read(buf)
-		if n > 0 {
-			if err := ws.Write(ctx, websocket.MessageBinary, buf[:n]); err != nil {
-				return err
-			}
-		}
-		if rerr != nil {
-			return &targetError{rerr}
 		}
 	}
 }
