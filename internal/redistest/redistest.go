@@ -1,0 +1,154 @@
+// Package redistest starts redis-server processes for tests: one per test,
+// on a free port of 127.0.0.1, without persistence, in a temporary
+// directory, stopped when the test ends.
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ServerPath is where the Debian package redis-server installs the server.
+const ServerPath = "/usr/bin/redis-server"
+
+// installHint says how to install the test dependencies.
+const installHint = "bash scripts/install-test-deps.sh (from the repository root)"
+
+// Require skips the test when redis-server is not installed, and fails it
+// instead under CI=true, where a skipped broker test would hide a missing
+// install step.
+func Require(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(ServerPath); err == nil {
+		return
+	}
+	msg := fmt.Sprintf("redis-server is not installed (%s not found, Debian package redis-server); install it with: %s", ServerPath, installHint)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + "; with CI=true this fails instead of skipping")
+	}
+	t.Skip(msg)
+}
+
+// Server is a redis-server process started by Start.
+type Server struct {
+	t    testing.TB
+	Port int
+	dir  string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	out    *bytes.Buffer
+}
+
+// Start runs a redis-server on a free port of 127.0.0.1 until the test
+// ends; it returns once the server accepts connections.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	Require(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &Server{t: t, Port: port, dir: t.TempDir()}
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Addr returns the server's host:port.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
+
+// URL returns the server's redis:// URL.
+func (s *Server) URL() string { return "redis://" + s.Addr() }
+
+// Restart starts the server again on the same port after Stop: without
+// persistence, it comes back empty.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		s.t.Fatal("redistest: Restart of a running server")
+	}
+	out := new(bytes.Buffer)
+	cmd := exec.Command(ServerPath,
+		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", s.dir, "--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("redistest: start %s: %v", ServerPath, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	s.cmd, s.exited, s.out = cmd, exited, out
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if err := ping(ctx, s.Addr()); err == nil {
+			return
+		}
+		select {
+		case <-exited:
+			s.cmd = nil
+			s.t.Fatalf("redistest: redis-server on port %d exited: %s", s.Port, strings.TrimSpace(out.String()))
+		case <-ctx.Done():
+			s.t.Fatalf("redistest: redis-server on port %d not ready in 10s: %s", s.Port, strings.TrimSpace(out.String()))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// ping sends PING and expects +PONG.
+func ping(ctx context.Context, addr string) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 7)
+	n, err := c.Read(buf)
+	if err != nil {
+		return err
+	}
+	if string(buf[:n]) != "+PONG\r\n" {
+		return errors.New("redistest: unexpected answer " + strconv.Quote(string(buf[:n])))
+	}
+	return nil
+}
+
+// Stop stops the server (SIGTERM, then SIGKILL after 5 s) and waits until
+// it has exited; stopping a stopped server does nothing.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(5 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+	}
+	s.cmd = nil
+}

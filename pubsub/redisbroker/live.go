@@ -1,0 +1,295 @@
+package redisbroker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/duplex-ws/duplex/pubsub"
+	"github.com/redis/go-redis/v9"
+)
+
+// Subscribe implements pubsub.Broker. The first Subscribe of a channel on
+// this node subscribes to its Pub/Sub channel, waits for Redis to confirm,
+// and reads the channel's position.
+func (b *Broker) Subscribe(ctx context.Context, channel string) error {
+	b.mu.Lock()
+	c := b.chans[channel]
+	if c == nil {
+		c = &chanState{name: channel, pubsub: b.eventsChannel(channel)}
+		b.chans[channel] = c
+	}
+	c.refs++
+	b.mu.Unlock()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.interest == 0 {
+		if err := b.start(ctx, c); err != nil {
+			b.release(c)
+			return fmt.Errorf("redisbroker: subscribe to %q: %w", channel, err)
+		}
+	}
+	c.interest++
+	return nil
+}
+
+// start subscribes to c's Pub/Sub channel and reads its position. c.mu is
+// held.
+func (b *Broker) start(ctx context.Context, c *chanState) error {
+	c.deliver.Lock()
+	c.active, c.ready, c.pending = true, false, nil
+	c.deliver.Unlock()
+	confirmed := make(chan struct{}, 1)
+	b.mu.Lock()
+	b.waiters[c.pubsub] = append(b.waiters[c.pubsub], confirmed)
+	b.mu.Unlock()
+	err := b.ps.Subscribe(ctx, c.pubsub)
+	if err == nil {
+		select {
+		case <-confirmed:
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-b.done:
+			err = fmt.Errorf("broker closed")
+		}
+	}
+	var s state
+	if err == nil {
+		s, err = b.read(ctx, c.name, "position", 0, 0, "")
+	}
+	if err != nil {
+		b.mu.Lock()
+		w := b.waiters[c.pubsub]
+		for i, ch := range w {
+			if ch == confirmed {
+				b.waiters[c.pubsub] = append(w[:i:i], w[i+1:]...)
+				break
+			}
+		}
+		if len(b.waiters[c.pubsub]) == 0 {
+			delete(b.waiters, c.pubsub)
+		}
+		b.mu.Unlock()
+		b.stop(c)
+		return err
+	}
+	// Messages that arrived since the confirmation are at or before the
+	// position, or after it and delivered now.
+	c.deliver.Lock()
+	c.last, c.epoch, c.ready = s.pos.Offset, s.pos.Epoch, true
+	pending := c.pending
+	c.pending = nil
+	for _, p := range pending {
+		b.receiveLocked(c, p)
+	}
+	c.deliver.Unlock()
+	return nil
+}
+
+// stop unsubscribes from c's Pub/Sub channel. c.mu is held.
+func (b *Broker) stop(c *chanState) {
+	c.deliver.Lock()
+	c.active, c.ready, c.pending = false, false, nil
+	c.deliver.Unlock()
+	// Unsubscribe forgets the channel even if Redis is unreachable: it is
+	// not subscribed again on reconnection.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := b.ps.Unsubscribe(ctx, c.pubsub); err != nil {
+		b.log.Debug("unsubscribe", "channel", c.name, "err", err)
+	}
+}
+
+// release drops a reference to c, forgetting it with the last one.
+func (b *Broker) release(c *chanState) {
+	b.mu.Lock()
+	c.refs--
+	if c.refs == 0 && b.chans[c.name] == c {
+		delete(b.chans, c.name)
+	}
+	b.mu.Unlock()
+}
+
+// Unsubscribe implements pubsub.Broker. The last Unsubscribe of a channel
+// on this node unsubscribes from its Pub/Sub channel.
+func (b *Broker) Unsubscribe(ctx context.Context, channel string) error {
+	c := b.interested(channel)
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	if c.interest == 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	c.interest--
+	if c.interest == 0 {
+		b.stop(c)
+	}
+	c.mu.Unlock()
+	b.release(c)
+	return nil
+}
+
+// interested returns this node's channel entry, if it has one.
+func (b *Broker) interested(channel string) *chanState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.chans[channel]
+}
+
+// receiveLoop handles what the Pub/Sub connection receives until it is
+// closed.
+func (b *Broker) receiveLoop() {
+	defer b.wg.Done()
+	for v := range b.events {
+		switch v := v.(type) {
+		case *redis.Subscription:
+			if v.Kind == "subscribe" {
+				b.subscribed(v.Channel)
+			}
+		case *redis.Message:
+			channel, ok := b.channelOf(v.Channel)
+			if !ok {
+				continue
+			}
+			if c := b.interested(channel); c != nil {
+				c.deliver.Lock()
+				if c.active && !c.ready {
+					c.pending = append(c.pending, v.Payload)
+				} else if c.active {
+					b.receiveLocked(c, v.Payload)
+				}
+				c.deliver.Unlock()
+			}
+		}
+	}
+}
+
+// subscribed handles Redis's confirmation of a subscription: it wakes
+// the Subscribe calls waiting for it, or, after a reconnection, delivers
+// what the node missed while the link was down.
+func (b *Broker) subscribed(name string) {
+	b.mu.Lock()
+	w := b.waiters[name]
+	delete(b.waiters, name)
+	b.mu.Unlock()
+	for _, ch := range w {
+		ch <- struct{}{}
+	}
+	channel, ok := b.channelOf(name)
+	if !ok {
+		return
+	}
+	c := b.interested(channel)
+	if c == nil {
+		return
+	}
+	c.deliver.Lock()
+	defer c.deliver.Unlock()
+	if !c.active || !c.ready {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := b.read(ctx, c.name, "position", 0, 0, "")
+	if err != nil {
+		b.log.Warn("catching up after a reconnection", "channel", c.name, "err", err)
+		return
+	}
+	switch {
+	case s.pos.Epoch != c.epoch:
+		// Redis lost the channel (restarted, keys expired): a new
+		// history, from its first message.
+		b.fill(ctx, c, 1, s.pos.Offset, s.pos.Epoch)
+		c.last, c.epoch = s.pos.Offset, s.pos.Epoch
+	case s.pos.Offset > c.last:
+		b.fill(ctx, c, c.last+1, s.pos.Offset, s.pos.Epoch)
+	}
+}
+
+// receiveLocked delivers a payload of c's Pub/Sub channel: a message
+// (filling any gap before it from the stream) or a presence change.
+// c.deliver is held.
+func (b *Broker) receiveLocked(c *chanState, payload string) {
+	kind, rest, _ := strings.Cut(payload, " ")
+	switch kind {
+	case "j", "l":
+		var ci pubsub.ClientInfo
+		if err := json.Unmarshal([]byte(rest), &ci); err != nil || b.handler == nil {
+			return
+		}
+		if kind == "j" {
+			b.handler.HandleJoin(c.name, ci)
+		} else {
+			b.handler.HandleLeave(c.name, ci)
+		}
+	case "m":
+		m, err := parseMessage(c.name, rest)
+		if err != nil {
+			b.log.Warn("bad message on Pub/Sub", "channel", c.name, "err", err)
+			return
+		}
+		if m.Epoch == c.epoch && m.Offset <= c.last {
+			return // already delivered (by a fill)
+		}
+		first := c.last + 1
+		if m.Epoch != c.epoch {
+			first = 1
+		}
+		if m.Offset > first {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			b.fill(ctx, c, first, m.Offset-1, m.Epoch)
+			cancel()
+		}
+		c.last, c.epoch = m.Offset, m.Epoch
+		if b.handler != nil {
+			b.handler.HandleMessage(m)
+		}
+	}
+}
+
+// fill delivers the messages from..to of epoch from the stream, those it
+// still holds, and records the last one delivered. c.deliver is held.
+func (b *Broker) fill(ctx context.Context, c *chanState, from, to uint64, epoch string) {
+	if from > to {
+		return
+	}
+	s, err := b.read(ctx, c.name, "since", int(min(to-from+1, 10000)), from, epoch)
+	if err != nil {
+		b.log.Warn("filling a gap from the stream", "channel", c.name, "from", from, "to", to, "err", err)
+		return
+	}
+	n := 0
+	for _, m := range s.entries {
+		if m.Epoch != epoch || m.Offset < from || m.Offset > to {
+			continue
+		}
+		n++
+		c.last, c.epoch = m.Offset, m.Epoch
+		if b.handler != nil {
+			b.handler.HandleMessage(m)
+		}
+	}
+	if missed := int(to-from+1) - n; missed > 0 {
+		b.log.Warn("messages missed while the link to Redis was down are not in history anymore", "channel", c.name, "from", from, "to", to, "missed", missed)
+	}
+}
+
+// parseMessage reads a message payload: "OFFSET EPOCH TIME DATA".
+func parseMessage(channel, s string) (*pubsub.Message, error) {
+	f := strings.SplitN(s, " ", 4)
+	if len(f) != 4 {
+		return nil, fmt.Errorf("payload %.40q: want offset, epoch, time and data", s)
+	}
+	off, err1 := strconv.ParseUint(f[0], 10, 64)
+	ms, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err1 != nil || err2 != nil || f[1] == "" {
+		return nil, fmt.Errorf("payload %.40q: bad offset, epoch or time", s)
+	}
+	return &pubsub.Message{Channel: channel, Offset: off, Epoch: f[1], Data: []byte(f[3]), Time: time.UnixMilli(ms)}, nil
+}
