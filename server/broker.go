@@ -6,6 +6,7 @@ import (
 
 	"github.com/duplex-ws/duplex/pubsub"
 	"github.com/duplex-ws/duplex/pubsub/natsbroker"
+	"github.com/duplex-ws/duplex/pubsub/redisbroker"
 )
 
 // OpenBroker returns the broker `duplex serve --broker` names, so that the
@@ -16,6 +17,9 @@ import (
 //   - "nats://host:port", or several such URLs separated by commas for a
 //     NATS cluster: the NATS JetStream broker (package natsbroker), shared
 //     by every node pointed at the same NATS.
+//   - "redis://host:port[/db]" (or rediss:// for TLS): the Redis broker
+//     (package redisbroker), shared by every node pointed at the same
+//     Redis database.
 //
 // The caller closes the broker after the server's Shutdown (Config.Broker
 // is not closed by the server).
@@ -30,6 +34,8 @@ func OpenBroker(url string) (pubsub.Broker, error) {
 			}
 		}
 		return natsbroker.Dial(url, natsbroker.Options{})
+	case strings.HasPrefix(url, "redis://") || strings.HasPrefix(url, "rediss://"):
+		return redisbroker.Dial(url, redisbroker.Options{})
 	}
-	return nil, fmt.Errorf("broker %q: want memory or nats://host:port", url)
+	return nil, fmt.Errorf("broker %q: want memory, nats://host:port or redis://host:port", url)
 }

@@ -57,10 +57,10 @@ func TestOpenBroker(t *testing.T) {
 		b.Close()
 	}
 	for u, want := range map[string]string{
-		"redis://127.0.0.1:6379":                  `broker "redis://127.0.0.1:6379": want memory or nats://host:port`,
+		"tcp://127.0.0.1:6379":                    `broker "tcp://127.0.0.1:6379": want memory, nats://host:port or redis://host:port`,
 		"nats://127.0.0.1:4222,tls://127.0.0.1:1": `broker "nats://127.0.0.1:4222,tls://127.0.0.1:1": every URL of a NATS cluster starts with nats://`,
 		"nats://127.0.0.1:1":                      "natsbroker: connect nats://127.0.0.1:1: nats: no servers available for connection",
-		"Memory":                                  `broker "Memory": want memory or nats://host:port`,
+		"Memory":                                  `broker "Memory": want memory, nats://host:port or redis://host:port`,
 	} {
 		b, err := server.OpenBroker(u)
 		if err == nil || err.Error() != want {

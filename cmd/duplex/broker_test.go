@@ -11,13 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duplex-ws/duplex/internal/redistest"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 )
 
 func TestServeBrokerFlagErrors(t *testing.T) {
 	for arg, want := range map[string]string{
-		"redis://127.0.0.1:6379": "duplex serve: --broker: broker \"redis://127.0.0.1:6379\": want memory or nats://host:port\n",
+		"kafka://127.0.0.1:9092": "duplex serve: --broker: broker \"kafka://127.0.0.1:9092\": want memory, nats://host:port or redis://host:port\n",
 		"nats://127.0.0.1:1":     "duplex serve: --broker: natsbroker: connect nats://127.0.0.1:1: nats: no servers available for connection\n",
+		"redis://127.0.0.1:1":    "duplex serve: --broker: redisbroker: connect redis://127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused\n",
 	} {
 		var out, errb bytes.Buffer
 		if code := run([]string{"serve", "--listen", "127.0.0.1:0", "--broker", arg}, &out, &errb); code != 1 || errb.String() != want {
@@ -43,6 +45,17 @@ func TestServeBrokerNATSTwoProcesses(t *testing.T) {
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	url := fmt.Sprintf("nats://127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
 
+	testTwoProcesses(t, url)
+}
+
+// Two duplex serve processes with --broker redis://… share channels.
+func TestServeBrokerRedisTwoProcesses(t *testing.T) {
+	testTwoProcesses(t, redistest.Start(t).URL()+"/2")
+}
+
+// testTwoProcesses starts two duplex serve with --broker url and checks that
+// a message published through one node's API is in the other's history.
+func testTwoProcesses(t *testing.T, url string) {
 	_, addrA := startServe(t, "--broker", url)
 	_, addrB := startServe(t, "--broker", url)
 	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second}

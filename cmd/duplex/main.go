@@ -98,7 +98,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	var namespaces stringList
 	fs.Var(&namespaces, "namespace", "channel namespace `NAME:key=value,...` with keys history (messages kept), ttl (e.g. 10m), presence (on|off), publish (clients|api); NAME \"default\" is the default namespace; repeatable. Without any, the default namespace (history=100,ttl=5m,presence=on,publish=clients) and chat (history=50,ttl=10m) exist")
 	gateways := gatewayServeFlags(fs)
-	brokerURL := fs.String("broker", "memory", "where channels live: `URL` memory (this process only) or nats://host:port (NATS JetStream, shared by every node pointed at it; comma-separate the URLs of a NATS cluster)")
+	brokerURL := fs.String("broker", "memory", "where channels live: `URL` memory (this process only), nats://host:port (NATS JetStream, shared by every node pointed at it; comma-separate the URLs of a NATS cluster) or redis://host:port[/db] (Redis, shared by every node pointed at the same database)")
 	demo := fs.Bool("demo", false, "run a demo publisher of stock quotes on channels ticker:SYMBOL (namespace ticker: history=1,presence=off,publish=api) for the page /ticker/")
 	if status, ok := parseFlags(fs, args, "Usage: duplex serve [flags]\n\nRuns the Duplex server: GET /ws is the channel endpoint (docs/protocol.md), POST /api/publish pushes to channels, GET /chat/{room} is a plain chat room, GET /echo echoes every WebSocket message, GET / describes the server.\n\nFlags:\n"); !ok {
 		return status
