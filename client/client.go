@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,17 @@ type Options struct {
 
 	// DialTimeout bounds each opening handshake (zero: DefaultDialTimeout).
 	DialTimeout time.Duration
+
+	// URLs are more addresses of the same service, such as the other nodes
+	// of a cluster that share channels through a broker, so that the
+	// client can fail over when its node dies. The client dials the url
+	// given to New first; each time a connection is lost or a dial fails,
+	// the next attempt (after the usual backoff) goes to the next address
+	// of url, URLs..., coming back to url after the last. Repeated
+	// addresses are tried once per round. Every node of a cluster recovers
+	// any channel's history, so the subscriptions resume on the new node
+	// with nothing lost and nothing delivered twice.
+	URLs []string
 
 	// QueueSize is how many received messages may wait for their handlers
 	// (zero: DefaultQueueSize). When handlers fall further behind, the
@@ -139,7 +151,8 @@ type ClientInfo struct {
 // # Reconnecting
 //
 // After the connection drops, the client waits a jittered backoff (see
-// Options.MinBackoff) and dials again, unless it was closed or the server
+// Options.MinBackoff) and dials again (the next address of Options.URLs,
+// if there are several), unless it was closed or the server
 // closed the connection with one of the codes that say reconnecting cannot
 // help: 1000 (the server ended this session on purpose), 1002 (protocol
 // error), 1003 (unsupported data), 1007 (invalid data), 1008 (policy: too
@@ -170,7 +183,7 @@ type ClientInfo struct {
 // Options.QueueSize). A handler may call any method of the client, Close
 // included.
 type Client struct {
-	url  string
+	urls []string // url, then Options.URLs, without repeats
 	opts Options
 	dial websocket.DialOptions
 	log  *slog.Logger
@@ -192,13 +205,15 @@ type Client struct {
 	stopped  bool
 	stopErr  error
 	clientID string
+	cur      int           // the index in urls of the address in use
 	waiting  int           // calls waiting for a connection
 	wantConn chan struct{} // closed when a call starts waiting; see catchUp
 }
 
 // New returns a client of the duplex server at url (ws://host/ws or
 // wss://host/ws) and starts connecting in the background. Calls made before
-// the connection is up wait for it. opts may be nil.
+// the connection is up wait for it. opts may be nil; Options.URLs adds
+// addresses to fail over to.
 func New(url string, opts *Options) *Client {
 	var o Options
 	if opts != nil {
@@ -228,9 +243,15 @@ func New(url string, opts *Options) *Client {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	urls := []string{url}
+	for _, u := range o.URLs {
+		if !slices.Contains(urls, u) {
+			urls = append(urls, u)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		url: url, opts: o, dial: dial, log: log, rnd: rand.Float64,
+		urls: urls, opts: o, dial: dial, log: log, rnd: rand.Float64,
 		q:   newQueue(o.QueueSize),
 		ctx: ctx, cancel: cancel,
 		runDone: make(chan struct{}), stopCh: make(chan struct{}),
@@ -247,6 +268,15 @@ func (c *Client) State() State {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.state
+}
+
+// URL returns the address the client is connected to, or dialling, or
+// about to dial after a backoff: the url given to New or one of
+// Options.URLs. It changes when the client fails over to another address.
+func (c *Client) URL() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.urls[c.cur]
 }
 
 // ClientID returns the id the server gave the current connection (as
@@ -314,10 +344,15 @@ func permanent(err error) bool {
 func (c *Client) run() {
 	defer close(c.runDone)
 	var err error
-	if u, perr := url.Parse(c.url); perr != nil {
-		err = perr
-	} else if s := u.Scheme; s != "ws" && s != "wss" && s != "http" && s != "https" {
-		err = fmt.Errorf("duplex: URL scheme %q is not ws or wss", s)
+	for _, raw := range c.urls {
+		if u, perr := url.Parse(raw); perr != nil {
+			err = perr
+		} else if s := u.Scheme; s != "ws" && s != "wss" && s != "http" && s != "https" {
+			err = fmt.Errorf("duplex: URL scheme %q is not ws or wss", s)
+		}
+		if err != nil {
+			break
+		}
 	}
 	for attempt := 0; err == nil; {
 		c.setState(StateConnecting, nil)
@@ -334,6 +369,9 @@ func (c *Client) run() {
 			attempt = 0
 		}
 		attempt++
+		c.mu.Lock()
+		c.cur = (c.cur + 1) % len(c.urls) // fail over
+		c.mu.Unlock()
 		c.setState(StateDisconnected, err)
 		if errors.Is(err, ErrHandlersBehind) {
 			c.catchUp()
@@ -408,7 +446,10 @@ func (c *Client) session() (time.Duration, error) {
 	// The handshake (dial and connect) is bounded by DialTimeout.
 	hctx, cancel := context.WithTimeout(c.ctx, c.opts.DialTimeout)
 	defer cancel()
-	ws, _, err := websocket.Dial(hctx, c.url, &c.dial)
+	c.mu.Lock()
+	addr := c.urls[c.cur]
+	c.mu.Unlock()
+	ws, _, err := websocket.Dial(hctx, addr, &c.dial)
 	if err != nil {
 		return 0, err
 	}

@@ -25,6 +25,25 @@
 // Closed. Which endings are retried and which stop the client is listed on
 // Client.
 //
+// # Several servers
+//
+// Options.URLs lists more addresses of the same service, typically the
+// other nodes of a cluster (duplex serve --broker nats://…):
+//
+//	c := client.New("wss://a.example.com/ws", &client.Options{
+//		URLs: []string{"wss://b.example.com/ws", "wss://c.example.com/ws"},
+//	})
+//
+// Each reconnection, after the same jittered backoff, goes to the next
+// address in turn (a, b, c, a, …), so a client whose node dies, or whose
+// node cannot be reached, moves to another one. The nodes of a cluster share
+// channels, offsets and history through the broker: the client subscribes
+// again there with the position of the last message it received, the new
+// node replays what was missed (SubscribedEvent.Recovered is true), and the
+// handlers see every message once, in order. A publish whose answer was lost
+// with the dead node fails with ErrDisconnected, as on any disconnection.
+// Client.URL tells which address is in use.
+//
 // # Calls
 //
 // Every call takes a context and waits, within it, for a connection.
