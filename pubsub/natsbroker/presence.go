@@ -23,6 +23,11 @@ type presence struct {
 	w      jetstream.KeyWatcher
 	cancel context.CancelFunc
 
+	// markers says that the bucket leaves a marker when a key expires
+	// (NATS 2.11 and later), which the watcher turns into a leave. Without
+	// markers, keys expire silently and expire finds them.
+	markers bool
+
 	mu    sync.Mutex
 	known map[string]knownEntry  // every key in the bucket, as watched
 	local map[string]*localEntry // keys this node added
@@ -32,6 +37,7 @@ type presence struct {
 type knownEntry struct {
 	channel string
 	info    pubsub.ClientInfo
+	written time.Time // when the key was last written, by the server's clock
 }
 
 // localEntry is a key this node added and refreshes.
@@ -57,8 +63,17 @@ func (b *Broker) startPresence(ctx context.Context) error {
 		cfg.Storage = jetstream.MemoryStorage
 	}
 	kv, err := b.js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
+		// A NATS server before 2.11 (Debian 12 ships 2.9): no markers.
+		cfg.LimitMarkerTTL = 0
+		kv, err = b.js.CreateKeyValue(ctx, cfg)
+	}
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		kv, err = b.js.KeyValue(ctx, cfg.Bucket)
+	}
+	var status jetstream.KeyValueStatus
+	if err == nil {
+		status, err = kv.Status(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("natsbroker: presence bucket %s: %w", cfg.Bucket, err)
@@ -69,7 +84,7 @@ func (b *Broker) startPresence(ctx context.Context) error {
 		cancel()
 		return fmt.Errorf("natsbroker: watch presence: %w", err)
 	}
-	p := &presence{b: b, kv: kv, w: w, cancel: cancel, known: make(map[string]knownEntry), local: make(map[string]*localEntry)}
+	p := &presence{b: b, kv: kv, w: w, cancel: cancel, markers: status.LimitMarkerTTL() > 0, known: make(map[string]knownEntry), local: make(map[string]*localEntry)}
 	// The current keys, up to the nil that ends them, are no joins.
 	for initial := true; initial; {
 		select {
@@ -128,7 +143,7 @@ func (p *presence) apply(e jetstream.KeyValueEntry, notify bool) {
 			p.mu.Unlock()
 			return
 		}
-		ev = knownEntry{channel: channel, info: c}
+		ev = knownEntry{channel: channel, info: c, written: e.Created()}
 		p.known[key] = ev
 		join = !had
 	} else {
@@ -140,22 +155,57 @@ func (p *presence) apply(e jetstream.KeyValueEntry, notify bool) {
 		ev = old
 	}
 	p.mu.Unlock()
-	h := p.b.handler
 	leave := e.Operation() != jetstream.KeyValuePut
-	if !notify || h == nil || !join && !leave { // !join && !leave: a refresh
+	if !notify || !join && !leave { // !join && !leave: a refresh
 		return
 	}
-	c := p.b.interested(channel)
+	p.notify(ev, join)
+}
+
+// notify delivers a join or a leave of ev to the handler when this node
+// has interest in its channel.
+func (p *presence) notify(ev knownEntry, join bool) {
+	h := p.b.handler
+	if h == nil {
+		return
+	}
+	c := p.b.interested(ev.channel)
 	if c == nil {
 		return
 	}
 	c.deliver.Lock()
 	if join {
-		h.HandleJoin(channel, ev.info)
+		h.HandleJoin(ev.channel, ev.info)
 	} else {
-		h.HandleLeave(channel, ev.info)
+		h.HandleLeave(ev.channel, ev.info)
 	}
 	c.deliver.Unlock()
+}
+
+// expire, on a bucket without markers, forgets the keys not rewritten for
+// longer than the TTL (the server has dropped them without a word) and
+// delivers their leaves. A third of the TTL more is allowed for a node's
+// clock that is ahead of the server's, so a leave comes between 4/3 and
+// 5/3 of the TTL after its node died.
+func (p *presence) expire() {
+	if p.markers {
+		return
+	}
+	ttl := p.b.opts.PresenceTTL
+	cutoff := p.b.now().Add(-ttl - ttl/3)
+	var gone []knownEntry
+	p.mu.Lock()
+	for k, e := range p.known {
+		if e.written.Before(cutoff) {
+			delete(p.known, k)
+			gone = append(gone, e)
+		}
+	}
+	p.mu.Unlock()
+	slices.SortFunc(gone, func(a, b knownEntry) int { return strings.Compare(a.info.Client, b.info.Client) })
+	for _, e := range gone {
+		p.notify(e, false)
+	}
 }
 
 // refreshLoop rewrites this node's keys every third of the TTL.
@@ -169,6 +219,7 @@ func (p *presence) refreshLoop() {
 			return
 		case <-t.C:
 			p.refresh()
+			p.expire()
 		}
 	}
 }
