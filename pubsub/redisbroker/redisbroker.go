@@ -2,9 +2,8 @@
 // serve nodes share channels: a message published on one node reaches the
 // subscribers of every node in offset order, history and recovery work
 // against any node, and presence is cluster-wide. It needs a standalone
-// Redis (or the primary of a Sentinel setup) of version 6.2 or later; its
-// scripts touch keys of several channels, which Redis Cluster does not
-// allow.
+// Redis (tested with 7.0): its scripts touch keys of several channels,
+// which Redis Cluster does not allow.
 //
 // # Layout in Redis
 //
@@ -80,7 +79,11 @@
 // Hub answers them as internal errors); subscribers stay connected and,
 // once Redis is back, get what the stream still holds of what they missed.
 // A Redis restarted without persistence comes back empty: every channel
-// starts a new epoch. Ready reports whether Redis answers.
+// starts a new epoch. A Redis that comes back having lost only its last
+// writes (AOF with appendfsync everysec) gives the lost offsets again in
+// the same epoch, which subscribers that saw the lost messages skip: run
+// it with appendfsync always, or restart it empty. Ready reports whether
+// Redis answers.
 package redisbroker
 
 import (

@@ -11,6 +11,7 @@ import (
 
 	"github.com/duplex-ws/duplex/internal/redistest"
 	"github.com/duplex-ws/duplex/pubsub"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestDialErrors(t *testing.T) {
@@ -553,5 +554,50 @@ func TestOutage(t *testing.T) {
 	}
 	if err := b.Ready(); err != nil {
 		t.Fatalf("Ready after the outage: %v", err)
+	}
+}
+
+// When the Pub/Sub connection drops and comes back, the node reads what
+// was published meanwhile from the stream, without waiting for a newer
+// message to show the gap.
+func TestCatchUpAfterReconnection(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := testCtx(t)
+	a, b := dial(t, s, Options{}), dial(t, s, Options{})
+	ev := newEvents()
+	b.SetHandler(ev)
+	if err := b.Subscribe(ctx, "news"); err != nil {
+		t.Fatal(err)
+	}
+	opts := pubsub.HistoryOptions{Size: 10}
+	if _, err := a.Publish(ctx, "news", data(1), opts); err != nil {
+		t.Fatal(err)
+	}
+	ev.waitLines(t, ctx, 1)
+	// In one transaction: drop b's Pub/Sub connection, then publish 2 and
+	// 3, which it cannot receive live.
+	_, err := a.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ClientKillByFilter(ctx, "TYPE", "pubsub")
+		for k := 2; k <= 3; k++ {
+			publishScript.Eval(ctx, p,
+				[]string{a.key("news", "meta"), a.key("news", "stream"), a.channelsKey()},
+				data(k), 10, 0, a.idleMS, a.eventsChannel("news"), "unused", "news")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ev.waitLines(t, ctx, 3)
+	want := []string{"message news 1 " + string(data(1)), "message news 2 " + string(data(2)), "message news 3 " + string(data(3))}
+	if !slices.Equal(got, want) {
+		t.Fatalf("delivered %q, want %q", got, want)
+	}
+	// Live delivery goes on on the new connection.
+	if _, err := a.Publish(ctx, "news", data(4), opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.waitLines(t, ctx, 4); len(got) != 4 || got[3] != "message news 4 "+string(data(4)) {
+		t.Fatalf("delivered %q", got)
 	}
 }
