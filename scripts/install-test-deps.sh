@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suites need, only when it is missing. Idempotent.
 #
-#   - Debian packages: chromium, python3-websockets, nodejs, npm, and the
-#     servers the gateway tests bridge to: mosquitto, redis-server
+#   - Debian packages: chromium, python3-websockets, nodejs, npm, the
+#     servers the gateway tests bridge to: mosquitto, redis-server, and
+#     nats-server (the multi-process cluster test of cmd/duplex)
 #   - npm packages for the interop peers (interop/node/node_modules: ws,
 #     playwright-core, mqtt)
 #
@@ -32,10 +33,11 @@ missing=()
 /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || missing+=(python3-websockets)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-# The gateway tests start these servers themselves (on free loopback ports,
+# The gateway and cluster tests start these servers themselves (on free loopback ports,
 # no persistence); the packages' own services are not needed.
 [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+[ -x /usr/sbin/nats-server ] || [ -x /usr/bin/nats-server ] || missing+=(nats-server)
 
 if [ "${#missing[@]}" -gt 0 ]; then
 	log "installing Debian packages: ${missing[*]}"
