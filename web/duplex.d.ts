@@ -167,10 +167,11 @@ export class Subscription<T = unknown> {
  */
 export class Duplex {
   /**
-   * @param url the channel endpoint: ws:, wss:, http:, https:, or relative to the page ("/ws", the default)
+   * @param url the channel endpoint: ws:, wss:, http:, https:, or relative to the page ("/ws", the default);
+   *   or several, the nodes of one cluster: each reconnection tries the next one in turn
    */
-  constructor(url?: string | URL, options?: DuplexOptions);
-  /** The endpoint's absolute ws: or wss: URL. */
+  constructor(url?: string | URL | (string | URL)[], options?: DuplexOptions);
+  /** The absolute ws: or wss: URL of the endpoint in use (or to dial next). */
   readonly url: string;
   /** The options, with the defaults filled in. */
   readonly options: DuplexOptions & { minBackoff: number; maxBackoff: number };

@@ -206,14 +206,16 @@ export class Duplex extends Emitter {
   #queue = []; // commands waiting for a connection: {cmd, resolve, reject}
   #subs = new Map(); // channel -> Subscription
   #attempt = 0; // consecutive reconnections
+  #urls; // the endpoints to try in turn
   #openedAt = 0;
   #timer = null;
   #closed;
   #resolveClosed;
 
   /**
-   * @param {string} [url] the channel endpoint: ws:, wss:, http:, https:, or
-   *   relative to the page ("/ws", the default)
+   * @param {string|string[]} [url] the channel endpoint: ws:, wss:, http:,
+   *   https:, or relative to the page ("/ws", the default); or several, the
+   *   nodes of one cluster: each reconnection tries the next one in turn
    * @param {object} [options]
    * @param {string} [options.user] sent with `connect`: what presence shows
    * @param {*} [options.info] sent with `connect` (any JSON value, at most 1 KiB)
@@ -228,8 +230,10 @@ export class Duplex extends Emitter {
   constructor(url = "/ws", options = {}) {
     super();
     this.options = { minBackoff: 100, maxBackoff: 5000, ...options };
-    /** The endpoint's absolute ws: or wss: URL. */
-    this.url = toWebSocketURL(url);
+    this.#urls = [...new Set((Array.isArray(url) ? url : [url]).map(toWebSocketURL))];
+    if (this.#urls.length === 0) throw new TypeError("duplex: no URL");
+    /** The absolute ws: or wss: URL of the endpoint in use (or to dial next). */
+    this.url = this.#urls[0];
     /** The connection state (see the class comment). */
     this.state = "connecting";
     /** This connection's id on the server, from the `connect` answer (when user or info is given). */
@@ -480,6 +484,7 @@ export class Duplex extends Emitter {
     if (this.#openedAt && performance.now() - this.#openedAt >= maxBackoff) this.#attempt = 0;
     this.#openedAt = 0;
     const n = ++this.#attempt;
+    this.url = this.#urls[(this.#urls.indexOf(this.url) + 1) % this.#urls.length]; // fail over
     const ceil = Math.max(minBackoff, Math.min(maxBackoff, minBackoff * 2 ** Math.min(n, 30)));
     const delay = Math.round(minBackoff + Math.random() * (ceil - minBackoff));
     this.#timer = setTimeout(() => this.#open(), delay);

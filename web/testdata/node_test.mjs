@@ -59,6 +59,19 @@ try {
   eq(got.map(([o, data]) => [o, data.n ?? null]), [[first.offset + 1, null], [first.offset + 2, 2], [first.offset + 3, 3], [first.offset + 4, 4]], "messages after recovery");
   eq(states, ["connecting", "open", "disconnected", "connecting", "open"], "states");
   eq(await d.close(), { code: 1000, reason: "" }, "close");
+
+  // Several URLs: one where nothing listens, then the server: the client
+  // fails over to the second, and subscribes there.
+  const live = base.replace(/^http/, "ws") + "/ws?tag=failover";
+  const f = new Duplex(["ws://127.0.0.1:1/ws", live, live], { WebSocket, minBackoff: 20, maxBackoff: 40 });
+  const fstates = [];
+  f.on("state", (s) => { fstates.push(s); changed(); });
+  eq(f.url, "ws://127.0.0.1:1/ws", "first URL");
+  const fsub = f.subscribe("node-news", () => {});
+  await fsub.ready;
+  eq(f.url, live, "URL after failing over");
+  eq(fstates, ["connecting", "disconnected", "connecting", "open"], "failover states");
+  eq(await f.close(), { code: 1000, reason: "" }, "close after failover");
   console.log("node: ok");
 } catch (err) {
   console.error(`node: ${err && err.stack ? err.stack : err}`);
