@@ -35,7 +35,8 @@ type ChatHandler struct {
 	// (for example the chat page).
 	Fallback http.Handler
 
-	track func(*websocket.Conn) (untrack func())
+	track func(*websocket.Conn, *connRecord) (untrack func())
+	obs   *observer
 }
 
 // ServeHTTP checks the room name (400 when invalid, page or not), hands a
@@ -56,15 +57,17 @@ func (h *ChatHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.CloseNow()
+	rec := recordOf(r)
 	if h.track != nil {
-		defer h.track(c)()
+		defer h.track(c, rec)()
 	}
 	n := h.SendQueue
 	if n <= 0 {
 		n = DefaultSendQueue
 	}
-	m := &chatMember{conn: c, queue: make(chan *websocket.PreparedMessage, n)}
+	m := &chatMember{conn: c, queue: make(chan *outFrame, n), rec: rec, enc: h.obs.plainEncodingOf(), ns: h.obs.namespace(channel)}
 	err = m.run(h.Hub, channel)
+	rec.end(err)
 	if h.Log != nil && !expectedEnd(err) {
 		h.Log.Info("chat connection ended", "remote", r.RemoteAddr, "room", channel, "err", err)
 	}
@@ -96,8 +99,11 @@ func equalFoldASCII(a, b string) bool {
 // chatMember is one plain connection in a chat room.
 type chatMember struct {
 	conn      *websocket.Conn
-	queue     chan *websocket.PreparedMessage
+	queue     chan *outFrame
 	closeOnce sync.Once
+	rec       *connRecord      // nil outside a Server
+	enc       *pubsub.Encoding // the plain texts
+	ns        *nsStats         // the chat namespace's counters, nil outside a Server
 }
 
 func (m *chatMember) run(hub *pubsub.Hub, channel string) error {
@@ -105,7 +111,7 @@ func (m *chatMember) run(hub *pubsub.Hub, channel string) error {
 	defer cancel()
 	go m.writeLoop(ctx)
 	if _, err := hub.Subscribe(ctx, channel, m, pubsub.SubscribeOptions{Client: pubsub.ClientInfo{Client: newClientID()}}); err != nil {
-		m.conn.Close(websocket.StatusInternalError, "cannot join the room")
+		m.closeFromReader(websocket.StatusInternalError, "cannot join the room")
 		return err
 	}
 	defer hub.Unsubscribe(context.Background(), channel, m)
@@ -114,6 +120,7 @@ func (m *chatMember) run(hub *pubsub.Hub, channel string) error {
 		if err != nil {
 			return err
 		}
+		m.rec.read()
 		if typ != websocket.MessageText {
 			m.closeFromReader(websocket.StatusUnsupportedData, "chat rooms take text messages")
 			return errors.New("client sent a binary message")
@@ -123,6 +130,7 @@ func (m *chatMember) run(hub *pubsub.Hub, channel string) error {
 			m.closeFromReader(websocket.StatusInternalError, "publish failed")
 			return err
 		}
+		m.ns.published(len(data))
 	}
 }
 
@@ -131,8 +139,8 @@ func (m *chatMember) writeLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case pm := <-m.queue:
-			if err := writeQueued(m.conn, m.queue, pm); err != nil {
+		case f := <-m.queue:
+			if err := writeQueued(m.conn, m.queue, f, m.rec); err != nil {
 				return
 			}
 		}
@@ -148,7 +156,10 @@ func (m *chatMember) closeWith(code websocket.StatusCode, reason string) {
 // closes the transport right after run returns, which would cut off a close
 // frame sent from another goroutine.
 func (m *chatMember) closeFromReader(code websocket.StatusCode, reason string) {
-	m.closeOnce.Do(func() { m.conn.Close(code, reason) })
+	m.closeOnce.Do(func() {
+		m.rec.sent(code, reason)
+		m.conn.Close(code, reason)
+	})
 }
 
 // Deliver implements pubsub.Subscriber: messages go out as plain text,
@@ -157,20 +168,27 @@ func (m *chatMember) Deliver(e *pubsub.Event) {
 	if e.Kind != pubsub.EventMessage {
 		return
 	}
-	pm, ok := e.Encoded(plainEncoding).(*websocket.PreparedMessage)
-	if !ok {
+	f, _ := e.Encoded(m.enc).(*outFrame)
+	if f == nil {
 		return
 	}
 	select {
-	case m.queue <- pm:
+	case m.queue <- f:
 	default:
+		m.rec.slowConsumer()
 		m.closeWith(websocket.StatusTryAgainLater, closeReasonSlow)
 	}
 }
 
-// plainEncoding turns a message into the text a plain client sees: a JSON
-// string's value, or any other JSON value's encoding.
+// plainEncoding turns a message into the text a plain client sees, for
+// handlers used outside a Server (see buildPlain).
 var plainEncoding = pubsub.NewEncoding(func(e *pubsub.Event) any {
+	return (*observer)(nil).frame(e, buildPlain(e))
+})
+
+// buildPlain frames the text a plain client sees of a message: a JSON
+// string's value, or any other JSON value's encoding.
+func buildPlain(e *pubsub.Event) *outFrame {
 	text := []byte(e.Message.Data)
 	// Only a JSON string becomes its value: null also decodes into a
 	// string, as "", without an error.
@@ -182,8 +200,8 @@ var plainEncoding = pubsub.NewEncoding(func(e *pubsub.Event) any {
 	if err != nil {
 		return nil
 	}
-	return pm
-})
+	return &outFrame{pm: pm, size: len(text)}
+}
 
 // chatText encodes a plain member's text (valid UTF-8: the connection
 // checked it) as the JSON string that duplex.v1 subscribers receive, without

@@ -37,7 +37,9 @@ func (h *EchoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered with the status and reason
 	}
 	defer c.CloseNow()
-	err = Echo(context.Background(), c)
+	rec := recordOf(r)
+	err = echo(context.Background(), c, rec)
+	rec.end(err)
 	if h.Log != nil && websocket.CloseStatus(err) != websocket.StatusNormalClosure &&
 		websocket.CloseStatus(err) != websocket.StatusGoingAway && !errors.Is(err, websocket.ErrClosed) {
 		h.Log.Info("echo connection ended", "remote", r.RemoteAddr, "err", err)
@@ -46,12 +48,16 @@ func (h *EchoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Echo sends every message read from c back to it, streaming, until the
 // connection ends, and returns the error that ended it.
-func Echo(ctx context.Context, c *websocket.Conn) error {
+func Echo(ctx context.Context, c *websocket.Conn) error { return echo(ctx, c, nil) }
+
+// echo is Echo counting the messages in rec.
+func echo(ctx context.Context, c *websocket.Conn, rec *connRecord) error {
 	for {
 		typ, r, err := c.Reader(ctx)
 		if err != nil {
 			return err
 		}
+		rec.read()
 		w, err := c.Writer(ctx, typ)
 		if err != nil {
 			return err
@@ -65,6 +71,7 @@ func Echo(ctx context.Context, c *websocket.Conn) error {
 		if err != nil {
 			return err
 		}
+		rec.wrote(1)
 	}
 }
 

@@ -125,7 +125,7 @@ func checkRoutePath(path string) error {
 // is bad or already taken is not registered; the first such error is kept
 // and returned by Serve, so the server does not start half configured.
 func (s *Server) mountGateways(accept websocket.AcceptOptions) {
-	mount := func(path string, h http.Handler) {
+	mount := func(path string, h http.Handler, ep *endpointStats) {
 		if s.gatewayErr != nil {
 			return
 		}
@@ -138,17 +138,18 @@ func (s *Server) mountGateways(accept websocket.AcceptOptions) {
 			s.gatewayErr = fmt.Errorf("route %s is already taken", path)
 			return
 		}
-		s.mux.Handle(pattern, h)
+		s.mux.Handle(pattern, ep.instrument(h))
 	}
 	for _, b := range s.cfg.Bridges {
+		ep := s.obs.endpoint(endpointBridge, b.Subprotocols)
 		mount(b.Path, &bridge.TCPHandler{
 			Target:       b.Target,
 			Subprotocols: b.Subprotocols,
 			RefuseText:   b.RefuseText,
 			Accept:       accept,
-			OnConn:       s.track,
+			OnConn:       s.gatewayTrack(ep),
 			Log:          s.cfg.Log,
-		})
+		}, ep)
 	}
 	for _, e := range s.cfg.Execs {
 		if len(e.Command) == 0 {
@@ -157,14 +158,21 @@ func (s *Server) mountGateways(accept websocket.AcceptOptions) {
 			}
 			continue
 		}
+		ep := s.obs.endpoint(endpointExec, nil)
 		mount(e.Path, &bridge.ExecHandler{
 			Command:      e.Command,
 			ScriptName:   strings.TrimSuffix(e.Path, "/"),
 			Binary:       e.Binary,
 			MaxProcesses: e.MaxProcesses,
 			Accept:       accept,
-			OnConn:       s.track,
+			OnConn:       s.gatewayTrack(ep),
 			Log:          s.cfg.Log,
-		})
+		}, ep)
 	}
+}
+
+// gatewayTrack returns the OnConn of a bridge or exec route: the
+// connection is tracked for shutdown, and the 1001 sent to it is counted.
+func (s *Server) gatewayTrack(ep *endpointStats) func(*websocket.Conn) func() {
+	return func(c *websocket.Conn) func() { return s.conns.trackWith(c, ep.goingAway(nil)) }
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/duplex-ws/duplex/pubsub"
@@ -54,6 +55,10 @@ type Config struct {
 	Execs []ExecRoute
 	// Log receives the server's log lines; nil means slog.Default().
 	Log *slog.Logger
+	// Pprof serves the runtime profiles of net/http/pprof under
+	// /debug/pprof/ on the server's own address; off by default, as
+	// profiles show the program's internals and cost CPU while taken.
+	Pprof bool
 	// Demo runs, while the server serves, a publisher of stock quotes on
 	// the channels ticker:{symbol} (see TickerSymbols) for the ticker page
 	// at /ticker/, and adds the ticker namespace (TickerNamespaceOptions)
@@ -69,6 +74,9 @@ type Server struct {
 	hub  *pubsub.Hub
 
 	conns ConnTracker // channel, chat and gateway connections, for shutdown
+
+	obs          *observer   // metrics and the connection log
+	shuttingDown atomic.Bool // Shutdown has begun: /readyz answers 503
 
 	gatewayErr error // a bad bridge or exec route; Serve returns it
 
@@ -122,21 +130,24 @@ func New(cfg Config) *Server {
 	if cfg.Demo {
 		cfg.Namespaces = withTicker(cfg.Namespaces)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), obs: newObserver(cfg.Log, cfg.Namespaces)}
 	s.hub = pubsub.NewHub(pubsub.Config{Broker: cfg.Broker, Namespaces: cfg.Namespaces})
 	accept := websocket.AcceptOptions{
 		Options:          websocket.Options{ReadLimit: cfg.ReadLimit, Compression: cfg.Compression},
 		OriginPatterns:   cfg.OriginPatterns,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 	}
-	s.mux.Handle("GET /echo", &EchoHandler{Accept: accept, Log: cfg.Log})
-	s.mux.Handle("GET /ws", &ChannelHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Version: cfg.Version, Log: cfg.Log, track: s.track})
-	s.mux.Handle("GET /chat/{room}", &ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Log: cfg.Log, track: s.track, Fallback: appPage("chat")})
+	s.mux.Handle("GET /echo", s.obs.endpoint(endpointEcho, nil).instrument(&EchoHandler{Accept: accept, Log: cfg.Log}))
+	wsEP := s.obs.endpoint(endpointWS, []string{Subprotocol})
+	s.mux.Handle("GET /ws", wsEP.instrument(&ChannelHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Version: cfg.Version, Log: cfg.Log, track: s.trackFor(wsEP), obs: s.obs}))
+	chatEP := s.obs.endpoint(endpointChat, nil)
+	s.mux.Handle("GET /chat/{room}", chatEP.instrument(&ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Log: cfg.Log, track: s.trackFor(chatEP), obs: s.obs, Fallback: appPage("chat")}))
 	api := &API{Hub: s.hub, Key: cfg.APIKey, MaxBody: cfg.ReadLimit}
 	api.register(s.mux)
 	s.mux.HandleFunc("GET /duplex.js", serveWebFile("duplex.js", "text/javascript; charset=utf-8"))
 	s.mux.HandleFunc("GET /duplex.d.ts", serveWebFile("duplex.d.ts", "application/typescript; charset=utf-8"))
 	s.mountApps()
+	s.mountObservability()
 	s.mountGateways(accept)
 	s.http = &http.Server{
 		Addr:              cfg.Listen,
@@ -155,9 +166,15 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // process can publish without going through HTTP.
 func (s *Server) Hub() *pubsub.Hub { return s.hub }
 
-// track registers a live WebSocket connection until the returned function
-// is called, so that Shutdown can close it (see ConnTracker.Track).
-func (s *Server) track(c *websocket.Conn) (untrack func()) { return s.conns.Track(c) }
+// trackFor returns the function with which ep's handlers register a live
+// WebSocket connection until the returned function is called, so that
+// Shutdown can close it (see ConnTracker.Track) and the 1001 it sends is
+// counted and logged with the connection.
+func (s *Server) trackFor(ep *endpointStats) func(c *websocket.Conn, rec *connRecord) (untrack func()) {
+	return func(c *websocket.Conn, rec *connRecord) func() {
+		return s.conns.trackWith(c, ep.goingAway(rec))
+	}
+}
 
 // serveWebFile serves one embedded file of package web.
 func serveWebFile(name, contentType string) http.HandlerFunc {
@@ -208,6 +225,7 @@ func (s *Server) ListenAndServe() error {
 // and waits, until ctx ends, for requests in flight and closing handshakes.
 // Echo connections are not tracked yet.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.shuttingDown.Store(true)
 	s.stopDemo()
 	err := s.http.Shutdown(ctx)
 	if cerr := s.conns.CloseAll(ctx); err == nil {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/duplex-ws/duplex/pubsub"
@@ -71,7 +72,9 @@ type ChannelHandler struct {
 	// Log receives a line per connection that ends abnormally; nil is quiet.
 	Log *slog.Logger
 	// track, when set, registers live connections for shutdown.
-	track func(*websocket.Conn) (untrack func())
+	track func(*websocket.Conn, *connRecord) (untrack func())
+	// obs, when set, counts the traffic in its server's metrics.
+	obs *observer
 	// now, when set, replaces time.Now for the error budget, so that tests
 	// can refill it without waiting.
 	now func() time.Time
@@ -111,11 +114,14 @@ func (h *ChannelHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // Accept answered with the status and reason
 	}
 	defer c.CloseNow()
+	rec := recordOf(r)
 	if h.track != nil {
-		defer h.track(c)()
+		defer h.track(c, rec)()
 	}
 	s := newSession(h, c)
+	s.rec = rec
 	err = s.run()
+	rec.end(err)
 	if h.Log != nil && !expectedEnd(err) {
 		h.Log.Info("channel connection ended", "remote", r.RemoteAddr, "client", s.client.Client, "err", err)
 	}
@@ -146,8 +152,16 @@ type session struct {
 	h      *ChannelHandler
 	conn   *websocket.Conn
 	client pubsub.ClientInfo
-	queue  chan *websocket.PreparedMessage
+	queue  chan *outFrame
 	drain  chan struct{} // closed by the reader: write what is queued, then stop
+	rec    *connRecord   // metrics and log of the connection; nil outside a Server
+	enc    *pubsub.Encoding
+
+	// replaying is the channel whose missed messages a subscribe is
+	// replaying, whose latency is not observed: they were published
+	// before the client asked for them.
+	replaying atomic.Pointer[string]
+	inSize    int // bytes of the command being handled
 
 	closeOnce sync.Once
 
@@ -170,7 +184,8 @@ func newSession(h *ChannelHandler, c *websocket.Conn) *session {
 		h:          h,
 		conn:       c,
 		client:     pubsub.ClientInfo{Client: newClientID()},
-		queue:      make(chan *websocket.PreparedMessage, n),
+		queue:      make(chan *outFrame, n),
+		enc:        h.obs.pushEncodingOf(),
 		drain:      make(chan struct{}),
 		subs:       make(map[string]bool),
 		now:        now,
@@ -195,6 +210,7 @@ func (s *session) run() error {
 		if err != nil {
 			return err
 		}
+		s.rec.read()
 		if typ != websocket.MessageText {
 			s.closeAfterQueued(written, websocket.StatusUnsupportedData, "duplex.v1 takes JSON text messages")
 			return errors.New("client sent a binary message")
@@ -226,7 +242,10 @@ func (s *session) closeAfterQueued(written <-chan struct{}, code websocket.Statu
 		s.conn.CloseNow()
 		<-written
 	}
-	s.closeOnce.Do(func() { s.conn.Close(code, reason) })
+	s.closeOnce.Do(func() {
+		s.rec.sent(code, reason)
+		s.conn.Close(code, reason)
+	})
 }
 
 // writeLoop writes queued messages until the connection fails or ctx ends,
@@ -236,15 +255,15 @@ func (s *session) writeLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case pm := <-s.queue:
-			if err := writeQueued(s.conn, s.queue, pm); err != nil {
+		case f := <-s.queue:
+			if err := writeQueued(s.conn, s.queue, f, s.rec); err != nil {
 				return
 			}
 		case <-s.drain:
 			for {
 				select {
-				case pm := <-s.queue:
-					if err := writeQueued(s.conn, s.queue, pm); err != nil {
+				case f := <-s.queue:
+					if err := writeQueued(s.conn, s.queue, f, s.rec); err != nil {
 						return
 					}
 				default:
@@ -261,27 +280,37 @@ const maxWriteBatch = 64
 
 // writeQueued writes first and whatever else is already queued, up to
 // maxWriteBatch messages, with one WritePrepared: under load, a subscriber
-// receives many pushes per system call.
+// receives many pushes per system call. Once written, the messages are
+// counted (rec and the namespaces' metrics) and their latency observed.
 //
 // The write runs without a context (a Background one costs no deadline
 // bookkeeping per write, about a tenth of the server's CPU in a large
 // fan-out): a writer stuck on a client that does not read is released by
 // closing the connection (slow-consumer close, CloseNow), never by a
 // context.
-func writeQueued(c *websocket.Conn, queue chan *websocket.PreparedMessage, first *websocket.PreparedMessage) error {
-	var arr [maxWriteBatch]*websocket.PreparedMessage
-	batch := append(arr[:0], first)
+func writeQueued(c *websocket.Conn, queue chan *outFrame, first *outFrame, rec *connRecord) error {
+	var farr [maxWriteBatch]*outFrame
+	var parr [maxWriteBatch]*websocket.PreparedMessage
+	frames := append(farr[:0], first)
+	batch := append(parr[:0], first.pm)
 more:
 	for len(batch) < maxWriteBatch {
 		select {
-		case pm := <-queue:
-			batch = append(batch, pm)
+		case f := <-queue:
+			frames = append(frames, f)
+			batch = append(batch, f.pm)
 		default:
 			break more
 		}
 	}
+	handed := time.Now()
 	err := c.WritePrepared(context.Background(), batch...)
+	if err == nil {
+		rec.wrote(len(batch))
+		writtenFrames(frames, handed)
+	}
 	clear(batch)
+	clear(frames)
 	return err
 }
 
@@ -295,10 +324,11 @@ func (s *session) closeWith(code websocket.StatusCode, reason string) {
 
 // send queues a message; a full queue closes the connection as a slow
 // consumer (1013) rather than blocking anyone.
-func (s *session) send(pm *websocket.PreparedMessage) {
+func (s *session) send(f *outFrame) {
 	select {
-	case s.queue <- pm:
+	case s.queue <- f:
 	default:
+		s.rec.slowConsumer()
 		s.closeWith(websocket.StatusTryAgainLater, closeReasonSlow)
 	}
 }
@@ -306,20 +336,36 @@ func (s *session) send(pm *websocket.PreparedMessage) {
 // Deliver implements pubsub.Subscriber: it queues the event, encoded once
 // for every duplex.v1 subscriber.
 func (s *session) Deliver(e *pubsub.Event) {
-	if pm, ok := e.Encoded(pushEncoding).(*websocket.PreparedMessage); ok {
-		s.send(pm)
+	f, _ := e.Encoded(s.enc).(*outFrame)
+	if f == nil {
+		return
 	}
+	if f.pub != 0 {
+		if ch := s.replaying.Load(); ch != nil && *ch == e.Channel {
+			replayed := *f
+			replayed.pub = 0
+			f = &replayed
+		}
+	}
+	s.send(f)
 }
 
-// pushEncoding turns events into duplex.v1 pushes, framed once.
+// pushEncoding turns events into duplex.v1 pushes, framed once, for
+// handlers used outside a Server (a Server's own encoding also counts
+// them in its metrics).
 var pushEncoding = pubsub.NewEncoding(func(e *pubsub.Event) any {
+	return (*observer)(nil).frame(e, buildPush(e))
+})
+
+// buildPush frames the duplex.v1 push of e, or returns nil.
+func buildPush(e *pubsub.Event) *outFrame {
 	b := appendPush(make([]byte, 0, 96+pushDataLen(e)), e)
 	pm, err := websocket.NewPreparedMessage(websocket.MessageText, b)
 	if err != nil {
 		return nil
 	}
-	return pm
-})
+	return &outFrame{pm: pm, size: len(b)}
+}
 
 func pushDataLen(e *pubsub.Event) int {
 	if e.Message != nil {
@@ -405,6 +451,7 @@ func (s *session) handle(ctx context.Context, data []byte) bool {
 	if !ok {
 		return s.answerError(0, badRequest("id must be an integer from 1 to 2^53-1, got %s", orMissing(head.ID)))
 	}
+	s.inSize = len(data)
 	var cmd command
 	if err := json.Unmarshal(data, &cmd); err != nil {
 		return s.answerError(id, badRequest("malformed command: %v", err))
@@ -462,7 +509,7 @@ func (s *session) answerError(id uint64, e *protoError) bool {
 func (s *session) sendText(b []byte) {
 	pm, err := websocket.NewPreparedMessage(websocket.MessageText, b)
 	if err == nil {
-		s.send(pm)
+		s.send(&outFrame{pm: pm})
 	}
 }
 
@@ -494,6 +541,7 @@ func (s *session) execute(ctx context.Context, id uint64, cmd *command) (any, *p
 		if err != nil {
 			return nil, hubError(err)
 		}
+		s.h.obs.namespace(cmd.Channel).published(s.inSize)
 		return pos, nil
 	case "presence":
 		clients, err := s.h.Hub.Presence(ctx, cmd.Channel)
@@ -561,6 +609,10 @@ func (s *session) subscribe(ctx context.Context, id uint64, cmd *command) (any, 
 	}
 	if cmd.Since != nil && cmd.Since.Epoch == "" {
 		return nil, badRequest("since needs an offset and an epoch")
+	}
+	if cmd.Since != nil {
+		s.replaying.Store(&cmd.Channel)
+		defer s.replaying.Store(nil)
 	}
 	_, err := s.h.Hub.Subscribe(ctx, cmd.Channel, s, pubsub.SubscribeOptions{
 		Since:  cmd.Since,
