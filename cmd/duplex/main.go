@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -99,8 +98,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&namespaces, "namespace", "channel namespace `NAME:key=value,...` with keys history (messages kept), ttl (e.g. 10m), presence (on|off), publish (clients|api); NAME \"default\" is the default namespace; repeatable. Without any, the default namespace (history=100,ttl=5m,presence=on,publish=clients) and chat (history=50,ttl=10m) exist")
 	gateways := gatewayServeFlags(fs)
 	brokerURL := fs.String("broker", "memory", "where channels live: `URL` memory (this process only), nats://host:port (NATS JetStream, shared by every node pointed at it; comma-separate the URLs of a NATS cluster) or redis://host:port[/db] (Redis, shared by every node pointed at the same database)")
+	logFormat := fs.String("log-format", "text", "log `format`: text (key=value lines) or json (one JSON object a line); a line per connection opened and closed, none per message")
+	logLevel := fs.String("log-level", "info", "least `level` logged: debug, info, warn or error")
+	pprofOn := fs.Bool("pprof", false, "serve the runtime profiles of net/http/pprof under /debug/pprof/ on the --listen address (keep that path away from the public)")
 	demo := fs.Bool("demo", false, "run a demo publisher of stock quotes on channels ticker:SYMBOL (namespace ticker: history=1,presence=off,publish=api) for the page /ticker/")
-	if status, ok := parseFlags(fs, args, "Usage: duplex serve [flags]\n\nRuns the Duplex server: GET /ws is the channel endpoint (docs/protocol.md), POST /api/publish pushes to channels, GET /chat/{room} is a plain chat room, GET /echo echoes every WebSocket message, GET / describes the server.\n\nFlags:\n"); !ok {
+	if status, ok := parseFlags(fs, args, "Usage: duplex serve [flags]\n\nRuns the Duplex server: GET /ws is the channel endpoint (docs/protocol.md), POST /api/publish pushes to channels, GET /chat/{room} is a plain chat room, GET /echo echoes every WebSocket message, GET / describes the server, GET /metrics, /healthz and /readyz are for operators (docs/operations.md).\n\nFlags:\n"); !ok {
 		return status
 	}
 	if !noArgs(fs, "duplex serve") {
@@ -132,7 +134,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "duplex serve:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "duplex serve:", err)
+		return 2
+	}
 	broker, err := server.OpenBroker(*brokerURL)
 	if err != nil {
 		fmt.Fprintln(stderr, "duplex serve: --broker:", err)
@@ -154,6 +160,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		Log:              log,
 		Demo:             *demo,
 		Broker:           broker,
+		Pprof:            *pprofOn,
 	})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
