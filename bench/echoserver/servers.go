@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	coder "github.com/coder/websocket"
+	"github.com/duplex-ws/duplex/websocket"
+	"github.com/gobwas/ws"
+	gorilla "github.com/gorilla/websocket"
+	"github.com/lesismal/nbio/logging"
+	"github.com/lesismal/nbio/nbhttp"
+	nbws "github.com/lesismal/nbio/nbhttp/websocket"
+	"github.com/lxzan/gws"
+)
+
+// serveFunc starts an echo server on ln and returns a function that stops
+// it. The server owns ln from then on.
+type serveFunc func(ln net.Listener) (stop func(), err error)
+
+// servers maps each -lib name to its echo server.
+var servers = map[string]serveFunc{
+	"duplex":  serveDuplex,
+	"gorilla": serveGorilla,
+	"coder":   serveCoder,
+	"gobwas":  serveGobwas,
+	"gws":     serveGWS,
+	"nbio":    serveNbio,
+}
+
+// Libs lists the library names in the order the reports use.
+var Libs = []string{"duplex", "gorilla", "coder", "gobwas", "gws", "nbio"}
+
+func libList() string {
+	names := slices.Sorted(func(yield func(string) bool) {
+		for k := range servers {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	return strings.Join(names, "|")
+}
+
+// serveHTTP runs h on a net/http server over ln.
+func serveHTTP(ln net.Listener, h http.HandlerFunc) (func(), error) {
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	return func() { srv.Close() }, nil
+}
+
+// serveDuplex: websocket.Accept, then whole-message Read and Write, which
+// allocate nothing in steady state. The context is context.Background():
+// with no deadline and no Done channel the Conn sets no transport deadline
+// per call (a request context would arm and disarm one on every Read and
+// Write).
+func serveDuplex(ln net.Listener) (func(), error) {
+	return serveHTTP(ln, func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		ctx := context.Background()
+		for {
+			typ, p, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			if err := c.Write(ctx, typ, p); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// readInto reads a whole message from r into buf, reusing its storage; a
+// buffer grown past 1 MiB by a large message is not kept.
+func readInto(buf *bytes.Buffer, r io.Reader) ([]byte, error) {
+	if buf.Cap() > 1<<20 {
+		*buf = bytes.Buffer{}
+	}
+	buf.Reset()
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
+}
+
+// serveGorilla: Upgrader with its default 4 KiB buffers; NextReader read
+// into a per-connection buffer (ReadMessage would allocate every message),
+// then WriteMessage, gorilla's allocation-free fast path for servers that
+// sends the message as one frame in one vectored write (NextWriter with
+// io.Copy would send a 64 KiB message as sixteen 4 KiB frames).
+func serveGorilla(ln net.Listener) (func(), error) {
+	up := gorilla.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	return serveHTTP(ln, func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var buf bytes.Buffer
+		for {
+			typ, rd, err := c.NextReader()
+			if err != nil {
+				return
+			}
+			p, err := readInto(&buf, rd)
+			if err != nil {
+				return
+			}
+			if err := c.WriteMessage(typ, p); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// serveCoder: Accept, then Reader read into a per-connection buffer (Read
+// would allocate every message) and Write, which sends the message as one
+// frame.
+func serveCoder(ln net.Listener) (func(), error) {
+	return serveHTTP(ln, func(w http.ResponseWriter, r *http.Request) {
+		c, err := coder.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(-1)
+		ctx := context.Background()
+		var buf bytes.Buffer
+		for {
+			typ, rd, err := c.Reader(ctx)
+			if err != nil {
+				return
+			}
+			p, err := readInto(&buf, rd)
+			if err != nil {
+				return
+			}
+			if err := c.Write(ctx, typ, p); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// serveGobwas: gobwas/ws's low-level, zero-copy path: ws.Upgrade parses
+// the handshake on the raw connection (no net/http), then each frame is
+// read with ws.ReadHeader from a 4 KiB bufio.Reader, unmasked with
+// ws.Cipher into a reused buffer, and echoed frame by frame: header and
+// payload in one write, through a 4 KiB bufio.Writer for small frames and
+// one vectored write (net.Buffers) for large ones. Pings are answered, a close
+// frame is echoed and ends the connection. Echoing frames keeps fragmented
+// messages fragmented, which the protocol allows.
+func serveGobwas(ln net.Listener) (func(), error) {
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			go gobwasConn(conn)
+		}
+	}()
+	return func() { ln.Close() }, nil
+}
+
+func gobwasConn(conn net.Conn) {
+	defer conn.Close()
+	if _, err := ws.Upgrade(conn); err != nil {
+		return
+	}
+	br := bufio.NewReaderSize(conn, 4096)
+	bw := bufio.NewWriterSize(conn, 4096)
+	var (
+		buf []byte
+		hb  bytes.Buffer
+	)
+	for {
+		h, err := ws.ReadHeader(br)
+		if err != nil {
+			return
+		}
+		if h.Length > 64<<20 {
+			return
+		}
+		n := int(h.Length)
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		p := buf[:n]
+		if _, err := io.ReadFull(br, p); err != nil {
+			return
+		}
+		if h.Masked {
+			ws.Cipher(p, h.Mask, 0)
+			h.Masked = false
+		}
+		switch h.OpCode {
+		case ws.OpPing:
+			h.OpCode = ws.OpPong
+		case ws.OpPong:
+			continue
+		}
+		hb.Reset()
+		if err := ws.WriteHeader(&hb, h); err != nil {
+			return
+		}
+		if hb.Len()+len(p) <= bw.Available() {
+			bw.Write(hb.Bytes())
+			bw.Write(p)
+			err = bw.Flush()
+		} else { // a large frame: header and payload in one vectored write
+			bufs := net.Buffers{hb.Bytes(), p}
+			_, err = bufs.WriteTo(conn)
+		}
+		if err != nil {
+			return
+		}
+		if h.OpCode == ws.OpClose {
+			return
+		}
+		if cap(buf) > 64<<10 { // do not keep a large message's buffer
+			buf = nil
+		}
+	}
+}
+
+// gwsEcho is lxzan/gws's event handler: OnMessage writes the message back
+// and returns its buffer to gws's pool.
+type gwsEcho struct{ gws.BuiltinEventHandler }
+
+func (gwsEcho) OnMessage(c *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	_ = c.WriteMessage(m.Opcode, m.Bytes())
+}
+
+// serveGWS: gws.NewServer, whose accept loop parses the handshake without
+// net/http and runs each connection's ReadLoop on the accepting goroutine;
+// options at their defaults (4 KiB buffers, messages handled in order, no
+// UTF-8 check).
+func serveGWS(ln net.Listener) (func(), error) {
+	srv := gws.NewServer(gwsEcho{}, &gws.ServerOption{})
+	srv.OnError = func(net.Conn, error) {}
+	sl := &stoppableListener{Listener: ln, done: make(chan struct{})}
+	go srv.RunListener(sl)
+	return sl.stop, nil
+}
+
+// stoppableListener makes Accept block once the listener is closed, since
+// gws's RunListener retries a failed Accept forever.
+type stoppableListener struct {
+	net.Listener
+	once sync.Once
+	done chan struct{}
+}
+
+func (l *stoppableListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		select {
+		case <-l.done:
+			select {} // stopped: park the accept loop for good
+		default:
+		}
+	}
+	return c, err
+}
+
+func (l *stoppableListener) stop() {
+	l.once.Do(func() { close(l.done); l.Listener.Close() })
+}
+
+// serveNbio: lesismal/nbio's nbhttp engine in its default non-blocking
+// (epoll event loop) mode, with its websocket.Upgrader and OnMessage;
+// payload buffers go back to the engine's pool after the handler
+// (ReleaseWebsocketPayload), as nbio's own echo examples set. The
+// upgrader's keepalive read deadline (120 s by default) is off, as every
+// other server here has none.
+func serveNbio(ln net.Listener) (func(), error) {
+	logging.SetLevel(logging.LevelNone)
+	up := nbws.NewUpgrader()
+	up.KeepaliveTime = 0
+	up.CheckOrigin = func(*http.Request) bool { return true }
+	up.OnMessage(func(c *nbws.Conn, typ nbws.MessageType, p []byte) {
+		_ = c.WriteMessage(typ, p)
+	})
+	engine := nbhttp.NewEngine(nbhttp.Config{
+		Network:                 "tcp",
+		Addrs:                   []string{ln.Addr().String()},
+		Listen:                  func(string, string) (net.Listener, error) { return ln, nil },
+		MaxLoad:                 1 << 20,
+		ReleaseWebsocketPayload: true,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = up.Upgrade(w, r, nil)
+		}),
+	})
+	if err := engine.Start(); err != nil {
+		return nil, err
+	}
+	return engine.Stop, nil
+}

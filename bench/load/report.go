@@ -1,0 +1,477 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"html"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// The report: Markdown tables (printed, and written between the markers
+// below in docs/benchmarks.md) and SVG bar charts drawn by hand.
+
+const (
+	beginMarker = "<!-- bench/load results: begin (written by `go run ./load -doc`, do not edit by hand) -->"
+	endMarker   = "<!-- bench/load results: end -->"
+)
+
+// ours is the library the ratios are about.
+const ours = "duplex"
+
+// plotFiles are the charts writePlots makes, relative to the plots
+// directory.
+var plotFiles = struct{ rate, cpu, p99, conn string }{
+	"sbs-echo-rate.svg", "sbs-echo-cpu.svg", "sbs-echo-p99.svg", "sbs-connections.svg",
+}
+
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	default:
+		return fmt.Sprintf("%d B", n)
+	}
+}
+
+func echoTitle(conns, size int) string {
+	return fmt.Sprintf("%d connections × %s", conns, sizeName(size))
+}
+
+// num formats v with thousands separators and about 3 significant digits.
+func num(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case math.Abs(v) >= 1000:
+		s := fmt.Sprintf("%.0f", v)
+		var b strings.Builder
+		for i, c := range s {
+			if i > 0 && (len(s)-i)%3 == 0 {
+				b.WriteString(" ")
+			}
+			b.WriteRune(c)
+		}
+		return b.String()
+	case math.Abs(v) >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case math.Abs(v) >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+// scenarios returns the echo scenarios of res in their order.
+func scenarios(res *Results) []echoSpec {
+	var out []echoSpec
+	seen := map[echoSpec]bool{}
+	for _, e := range res.Echo {
+		k := echoSpec{e.Conns, e.Size}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func echoRows(res *Results, s echoSpec) []EchoResult {
+	var out []EchoResult
+	for _, e := range res.Echo {
+		if e.Conns == s.Conns && e.Size == s.Size {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// best returns ours and the best peer by f (higher is better when high),
+// ignoring failed rows.
+func best[T any](rows []T, lib func(T) string, failed func(T) bool, f func(T) float64, high bool) (us T, peer T, okUs, okPeer bool) {
+	for _, r := range rows {
+		if failed(r) {
+			continue
+		}
+		if lib(r) == ours {
+			us, okUs = r, true
+			continue
+		}
+		if !okPeer || (high && f(r) > f(peer)) || (!high && f(r) < f(peer)) {
+			peer, okPeer = r, true
+		}
+	}
+	return
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+func markdown(res *Results) string {
+	res = summarize(res)
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	pin := "unpinned: servers and load generator share every core"
+	if res.Pinned {
+		pin = "each server pinned to CPU 0 and the load generator to CPU 1 (`taskset`), GOMAXPROCS 1 on both sides"
+	}
+	w("Run of %s on %s; %s. Every echo scenario had 1 s of warm-up, then %.0f s measured; ", res.Date, res.Machine, pin, res.Duration)
+	w("a fresh server process for every scenario. Binary messages (so no library validates UTF-8). ")
+	w("\"client CPU\" is the load generator's share of its core: near 100 %% it, not the server, sets the pace. ")
+	w("\"other CPU\" is what the rest of the machine took during the measured window (CPU seconds).")
+	if res.Rounds > 1 {
+		w(" Everything ran %d times, scenario by scenario with the libraries one after the other, each round starting with the next library; every figure is the median of the rounds, and \"range\" gives the lowest and highest messages/s.", res.Rounds)
+	}
+	w("\n\n")
+
+	type summary struct{ what, us, peer, peerLib, ratio string }
+	var sum []summary
+
+	for _, s := range scenarios(res) {
+		rows := echoRows(res, s)
+		w("#### Echo, %s\n\n", echoTitle(s.Conns, s.Size))
+		rng, rngSep := "", ""
+		if res.Rounds > 1 {
+			rng, rngSep = " range |", " ---: |"
+		}
+		w("| library | messages/s |%s MB/s | p50 µs | p99 µs | p99.9 µs | server µs/msg | server CPU | client CPU | server RSS | other CPU |\n", rng)
+		w("| --- | ---: |%s ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n", rngSep)
+		for _, r := range rows {
+			if r.Error != "" {
+				w("| %s | failed: %s | | | | | | | | | |\n", r.Lib, strings.ReplaceAll(r.Error, "|", "/"))
+				continue
+			}
+			if res.Rounds > 1 {
+				rng = fmt.Sprintf(" %s–%s |", num(r.MsgsMin), num(r.MsgsMax))
+			}
+			w("| %s | %s |%s %s | %s | %s | %s | %s | %.0f %% | %.0f %% | %.1f MiB | %.1f s |\n", r.Lib,
+				num(r.MsgsPerSec), rng, num(r.MBPerSec), num(r.P50us), num(r.P99us), num(r.P999us),
+				num(r.ServerUsMsg), r.ServerCPUPct, r.ClientCPUPct, r.ServerRSSKiB/1024, r.OtherCPUSec)
+		}
+		lib := func(r EchoResult) string { return r.Lib }
+		failed := func(r EchoResult) bool { return r.Error != "" }
+		if us, peer, ok1, ok2 := best(rows, lib, failed, func(r EchoResult) float64 { return r.MsgsPerSec }, true); ok1 && ok2 {
+			w("\nDuplex ÷ best peer: messages/s %s (best: %s)", ratio(us.MsgsPerSec, peer.MsgsPerSec), peer.Lib)
+			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": messages/s", num(us.MsgsPerSec), num(peer.MsgsPerSec), peer.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec)})
+		}
+		if us, peer, ok1, ok2 := best(rows, lib, failed, func(r EchoResult) float64 { return r.ServerUsMsg }, false); ok1 && ok2 {
+			w("; server CPU per message %s (best: %s, lower is better)", ratio(us.ServerUsMsg, peer.ServerUsMsg), peer.Lib)
+			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": server µs per message", num(us.ServerUsMsg), num(peer.ServerUsMsg), peer.Lib, ratio(us.ServerUsMsg, peer.ServerUsMsg)})
+		}
+		w(".\n\n")
+	}
+
+	if len(res.Handshake) > 0 {
+		w("#### Connections per second (open, upgrade, close)\n\n")
+		w("Each of %d workers in a loop: TCP connect, opening handshake, a close frame, wait for the server to close.\n\n", res.Handshake[0].Workers)
+		w("| library | connections/s | p50 µs | p99 µs | server µs/connection | server CPU | client CPU | failures |\n")
+		w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		for _, r := range res.Handshake {
+			if r.Error != "" && r.Count == 0 {
+				w("| %s | failed: %s | | | | | | |\n", r.Lib, strings.ReplaceAll(r.Error, "|", "/"))
+				continue
+			}
+			w("| %s | %s | %s | %s | %s | %.0f %% | %.0f %% | %d |\n", r.Lib, num(r.PerSec), num(r.P50us), num(r.P99us),
+				num(r.ServerUsConn), r.ServerCPUPct, r.ClientCPUPct, r.Failures)
+		}
+		if us, peer, ok1, ok2 := best(res.Handshake, func(r HSResult) string { return r.Lib }, func(r HSResult) bool { return r.Error != "" },
+			func(r HSResult) float64 { return r.PerSec }, true); ok1 && ok2 {
+			w("\nDuplex ÷ best peer: connections/s %s (best: %s).\n", ratio(us.PerSec, peer.PerSec), peer.Lib)
+			sum = append(sum, summary{"connections/s", num(us.PerSec), num(peer.PerSec), peer.Lib, ratio(us.PerSec, peer.PerSec)})
+		}
+		w("\n")
+	}
+
+	if len(res.Idle) > 0 {
+		counts := res.Idle[0].Counts
+		w("#### Idle connections\n\n")
+		w("Server RSS after a forced garbage collection (`runtime.GC` and `debug.FreeOSMemory` on SIGUSR1), with no connection and at each count; ")
+		w("the slope is the RSS difference between the first and last count per connection, and the projection multiplies it by 10⁶.\n\n")
+		w("| library | RSS, 0 conns |")
+		for _, c := range counts {
+			w(" RSS, %s conns |", num(float64(c)))
+		}
+		w(" slope, bytes/conn | projected for 1M conns |\n| --- | ---: |")
+		for range counts {
+			w(" ---: |")
+		}
+		w(" ---: | ---: |\n")
+		for _, r := range res.Idle {
+			if r.Error != "" {
+				w("| %s | failed: %s |\n", r.Lib, strings.ReplaceAll(r.Error, "|", "/"))
+				continue
+			}
+			w("| %s | %.1f MiB |", r.Lib, r.BaseRSSKiB/1024)
+			for _, v := range r.RSSKiB {
+				w(" %.1f MiB |", v/1024)
+			}
+			w(" %s | %.1f GiB |\n", num(r.SlopeBytes), r.SlopeBytes*1e6/(1<<30))
+		}
+		if us, peer, ok1, ok2 := best(res.Idle, func(r IdleResult) string { return r.Lib }, func(r IdleResult) bool { return r.Error != "" },
+			func(r IdleResult) float64 { return r.SlopeBytes }, false); ok1 && ok2 {
+			w("\nDuplex ÷ best peer: bytes per idle connection %s (best: %s, lower is better).\n", ratio(us.SlopeBytes, peer.SlopeBytes), peer.Lib)
+			sum = append(sum, summary{"idle: bytes per connection", num(us.SlopeBytes), num(peer.SlopeBytes), peer.Lib, ratio(us.SlopeBytes, peer.SlopeBytes)})
+		}
+		w("\n")
+	}
+
+	if len(sum) > 0 {
+		w("#### Duplex against the best peer, per scenario\n\n")
+		w("| scenario | Duplex | best peer | peer | Duplex ÷ peer |\n| --- | ---: | ---: | --- | ---: |\n")
+		for _, s := range sum {
+			w("| %s | %s | %s | %s | %s |\n", s.what, s.us, s.peer, s.peerLib, s.ratio)
+		}
+		w("\n")
+	}
+	if len(res.Errors) > 0 {
+		w("Errors during the run:\n\n")
+		for _, e := range res.Errors {
+			w("- %s\n", e)
+		}
+		w("\n")
+	}
+	return b.String()
+}
+
+// writeDoc replaces the text between the markers in the Markdown file at
+// path with the report and links to the plots.
+func writeDoc(res *Results, path string) error {
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	i := bytes.Index(doc, []byte(beginMarker))
+	j := bytes.Index(doc, []byte(endMarker))
+	if i < 0 || j < i {
+		return errors.New("the results markers are missing; put them where the results belong:\n" + beginMarker + "\n" + endMarker)
+	}
+	var b bytes.Buffer
+	b.Write(doc[:i+len(beginMarker)])
+	b.WriteString("\n\n")
+	b.WriteString(markdown(res))
+	fmt.Fprintf(&b, "![Echo messages per second, per scenario and library](plots/%s)\n\n", plotFiles.rate)
+	fmt.Fprintf(&b, "![Server CPU per echoed message](plots/%s)\n\n", plotFiles.cpu)
+	fmt.Fprintf(&b, "![p99 round-trip latency](plots/%s)\n\n", plotFiles.p99)
+	fmt.Fprintf(&b, "![Connections per second and bytes per idle connection](plots/%s)\n\n", plotFiles.conn)
+	b.Write(doc[j:])
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// panel is one group of bars.
+type panel struct {
+	title  string
+	labels []string
+	values []float64
+	failed []bool
+}
+
+// barChart draws panels of horizontal bars, one bar per library, each
+// panel scaled to its own largest value. Our bar has its own colour.
+func barChart(title, unit string, panels []panel) []byte {
+	if unit != "" {
+		unit = " (" + unit + ")"
+	}
+	const (
+		width   = 760
+		labelW  = 80
+		barMaxW = 520
+		barH    = 16
+		gap     = 4
+		titleH  = 22
+	)
+	h := 36
+	for _, p := range panels {
+		h += titleH + len(p.labels)*(barH+gap) + 10
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, h, width, h)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#ffffff"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="8" y="20" font-size="15" font-weight="bold">%s</text>`+"\n", html.EscapeString(title+unit))
+	y := 36
+	for _, p := range panels {
+		fmt.Fprintf(&b, `<text x="8" y="%d" font-weight="bold">%s</text>`+"\n", y+15, html.EscapeString(p.title))
+		y += titleH
+		top := 0.0
+		for _, v := range p.values {
+			top = max(top, v)
+		}
+		for i, l := range p.labels {
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", labelW-6, y+barH-4, html.EscapeString(l))
+			if p.failed[i] {
+				fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#a00">failed</text>`+"\n", labelW+4, y+barH-4)
+				y += barH + gap
+				continue
+			}
+			bw := 0.0
+			if top > 0 {
+				bw = float64(barMaxW) * p.values[i] / top
+			}
+			color := "#8c9bab"
+			if l == ours {
+				color = "#d9622b"
+			}
+			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", labelW, y, bw, barH, color)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d">%s</text>`+"\n", float64(labelW)+bw+4, y+barH-4, html.EscapeString(num(p.values[i])))
+			y += barH + gap
+		}
+		y += 10
+	}
+	b.WriteString("</svg>\n")
+	return b.Bytes()
+}
+
+func writePlots(res *Results, dir string) error {
+	res = summarize(res)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	echoPanels := func(f func(EchoResult) float64) []panel {
+		var ps []panel
+		for _, s := range scenarios(res) {
+			p := panel{title: echoTitle(s.Conns, s.Size)}
+			for _, r := range echoRows(res, s) {
+				p.labels = append(p.labels, r.Lib)
+				p.values = append(p.values, f(r))
+				p.failed = append(p.failed, r.Error != "")
+			}
+			ps = append(ps, p)
+		}
+		return ps
+	}
+	files := map[string][]byte{
+		plotFiles.rate: barChart("Echo throughput, closed loop", "messages/s, higher is better",
+			echoPanels(func(r EchoResult) float64 { return r.MsgsPerSec })),
+		plotFiles.cpu: barChart("Server CPU per echoed message", "µs, lower is better",
+			echoPanels(func(r EchoResult) float64 { return r.ServerUsMsg })),
+		plotFiles.p99: barChart("p99 round-trip latency", "µs, lower is better",
+			echoPanels(func(r EchoResult) float64 { return r.P99us })),
+	}
+	var conn []panel
+	if len(res.Handshake) > 0 {
+		p := panel{title: "connections per second (open, upgrade, close), higher is better"}
+		for _, r := range res.Handshake {
+			p.labels = append(p.labels, r.Lib)
+			p.values = append(p.values, r.PerSec)
+			p.failed = append(p.failed, r.Error != "" && r.Count == 0)
+		}
+		conn = append(conn, p)
+	}
+	if len(res.Idle) > 0 {
+		p := panel{title: "server RSS per idle connection (slope), bytes, lower is better"}
+		for _, r := range res.Idle {
+			p.labels = append(p.labels, r.Lib)
+			p.values = append(p.values, r.SlopeBytes)
+			p.failed = append(p.failed, r.Error != "")
+		}
+		conn = append(conn, p)
+	}
+	files[plotFiles.conn] = barChart("Connections", "", conn)
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// median returns the median of v (the mean of the middle two for an even
+// count).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// mergeRounds turns the rows of several rounds into one row per key: every
+// field given by fields is the median over the rounds that did not fail;
+// a key whose every round failed keeps its first failed row.
+func mergeRounds[T any](rows []T, key func(T) string, failed func(T) bool, fields func(*T) []*float64, note func(out *T, ok []T)) []T {
+	var keys []string
+	groups := map[string][]T{}
+	for _, r := range rows {
+		k := key(r)
+		if _, seen := groups[k]; !seen {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	var out []T
+	for _, k := range keys {
+		var ok []T
+		for _, r := range groups[k] {
+			if !failed(r) {
+				ok = append(ok, r)
+			}
+		}
+		if len(ok) == 0 {
+			out = append(out, groups[k][0])
+			continue
+		}
+		m := ok[0]
+		dst := fields(&m)
+		for i := range dst {
+			var vals []float64
+			for j := range ok {
+				vals = append(vals, *fields(&ok[j])[i])
+			}
+			*dst[i] = median(vals)
+		}
+		if note != nil {
+			note(&m, ok)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// summarize returns res with one row per library and scenario: medians
+// over the rounds, with the range of messages/s.
+func summarize(res *Results) *Results {
+	s := *res
+	s.Echo = mergeRounds(res.Echo,
+		func(r EchoResult) string { return fmt.Sprintf("%s %d %d", r.Lib, r.Conns, r.Size) },
+		func(r EchoResult) bool { return r.Error != "" },
+		func(r *EchoResult) []*float64 {
+			return []*float64{&r.MsgsPerSec, &r.MBPerSec, &r.P50us, &r.P99us, &r.P999us, &r.ServerCPUPct,
+				&r.ServerUsMsg, &r.ClientCPUPct, &r.OtherCPUSec, &r.ServerRSSKiB, &r.LoadAvg}
+		},
+		func(m *EchoResult, ok []EchoResult) {
+			m.Runs = len(ok)
+			m.MsgsMin, m.MsgsMax = ok[0].MsgsPerSec, ok[0].MsgsPerSec
+			for _, r := range ok {
+				m.MsgsMin, m.MsgsMax = min(m.MsgsMin, r.MsgsPerSec), max(m.MsgsMax, r.MsgsPerSec)
+			}
+		})
+	s.Handshake = mergeRounds(res.Handshake,
+		func(r HSResult) string { return r.Lib },
+		func(r HSResult) bool { return r.Error != "" },
+		func(r *HSResult) []*float64 {
+			return []*float64{&r.PerSec, &r.P50us, &r.P99us, &r.ServerCPUPct, &r.ServerUsConn, &r.ClientCPUPct, &r.LoadAvg}
+		}, nil)
+	s.Idle = mergeRounds(res.Idle,
+		func(r IdleResult) string { return r.Lib },
+		func(r IdleResult) bool { return r.Error != "" },
+		func(r *IdleResult) []*float64 {
+			r.RSSKiB = slices.Clone(r.RSSKiB)
+			f := []*float64{&r.BaseRSSKiB, &r.SlopeBytes}
+			for i := range r.RSSKiB {
+				f = append(f, &r.RSSKiB[i])
+			}
+			return f
+		}, nil)
+	return &s
+}
