@@ -1,6 +1,6 @@
 // Command fanout measures how `duplex serve` fans one publish out to many
 // subscribers of one channel: deliveries per second, and the latency from
-// publish to receipt. The server runs as a child process and the
+// publish to receipt. The servers run as child processes and the
 // subscribers in this process, so that neither counts against the other's
 // open-file limit.
 //
@@ -15,13 +15,24 @@
 //   - latency: publishes at -rate per second for -latency-for; the table
 //     shows p50, p99 and p99.9 of publish-to-receipt over every delivery.
 //
+// With -brokers it measures each broker in turn in one run: memory is one
+// node with the publisher and every subscriber on it; nats and redis start
+// a nats-server (JetStream) or a redis-server on a free port, then -nodes
+// `duplex serve --broker …` nodes, put the publisher on the first node and
+// spread the subscribers over the others, so that every delivery crosses
+// the broker. Before subscribing, each broker's run also measures publishes
+// through the broker alone: -solo publishes to a channel nobody subscribes
+// to, one at a time and then with -window in flight.
+//
 // Publisher and subscribers share this process, so the publish time carried
 // in each payload and the receipt time come from one monotonic clock. The
-// server's CPU time (utime+stime from /proc) is reported per delivery.
+// servers' CPU time (utime+stime from /proc) is reported per delivery, and
+// the broker's per publish.
 //
 // Run it from the bench module:
 //
 //	cd bench && go run ./fanout -n 10000
+//	cd bench && go run ./fanout -n 1000 -brokers memory,nats,redis -nodes 3 -rate 50
 package main
 
 import (
@@ -32,6 +43,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -69,6 +81,9 @@ type config struct {
 	timeout     time.Duration
 	jsonOut     string
 	serverFlags stringList
+	brokers     []string
+	nodes       int
+	solo        int
 }
 
 // stringList is a repeatable string flag.
@@ -102,7 +117,15 @@ func main() {
 	flag.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "give up on a phase after this long")
 	flag.StringVar(&cfg.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.Var(&cfg.serverFlags, "server-flag", "extra flag for duplex serve; repeatable")
+	brokers := flag.String("brokers", "memory", "comma-separated brokers to measure in turn: memory (one node), nats (a nats-server with JetStream and -nodes nodes), redis (a redis-server and -nodes nodes)")
+	flag.IntVar(&cfg.nodes, "nodes", 3, "duplex serve nodes for nats and redis (at least 2): the publisher on the first, the subscribers spread over the others")
+	flag.IntVar(&cfg.solo, "solo", 1000, "publishes to a channel without subscribers, to measure publishes/s through the broker alone (0: skip)")
 	flag.Parse()
+	var err error
+	if cfg.brokers, err = parseBrokers(*brokers); err != nil {
+		fmt.Fprintln(os.Stderr, "fanout: -brokers:", err)
+		os.Exit(2)
+	}
 	if err := run(&cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "fanout:", err)
 		os.Exit(1)
@@ -111,6 +134,8 @@ func main() {
 
 // results is what one run measured; it is also the JSON output.
 type results struct {
+	Broker           string  `json:"broker"`
+	Nodes            int     `json:"nodes"`
 	Machine          string  `json:"machine"`
 	CPUs             int     `json:"cpus"`
 	Pinned           bool    `json:"pinned"`
@@ -125,6 +150,14 @@ type results struct {
 	JoinsReceived    int64   `json:"joins_received"`
 	ServerRSSMiB     float64 `json:"server_rss_mib_subscribed,omitempty"`
 
+	// Publishes to a channel without subscribers: through the broker alone.
+	SoloPublishes         int     `json:"solo_publishes,omitempty"`
+	SoloSequentialPerSec  float64 `json:"solo_sequential_publishes_per_second,omitempty"`
+	SoloRoundTripMs       float64 `json:"solo_round_trip_ms,omitempty"`
+	SoloPipelinedPerSec   float64 `json:"solo_pipelined_publishes_per_second,omitempty"`
+	SoloNodeCPUUsPerPub   float64 `json:"solo_node_cpu_us_per_publish,omitempty"`
+	SoloBrokerCPUUsPerPub float64 `json:"solo_broker_cpu_us_per_publish,omitempty"`
+
 	ThroughputSeconds  float64 `json:"throughput_seconds"`
 	PublishesPerSecond float64 `json:"publishes_per_second"`
 	DeliveriesPerSec   float64 `json:"deliveries_per_second"`
@@ -132,6 +165,7 @@ type results struct {
 	ThroughputP99Ms    float64 `json:"throughput_latency_p99_ms"`
 	ServerCPUUsPerDel  float64 `json:"server_cpu_us_per_delivery"`
 	LoadCPUUsPerDel    float64 `json:"load_cpu_us_per_delivery"`
+	BrokerCPUUsPerPub  float64 `json:"broker_cpu_us_per_publish,omitempty"`
 	OtherCPUSeconds    float64 `json:"other_processes_cpu_seconds"`
 
 	LatencyRate      float64 `json:"latency_rate"`
@@ -141,21 +175,103 @@ type results struct {
 	LatencyP999Ms    float64 `json:"latency_p999_ms"`
 	LatencyMaxMs     float64 `json:"latency_max_ms"`
 	LatencyServerCPU float64 `json:"latency_server_cpu_us_per_delivery"`
+	LatencyBrokerCPU float64 `json:"latency_broker_cpu_us_per_publish,omitempty"`
 
 	Failures []string `json:"failures"`
 }
 
 func run(cfg *config) error {
-	if cfg.n < 1 || cfg.m < 1 || cfg.window < 1 || cfg.rate <= 0 {
-		return errors.New("-n, -m, -window and -rate must be positive")
+	if cfg.n < 1 || cfg.m < 1 || cfg.window < 1 || cfg.rate <= 0 || cfg.solo < 0 {
+		return errors.New("-n, -m, -window and -rate must be positive, -solo not negative")
 	}
 	if cfg.payload < 40 {
 		return errors.New("-payload must be at least 40 bytes (sequence number and time)")
 	}
+	if cfg.addr != "" && (len(cfg.brokers) != 1 || cfg.brokers[0] != "memory") {
+		return errors.New("-addr measures one running server: it goes only with -brokers memory")
+	}
+	if cfg.nodes < 2 && slices.ContainsFunc(cfg.brokers, func(b string) bool { return b != "memory" }) {
+		return errors.New("-nodes must be at least 2 with nats or redis (the publisher's node and a subscribers' node)")
+	}
 	if err := raiseFileLimit(cfg); err != nil {
 		return err
 	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		children.stopAll()
+		os.Exit(130)
+	}()
+	defer children.stopAll()
+
+	bin := cfg.duplexBin
+	if bin == "" && cfg.addr == "" {
+		dir, err := os.MkdirTemp("", "fanout")
+		if err != nil {
+			return err
+		}
+		children.onStop(func() { os.RemoveAll(dir) })
+		if bin, err = buildDuplex(dir); err != nil {
+			return err
+		}
+	}
+	var all []*results
+	for _, kind := range cfg.brokers {
+		res, err := runOne(cfg, bin, kind)
+		if err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+		all = append(all, res)
+	}
+	if len(all) > 1 {
+		summary(os.Stdout, all)
+	}
+	if cfg.jsonOut != "" {
+		var v any = all
+		if len(all) == 1 {
+			v = all[0] // the shape of a single-broker run stays one object
+		}
+		b, _ := json.MarshalIndent(v, "", "  ")
+		if err := os.WriteFile(cfg.jsonOut, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	var failures int
+	for _, r := range all {
+		failures += len(r.Failures)
+	}
+	if failures > 0 {
+		return fmt.Errorf("%d failures", failures)
+	}
+	return nil
+}
+
+// parseBrokers parses -brokers: memory, nats and redis, comma-separated,
+// each at most once, in the order given.
+func parseBrokers(s string) ([]string, error) {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		b = strings.TrimSpace(b)
+		switch b {
+		case "memory", "nats", "redis":
+		default:
+			return nil, fmt.Errorf("%q is not a broker (memory, nats or redis)", b)
+		}
+		if slices.Contains(out, b) {
+			return nil, fmt.Errorf("%s appears twice", b)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// runOne measures one broker: it starts the broker and the nodes (or uses
+// -addr), then runs the phases.
+func runOne(cfg *config, bin, kind string) (*results, error) {
+	fmt.Printf("\n=== broker %s\n", kind)
 	res := &results{
+		Broker: kind, Nodes: 1,
 		Machine: machine(), CPUs: runtime.NumCPU(), Presence: cfg.presence,
 		Subscribers: cfg.n, Messages: cfg.m, Window: cfg.window, PayloadBytes: cfg.payload,
 		LatencyRate: cfg.rate, Failures: []string{},
@@ -170,27 +286,41 @@ func run(cfg *config) error {
 	}
 	res.Pinned = cpus != nil
 
-	addr, pid := cfg.addr, cfg.serverPID
+	// The publisher's node is addrs[0]; subscribers go to subAddrs.
+	addrs, pids := []string{cfg.addr}, []int{cfg.serverPID}
+	brokerPID := 0
 	channel := fmt.Sprintf("fanout:%d", time.Now().UnixNano())
-	if addr == "" {
-		srv, err := startServer(cfg, cpus, res)
-		if err != nil {
-			return err
+	if cfg.addr == "" {
+		brokerURL := "memory"
+		if kind != "memory" {
+			b, err := startBroker(kind)
+			if err != nil {
+				return nil, err
+			}
+			defer b.stop()
+			brokerURL, brokerPID = b.url, b.cmd.Process.Pid
+			res.Nodes = cfg.nodes
 		}
-		defer srv.stop()
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-		go func() {
-			<-sig
-			srv.stop()
-			os.Exit(130)
-		}()
-		addr, pid = srv.addr, srv.cmd.Process.Pid
-		if !srv.hasNamespace {
-			channel = fmt.Sprintf("fanout-%d", time.Now().UnixNano())
-			res.Presence = true
+		addrs, pids = nil, nil
+		for range res.Nodes {
+			srv, err := startServer(cfg, bin, brokerURL, cpus, res)
+			if err != nil {
+				return nil, err
+			}
+			defer srv.stop()
+			addrs, pids = append(addrs, srv.addr), append(pids, srv.cmd.Process.Pid)
+			if !srv.hasNamespace {
+				channel = fmt.Sprintf("fanout-%d", time.Now().UnixNano())
+				res.Presence = true
+			}
+		}
+		if res.Presence && !cfg.presence {
 			fmt.Println("note: this duplex serve has no --namespace flag: using the default namespace (presence on)")
 		}
+	}
+	subAddrs := addrs
+	if len(addrs) > 1 {
+		subAddrs = addrs[1:]
 	}
 	if cpus != nil {
 		if err := pinSelf(cpus[1:]); err != nil {
@@ -198,14 +328,20 @@ func run(cfg *config) error {
 			res.Pinned = false
 		}
 	}
-	fmt.Printf("server %s (pid %d), channel %s, %d subscribers\n", addr, pid, channel, cfg.n)
+	fmt.Printf("nodes %v (pids %v), publisher on %s, channel %s, %d subscribers\n", addrs, pids, addrs[0], channel, cfg.n)
+
+	if cfg.solo > 0 {
+		if err := soloPhase(cfg, res, addrs[0], channel+"-solo", pids, brokerPID); err != nil {
+			return nil, err
+		}
+	}
 
 	// Subscribe everyone.
-	cpu0 := serverCPU(pid)
+	cpu0 := serversCPU(pids)
 	t0 := time.Now()
-	subs, err := subscribeAll(cfg, addr, channel)
+	subs, err := subscribeAll(cfg, subAddrs, channel)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		for _, s := range subs {
@@ -215,12 +351,14 @@ func run(cfg *config) error {
 	res.SubscribeSeconds = time.Since(t0).Seconds()
 	for _, s := range subs {
 		if s.base != subs[0].base {
-			return fmt.Errorf("subscribers disagree on the channel's offset when subscribing (%d, %d)", subs[0].base, s.base)
+			return nil, fmt.Errorf("subscribers disagree on the channel's offset when subscribing (%d, %d)", subs[0].base, s.base)
 		}
 	}
-	res.ServerRSSMiB = serverRSS(pid)
-	cpu1 := serverCPU(pid)
-	fmt.Printf("subscribed %d in %.2fs (server CPU %.2fs, RSS %.0f MiB)\n", cfg.n, res.SubscribeSeconds, cpu1-cpu0, res.ServerRSSMiB)
+	for _, pid := range pids {
+		res.ServerRSSMiB += serverRSS(pid)
+	}
+	cpu1 := serversCPU(pids)
+	fmt.Printf("subscribed %d in %.2fs (servers' CPU %.2fs, RSS %.0f MiB)\n", cfg.n, res.SubscribeSeconds, cpu1-cpu0, res.ServerRSSMiB)
 	if cfg.presence || res.Presence {
 		// Let the join storm drain before measuring.
 		waitQuiet(subs, 5*time.Second, cfg.timeout)
@@ -229,9 +367,9 @@ func run(cfg *config) error {
 		res.JoinsReceived += s.joins.Load()
 	}
 
-	pub, err := newPublisher(addr, channel, cfg.window)
+	pub, err := newPublisher(addrs[0], channel, cfg.window)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer pub.conn.CloseNow()
 	base := subs[0].base
@@ -240,17 +378,18 @@ func run(cfg *config) error {
 	for _, s := range subs {
 		s.phaseEnd.Store(base + uint64(cfg.m))
 	}
+	var bcpu0, bcpu1 float64
 	load0, busy0 := loadCPU(), machineBusy()
-	cpu0 = serverCPU(pid)
+	cpu0, bcpu0 = serversCPU(pids), serverCPU(brokerPID)
 	start := now()
 	for i := 1; i <= cfg.m; i++ {
 		if err := pub.publish(uint64(i), cfg.payload); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	pubDone := pub.wait(cfg.timeout)
 	ok := waitPhase(subs, base+uint64(cfg.m), cfg.timeout)
-	cpu1 = serverCPU(pid)
+	cpu1, bcpu1 = serversCPU(pids), serverCPU(brokerPID)
 	load1, busy1 := loadCPU(), machineBusy()
 	var last int64
 	var thrLat []int64
@@ -264,13 +403,16 @@ func run(cfg *config) error {
 	res.ThroughputSeconds = float64(last-start) / 1e9
 	res.PublishesPerSecond = float64(cfg.m) / (float64(pubDone-start) / 1e9)
 	res.DeliveriesPerSec = dels / res.ThroughputSeconds
-	if pid > 0 {
+	if pids[0] > 0 {
 		res.ServerCPUUsPerDel = (cpu1 - cpu0) * 1e6 / dels
 	}
 	res.LoadCPUUsPerDel = (load1 - load0) * 1e6 / dels
-	if pid > 0 && busy0 > 0 {
+	if brokerPID > 0 {
+		res.BrokerCPUUsPerPub = (bcpu1 - bcpu0) * 1e6 / float64(cfg.m)
+	}
+	if pids[0] > 0 && busy0 > 0 {
 		// What the other processes of the machine took while we measured.
-		res.OtherCPUSeconds = max(0, (busy1-busy0)-(cpu1-cpu0)-(load1-load0))
+		res.OtherCPUSeconds = max(0, (busy1-busy0)-(cpu1-cpu0)-(bcpu1-bcpu0)-(load1-load0))
 	}
 	slices.Sort(thrLat)
 	res.ThroughputP50Ms, res.ThroughputP99Ms = pct(thrLat, 0.50), pct(thrLat, 0.99)
@@ -285,18 +427,18 @@ func run(cfg *config) error {
 	for _, s := range subs {
 		s.phaseEnd.Store(end)
 	}
-	cpu0 = serverCPU(pid)
+	cpu0, bcpu0 = serversCPU(pids), serverCPU(brokerPID)
 	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.rate))
 	for i := cfg.m + 1; i <= cfg.m+l; i++ {
 		<-tick.C
 		if err := pub.publish(uint64(i), cfg.payload); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	tick.Stop()
 	pub.wait(cfg.timeout)
 	ok = waitPhase(subs, end, cfg.timeout)
-	cpu1 = serverCPU(pid)
+	cpu1, bcpu1 = serversCPU(pids), serverCPU(brokerPID)
 	var lat []int64
 	for _, s := range subs {
 		lat = append(lat, s.lat...)
@@ -306,8 +448,11 @@ func run(cfg *config) error {
 	if len(lat) > 0 {
 		res.LatencyMaxMs = float64(lat[len(lat)-1]) / 1e6
 	}
-	if pid > 0 && len(lat) > 0 {
+	if pids[0] > 0 && len(lat) > 0 {
 		res.LatencyServerCPU = (cpu1 - cpu0) * 1e6 / float64(len(lat))
+	}
+	if brokerPID > 0 && l > 0 {
+		res.LatencyBrokerCPU = (bcpu1 - bcpu0) * 1e6 / float64(l)
 	}
 	if !ok {
 		res.Failures = append(res.Failures, "latency phase: not every subscriber received every message within -timeout")
@@ -317,15 +462,65 @@ func run(cfg *config) error {
 	res.Failures = append(res.Failures, pub.problems()...)
 	res.Failures = append(res.Failures, audit(subs, end)...)
 	report(res)
-	if cfg.jsonOut != "" {
-		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(cfg.jsonOut, append(b, '\n'), 0o644); err != nil {
-			return err
+	return res, nil
+}
+
+// soloPhase measures publishes through the broker alone: cfg.solo
+// publishes from the publisher's node to a channel nobody subscribes to,
+// a fifth of them one at a time (each waits for the answer to the one
+// before: the round trip of a publish), then all of them with cfg.window in
+// flight over one connection. Ten publishes first warm the channel up.
+func soloPhase(cfg *config, res *results, addr, channel string, pids []int, brokerPID int) error {
+	one, err := newPublisher(addr, channel, 1)
+	if err != nil {
+		return err
+	}
+	defer one.conn.CloseNow()
+	seq := uint64(0)
+	timed := func(p *publisher, count int) (float64, error) {
+		start := now()
+		for range count {
+			seq++
+			if err := p.publish(seq, cfg.payload); err != nil {
+				return 0, err
+			}
 		}
+		return float64(p.wait(cfg.timeout)-start) / 1e9, nil
 	}
-	if len(res.Failures) > 0 {
-		return fmt.Errorf("%d failures", len(res.Failures))
+	if _, err := timed(one, 10); err != nil {
+		return err
 	}
+	n1 := max(1, cfg.solo/5)
+	secs, err := timed(one, n1)
+	if err != nil {
+		return err
+	}
+	res.SoloPublishes = cfg.solo
+	res.SoloSequentialPerSec = float64(n1) / secs
+	res.SoloRoundTripMs = secs * 1e3 / float64(n1)
+	res.Failures = append(res.Failures, one.problems()...)
+
+	many, err := newPublisher(addr, channel, cfg.window)
+	if err != nil {
+		return err
+	}
+	defer many.conn.CloseNow()
+	cpu0, bcpu0 := serversCPU(pids), serverCPU(brokerPID)
+	secs, err = timed(many, cfg.solo)
+	if err != nil {
+		return err
+	}
+	cpu1, bcpu1 := serversCPU(pids), serverCPU(brokerPID)
+	res.SoloPipelinedPerSec = float64(cfg.solo) / secs
+	if pids[0] > 0 {
+		res.SoloNodeCPUUsPerPub = (cpu1 - cpu0) * 1e6 / float64(cfg.solo)
+	}
+	if brokerPID > 0 {
+		res.SoloBrokerCPUUsPerPub = (bcpu1 - bcpu0) * 1e6 / float64(cfg.solo)
+	}
+	res.Failures = append(res.Failures, many.problems()...)
+	fmt.Printf("broker alone: %.0f publishes/s one at a time (%.2f ms each), %.0f/s with %d in flight\n",
+		res.SoloSequentialPerSec, res.SoloRoundTripMs, res.SoloPipelinedPerSec, cfg.window)
 	return nil
 }
 
@@ -355,41 +550,79 @@ func raiseFileLimit(cfg *config) error {
 	return nil
 }
 
-// server is a duplex serve child process.
+// server is a child process: a duplex serve node or a broker.
 type server struct {
 	cmd          *exec.Cmd
 	addr         string
+	url          string // a broker's URL for --broker
 	hasNamespace bool
 	log          *tail
-	dir          string
+	dir          string // removed when the process is stopped
 	stopOnce     sync.Once
 }
 
-func startServer(cfg *config, cpus []int, res *results) (*server, error) {
-	s := &server{log: &tail{}}
-	bin := cfg.duplexBin
-	if bin == "" {
-		dir, err := os.MkdirTemp("", "fanout")
-		if err != nil {
-			return nil, err
-		}
-		s.dir = dir
-		bin = filepath.Join(dir, "duplex")
-		// Build in the main module (found through the replace directive), so
-		// that its own go.sum applies.
-		root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/duplex-ws/duplex").Output()
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("finding the duplex module (run from the bench module, or pass -duplex): %w", err)
-		}
-		build := exec.Command("go", "build", "-o", bin, "./cmd/duplex")
-		build.Dir = strings.TrimSpace(string(root))
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("building duplex (or pass -duplex): %w", err)
-		}
+// children stops every child process still running when the run ends or
+// is interrupted.
+var children registry
+
+// registry is a list of things to stop, in reverse order of registration.
+type registry struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+func (r *registry) onStop(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fns = append(r.fns, f)
+}
+
+func (r *registry) stopAll() {
+	r.mu.Lock()
+	fns := r.fns
+	r.fns = nil
+	r.mu.Unlock()
+	for i := len(fns) - 1; i >= 0; i-- {
+		fns[i]()
 	}
+}
+
+// buildDuplex builds ./cmd/duplex of the duplex module into dir.
+func buildDuplex(dir string) (string, error) {
+	bin := filepath.Join(dir, "duplex")
+	// Build in the main module (found through the replace directive), so
+	// that its own go.sum applies.
+	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/duplex-ws/duplex").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the duplex module (run from the bench module, or pass -duplex): %w", err)
+	}
+	build := exec.Command("go", "build", "-o", bin, "./cmd/duplex")
+	build.Dir = strings.TrimSpace(string(root))
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("building duplex (or pass -duplex): %w", err)
+	}
+	return bin, nil
+}
+
+// start starts the child process and registers it with children.
+func (s *server) start(name string, args ...string) error {
+	s.cmd = exec.Command(name, args...)
+	// The child goes when this process does, even if killed.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	fmt.Println("starting:", strings.Join(s.cmd.Args, " "))
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	children.onStop(s.stop)
+	return nil
+}
+
+// startServer starts a duplex serve node on brokerURL and returns once it
+// is ready (GET /readyz answers 200, or 404 on builds without it).
+func startServer(cfg *config, bin, brokerURL string, cpus []int, res *results) (*server, error) {
+	s := &server{log: &tail{}}
 	help, _ := exec.Command(bin, "serve", "-h").CombinedOutput()
 	port, err := freePort()
 	if err != nil {
@@ -397,6 +630,9 @@ func startServer(cfg *config, cpus []int, res *results) (*server, error) {
 	}
 	s.addr = "127.0.0.1:" + strconv.Itoa(port)
 	args := []string{"serve", "--listen", s.addr}
+	if brokerURL != "memory" {
+		args = append(args, "--broker", brokerURL)
+	}
 	if bytes.Contains(help, []byte("-send-queue")) {
 		args = append(args, "--send-queue", strconv.Itoa(cfg.sendQueue))
 		res.SendQueue = cfg.sendQueue
@@ -416,31 +652,114 @@ func startServer(cfg *config, cpus []int, res *results) (*server, error) {
 		args = append([]string{"-c", strconv.Itoa(cpus[0]), bin}, args...)
 		bin = "taskset"
 	}
-	s.cmd = exec.Command(bin, args...)
-	// The server goes when this process does, even if killed.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	fmt.Println("starting:", strings.Join(s.cmd.Args, " "))
-	if err := s.cmd.Start(); err != nil {
+	if err := s.start(bin, args...); err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get("http://" + s.addr + "/")
+		resp, err := http.Get("http://" + s.addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
-			return s, nil
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound {
+				return s, nil
+			}
+			err = errors.New(resp.Status)
 		}
 		if time.Now().After(deadline) {
 			s.stop()
-			return nil, fmt.Errorf("duplex serve did not answer on %s: %v\n%s", s.addr, err, s.log)
+			return nil, fmt.Errorf("duplex serve not ready on %s: %v\n%s", s.addr, err, s.log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// stop ends the server with SIGTERM (SIGKILL after 15 s) and removes what
-// startServer built.
+// startBroker starts a nats-server with JetStream or a redis-server
+// without persistence, each with its files in a temporary directory, on a
+// free port of 127.0.0.1, and returns once it accepts connections.
+func startBroker(kind string) (*server, error) {
+	bin, err := brokerBinary(kind)
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "fanout-"+kind)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{log: &tail{}, dir: dir, addr: "127.0.0.1:" + strconv.Itoa(port)}
+	var args []string
+	switch kind {
+	case "nats":
+		s.url = "nats://" + s.addr
+		args = []string{"--addr", "127.0.0.1", "--port", strconv.Itoa(port), "--jetstream", "--store_dir", dir}
+	case "redis":
+		s.url = "redis://" + s.addr
+		args = []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", dir, "--daemonize", "no", "--loglevel", "warning"}
+	}
+	if err := s.start(bin, args...); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := brokerAnswers(kind, s.addr)
+		if err == nil {
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("%s on %s not ready: %v\n%s", bin, s.addr, err, s.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// brokerBinary finds Debian's nats-server or redis-server.
+func brokerBinary(kind string) (string, error) {
+	name := kind + "-server"
+	for _, p := range []string{"/usr/sbin/" + name, "/usr/bin/" + name} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s is not installed (Debian package %s)", name, name)
+}
+
+// brokerAnswers checks that the broker at addr speaks: nats-server greets
+// with INFO, redis-server answers PING with +PONG.
+func brokerAnswers(kind, addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	want := "INFO "
+	if kind == "redis" {
+		want = "+PONG"
+		if _, err := c.Write([]byte("PING\r\n")); err != nil {
+			return err
+		}
+	}
+	b := make([]byte, len(want))
+	if _, err := io.ReadFull(c, b); err != nil {
+		return err
+	}
+	if string(b) != want {
+		return fmt.Errorf("answered %q", b)
+	}
+	return nil
+}
+
+// stop ends the process with SIGTERM (SIGKILL after 15 s) and removes its
+// directory.
 func (s *server) stop() { s.stopOnce.Do(s.doStop) }
 
 func (s *server) doStop() {
@@ -539,6 +858,15 @@ func serverCPU(pid int) float64 {
 	return (ut + st) / clockTicks
 }
 
+// serversCPU returns the CPU seconds of every process of pids.
+func serversCPU(pids []int) float64 {
+	var sum float64
+	for _, pid := range pids {
+		sum += serverCPU(pid)
+	}
+	return sum
+}
+
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times; 100 on every
 // Linux architecture Go supports.
 const clockTicks = 100
@@ -626,7 +954,9 @@ type subscriber struct {
 	endErr   atomic.Pointer[error]
 }
 
-func subscribeAll(cfg *config, addr, channel string) ([]*subscriber, error) {
+// subscribeAll connects cfg.n subscribers to channel, spread over addrs in
+// turn.
+func subscribeAll(cfg *config, addrs []string, channel string) ([]*subscriber, error) {
 	subs := make([]*subscriber, cfg.n)
 	errc := make(chan error, cfg.n)
 	sem := make(chan struct{}, cfg.dialConc)
@@ -652,7 +982,7 @@ func subscribeAll(cfg *config, addr, channel string) ([]*subscriber, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			s, err := subscribe(addr, channel, cfg.m)
+			s, err := subscribe(addrs[i%len(addrs)], channel, cfg.m)
 			if err != nil {
 				errc <- fmt.Errorf("subscriber %d: %w", i, err)
 				return
@@ -1044,6 +1374,11 @@ func (p *publisher) problems() []string {
 func report(r *results) {
 	w := os.Stdout
 	fmt.Fprintf(w, "\nmachine: %s; pinned: %v; presence: %v; send queue: %d\n", r.Machine, r.Pinned, r.Presence, r.SendQueue)
+	fmt.Fprintf(w, "%-44s %s, %d node(s)\n", "broker", r.Broker, r.Nodes)
+	if r.SoloPublishes > 0 {
+		fmt.Fprintf(w, "%-44s %.0f/s (%.2f ms round trip)\n", "broker alone: publishes one at a time", r.SoloSequentialPerSec, r.SoloRoundTripMs)
+		fmt.Fprintf(w, "%-44s %.0f/s (node CPU %.1f µs, broker CPU %.1f µs per publish)\n", fmt.Sprintf("  %d publishes, %d in flight", r.SoloPublishes, r.Window), r.SoloPipelinedPerSec, r.SoloNodeCPUUsPerPub, r.SoloBrokerCPUUsPerPub)
+	}
 	fmt.Fprintf(w, "%-44s %s\n", "subscribers", strconv.Itoa(r.Subscribers))
 	fmt.Fprintf(w, "%-44s %.2f s (server RSS %.0f MiB after)\n", "subscribe all", r.SubscribeSeconds, r.ServerRSSMiB)
 	if r.JoinsReceived > 0 {
@@ -1055,14 +1390,51 @@ func report(r *results) {
 	fmt.Fprintf(w, "%-44s %.0f\n", "  deliveries/s", r.DeliveriesPerSec)
 	fmt.Fprintf(w, "%-44s %.1f / %.1f ms\n", "  latency p50 / p99 (saturated)", r.ThroughputP50Ms, r.ThroughputP99Ms)
 	fmt.Fprintf(w, "%-44s %.2f µs (load process %.2f µs)\n", "  server CPU per delivery", r.ServerCPUUsPerDel, r.LoadCPUUsPerDel)
+	if r.BrokerCPUUsPerPub > 0 {
+		fmt.Fprintf(w, "%-44s %.1f µs\n", "  broker CPU per publish", r.BrokerCPUUsPerPub)
+	}
 	fmt.Fprintf(w, "%-44s %.2f s\n", "  CPU taken by other processes meanwhile", r.OtherCPUSeconds)
 	fmt.Fprintf(w, "%-44s %d at %.0f/s\n", "latency: messages", r.LatencyMessages, r.LatencyRate)
 	fmt.Fprintf(w, "%-44s %.2f / %.2f / %.2f / %.2f ms\n", "  p50 / p99 / p99.9 / max", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyP999Ms, r.LatencyMaxMs)
 	fmt.Fprintf(w, "%-44s %.2f µs\n", "  server CPU per delivery", r.LatencyServerCPU)
+	if r.LatencyBrokerCPU > 0 {
+		fmt.Fprintf(w, "%-44s %.1f µs\n", "  broker CPU per publish", r.LatencyBrokerCPU)
+	}
 	if len(r.Failures) == 0 {
 		fmt.Fprintln(w, "every subscriber received every message once, in order")
 	}
 	for _, f := range r.Failures {
 		fmt.Fprintln(w, "FAIL:", f)
 	}
+}
+
+// summary prints the runs of several brokers side by side as Markdown
+// tables.
+func summary(w io.Writer, rs []*results) {
+	fmt.Fprintf(w, "\n%d subscribers, %d × %d B data, window %d\n\n", rs[0].Subscribers, rs[0].Messages, rs[0].PayloadBytes, rs[0].Window)
+	fmt.Fprintln(w, "| broker | nodes | publishes/s alone, one at a time | round trip | publishes/s alone, pipelined | deliveries/s | publishes/s with fan-out | p50 / p99 saturated | node CPU per delivery | broker CPU per publish | other CPU |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, r := range rs {
+		fmt.Fprintf(w, "| %s | %d | %.0f | %.2f ms | %.0f | %.0f | %.0f | %.0f / %.0f ms | %.2f µs | %s | %.2f s of %.2f s |\n",
+			r.Broker, r.Nodes, r.SoloSequentialPerSec, r.SoloRoundTripMs, r.SoloPipelinedPerSec, r.DeliveriesPerSec, r.PublishesPerSecond,
+			r.ThroughputP50Ms, r.ThroughputP99Ms, r.ServerCPUUsPerDel, brokerCPU(r.BrokerCPUUsPerPub), r.OtherCPUSeconds, r.ThroughputSeconds)
+	}
+	fmt.Fprintf(w, "\n| broker | rate | p50 | p99 | p99.9 | max | node CPU per delivery | broker CPU per publish |\n")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, r := range rs {
+		fmt.Fprintf(w, "| %s | %.0f/s × %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f µs | %s |\n",
+			r.Broker, r.LatencyRate, r.LatencyMessages, r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyP999Ms, r.LatencyMaxMs, r.LatencyServerCPU, brokerCPU(r.LatencyBrokerCPU))
+	}
+	for _, r := range rs {
+		if len(r.Failures) > 0 {
+			fmt.Fprintf(w, "%s: %d failures\n", r.Broker, len(r.Failures))
+		}
+	}
+}
+
+func brokerCPU(us float64) string {
+	if us == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.0f µs", us)
 }

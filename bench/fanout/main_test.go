@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -29,5 +30,31 @@ func TestPayload(t *testing.T) {
 	}
 	if _, ok := number([]byte(`{"op":"join"}`), keyOffset); ok {
 		t.Fatal("number found an offset in a join")
+	}
+}
+
+// TestParseBrokers checks the -brokers list: known names in the order
+// given, spaces ignored, unknown names and repeats refused with a message
+// that names them.
+func TestParseBrokers(t *testing.T) {
+	for in, want := range map[string]string{
+		"memory":            "memory",
+		"memory,nats,redis": "memory nats redis",
+		"redis, nats":       "redis nats",
+	} {
+		got, err := parseBrokers(in)
+		if err != nil || strings.Join(got, " ") != want {
+			t.Errorf("parseBrokers(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"kafka":       `"kafka" is not a broker (memory, nats or redis)`,
+		"":            `"" is not a broker (memory, nats or redis)`,
+		"nats,,redis": `"" is not a broker (memory, nats or redis)`,
+		"nats,nats":   "nats appears twice",
+	} {
+		if _, err := parseBrokers(in); err == nil || err.Error() != want {
+			t.Errorf("parseBrokers(%q): error %v, want %q", in, err, want)
+		}
 	}
 }
