@@ -41,7 +41,8 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 // held.
 func (b *Broker) start(ctx context.Context, c *chanState) error {
 	c.deliver.Lock()
-	c.active, c.ready, c.pending = true, false, nil
+	c.active, c.ready, c.catching, c.pending = true, false, false, nil
+	c.gen++
 	c.deliver.Unlock()
 	confirmed := make(chan struct{}, 1)
 	b.mu.Lock()
@@ -81,11 +82,7 @@ func (b *Broker) start(ctx context.Context, c *chanState) error {
 	// position, or after it and delivered now.
 	c.deliver.Lock()
 	c.last, c.epoch, c.ready = s.pos.Offset, s.pos.Epoch, true
-	pending := c.pending
-	c.pending = nil
-	for _, p := range pending {
-		b.receiveLocked(c, p)
-	}
+	b.drainLocked(c)
 	c.deliver.Unlock()
 	return nil
 }
@@ -93,7 +90,8 @@ func (b *Broker) start(ctx context.Context, c *chanState) error {
 // stop unsubscribes from c's Pub/Sub channel. c.mu is held.
 func (b *Broker) stop(c *chanState) {
 	c.deliver.Lock()
-	c.active, c.ready, c.pending = false, false, nil
+	c.active, c.ready, c.catching, c.pending = false, false, false, nil
+	c.gen++
 	c.deliver.Unlock()
 	// Unsubscribe forgets the channel even if Redis is unreachable: it is
 	// not subscribed again on reconnection.
@@ -159,7 +157,7 @@ func (b *Broker) receiveLoop() {
 			}
 			if c := b.interested(channel); c != nil {
 				c.deliver.Lock()
-				if c.active && !c.ready {
+				if c.active && (!c.ready || c.catching) {
 					c.pending = append(c.pending, v.Payload)
 				} else if c.active {
 					b.receiveLocked(c, v.Payload)
@@ -171,8 +169,8 @@ func (b *Broker) receiveLoop() {
 }
 
 // subscribed handles Redis's confirmation of a subscription: it wakes
-// the Subscribe calls waiting for it, or, after a reconnection, delivers
-// what the node missed while the link was down.
+// the Subscribe calls waiting for it, or, after a reconnection, starts
+// delivering what the node missed while the link was down.
 func (b *Broker) subscribed(name string) {
 	b.mu.Lock()
 	w := b.waiters[name]
@@ -191,30 +189,131 @@ func (b *Broker) subscribed(name string) {
 	}
 	c.deliver.Lock()
 	defer c.deliver.Unlock()
-	if !c.active || !c.ready {
-		return
+	// A catchUp already running reads the position after this
+	// confirmation: it sees what was missed.
+	if c.active && c.ready && !c.catching {
+		b.startCatchUp(c)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+}
+
+// Catch-up retries pause catchUpMinPause, doubling up to catchUpMaxPause.
+const (
+	catchUpMinPause = 50 * time.Millisecond
+	catchUpMaxPause = time.Second
+)
+
+// catchUpFault, when set (by tests), runs before each catch-up attempt;
+// an error fails the attempt.
+var catchUpFault func(channel string) error
+
+// startCatchUp marks c as catching up, so that what Pub/Sub delivers for
+// it is buffered, and starts catchUp unless the broker is closing.
+// c.deliver is held.
+func (b *Broker) startCatchUp(c *chanState) {
+	c.catching = true
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-b.done:
+		return
+	default:
+	}
+	b.wg.Add(1)
+	go b.catchUp(c, c.gen)
+}
+
+// catchUp delivers from the stream what c missed up to its current
+// position, then what Pub/Sub delivered meanwhile, in offset order. A
+// failed attempt is retried after a growing pause until one succeeds, c
+// is stopped or started again (gen changes), or the broker closes: a
+// message is never held back waiting for a newer one to show the gap.
+func (b *Broker) catchUp(c *chanState, gen uint64) {
+	defer b.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go func() {
+		select {
+		case <-b.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	pause := catchUpMinPause
+	for attempt := 1; ; attempt++ {
+		var err error
+		if catchUpFault != nil {
+			err = catchUpFault(c.name)
+		}
+		c.deliver.Lock()
+		if !c.active || c.gen != gen {
+			c.deliver.Unlock()
+			return
+		}
+		if err == nil {
+			actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+			err = b.catchUpLocked(actx, c)
+			acancel()
+		}
+		if err == nil {
+			c.catching = false
+			b.drainLocked(c)
+			c.deliver.Unlock()
+			if attempt > 1 {
+				b.log.Info("caught up after a reconnection", "channel", c.name, "attempts", attempt)
+			}
+			return
+		}
+		c.deliver.Unlock()
+		b.log.Warn("catching up after a reconnection", "channel", c.name, "attempt", attempt, "retry_in", pause, "err", err)
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return
+		}
+		pause = min(2*pause, catchUpMaxPause)
+	}
+}
+
+// catchUpLocked reads c's position and delivers the messages from the
+// stream up to it. c.deliver is held.
+func (b *Broker) catchUpLocked(ctx context.Context, c *chanState) error {
 	s, err := b.read(ctx, c.name, "position", 0, 0, "")
 	if err != nil {
-		b.log.Warn("catching up after a reconnection", "channel", c.name, "err", err)
-		return
+		return err
 	}
 	switch {
 	case s.pos.Epoch != c.epoch:
 		// Redis lost the channel (restarted, keys expired): a new
 		// history, from its first message.
-		b.fill(ctx, c, 1, s.pos.Offset, s.pos.Epoch)
+		if err := b.fill(ctx, c, 1, s.pos.Offset, s.pos.Epoch); err != nil {
+			return err
+		}
 		c.last, c.epoch = s.pos.Offset, s.pos.Epoch
 	case s.pos.Offset > c.last:
-		b.fill(ctx, c, c.last+1, s.pos.Offset, s.pos.Epoch)
+		return b.fill(ctx, c, c.last+1, s.pos.Offset, s.pos.Epoch)
+	}
+	return nil
+}
+
+// drainLocked delivers the buffered payloads, oldest first, until none is
+// left or one shows a gap that cannot be filled now (receiveLocked then
+// keeps it and the rest buffered and starts a catch-up). c.deliver is
+// held.
+func (b *Broker) drainLocked(c *chanState) {
+	for len(c.pending) > 0 && !c.catching {
+		p := c.pending[0]
+		c.pending = c.pending[1:]
+		b.receiveLocked(c, p)
+	}
+	if len(c.pending) == 0 {
+		c.pending = nil
 	}
 }
 
 // receiveLocked delivers a payload of c's Pub/Sub channel: a message
-// (filling any gap before it from the stream) or a presence change.
-// c.deliver is held.
+// (filling any gap before it from the stream) or a presence change. If
+// the gap cannot be read now, the message is buffered, first, and a
+// catch-up started. c.deliver is held and c is not catching up.
 func (b *Broker) receiveLocked(c *chanState, payload string) {
 	kind, rest, _ := strings.Cut(payload, " ")
 	switch kind {
@@ -243,8 +342,14 @@ func (b *Broker) receiveLocked(c *chanState, payload string) {
 		}
 		if m.Offset > first {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			b.fill(ctx, c, first, m.Offset-1, m.Epoch)
+			err := b.fill(ctx, c, first, m.Offset-1, m.Epoch)
 			cancel()
+			if err != nil {
+				b.log.Warn("filling a gap from the stream", "channel", c.name, "from", first, "to", m.Offset-1, "err", err)
+				c.pending = append([]string{payload}, c.pending...)
+				b.startCatchUp(c)
+				return
+			}
 		}
 		c.last, c.epoch = m.Offset, m.Epoch
 		if b.handler != nil {
@@ -254,15 +359,15 @@ func (b *Broker) receiveLocked(c *chanState, payload string) {
 }
 
 // fill delivers the messages from..to of epoch from the stream, those it
-// still holds, and records the last one delivered. c.deliver is held.
-func (b *Broker) fill(ctx context.Context, c *chanState, from, to uint64, epoch string) {
+// still holds, and records the last one delivered. It fails, delivering
+// nothing, if the stream cannot be read. c.deliver is held.
+func (b *Broker) fill(ctx context.Context, c *chanState, from, to uint64, epoch string) error {
 	if from > to {
-		return
+		return nil
 	}
 	s, err := b.read(ctx, c.name, "since", int(min(to-from+1, 10000)), from, epoch)
 	if err != nil {
-		b.log.Warn("filling a gap from the stream", "channel", c.name, "from", from, "to", to, "err", err)
-		return
+		return err
 	}
 	n := 0
 	for _, m := range s.entries {
@@ -278,6 +383,7 @@ func (b *Broker) fill(ctx context.Context, c *chanState, from, to uint64, epoch 
 	if missed := int(to-from+1) - n; missed > 0 {
 		b.log.Warn("messages missed while the link to Redis was down are not in history anymore", "channel", c.name, "from", from, "to", to, "missed", missed)
 	}
+	return nil
 }
 
 // parseMessage reads a message payload: "OFFSET EPOCH TIME DATA".

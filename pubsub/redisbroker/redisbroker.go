@@ -160,12 +160,14 @@ type chanState struct {
 	interest int
 
 	// Under deliver, which also serializes handler calls for the channel.
-	deliver sync.Mutex
-	active  bool     // subscribed (or subscribing) on Pub/Sub
-	ready   bool     // last is known: deliver (else buffer in pending)
-	pending []string // payloads received before ready
-	last    uint64   // offset of the last message delivered (or of the position read)
-	epoch   string   // epoch of last
+	deliver  sync.Mutex
+	active   bool     // subscribed (or subscribing) on Pub/Sub
+	ready    bool     // last is known: deliver (else buffer in pending)
+	catching bool     // a gap is being filled by catchUp: buffer in pending
+	gen      uint64   // counts starts and stops; a catchUp of an older one gives up
+	pending  []string // payloads received before ready, or while catching up, oldest first
+	last     uint64   // offset of the last message delivered (or of the position read)
+	epoch    string   // epoch of last
 }
 
 // Dial connects to the Redis at rawURL (redis://[user:password@]host:port[/db],
@@ -474,7 +476,9 @@ func (b *Broker) Channels(ctx context.Context) ([]pubsub.ChannelInfo, error) {
 // 2 s), and closes the client if Dial made it.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
+		b.mu.Lock() // no catchUp starts after this (see startCatchUp)
 		close(b.done)
+		b.mu.Unlock()
 		b.ps.Close()
 		b.wg.Wait()
 		b.removeLocalPresence()
