@@ -1,9 +1,12 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/duplex-ws/duplex/internal/redistest"
 	"github.com/duplex-ws/duplex/pubsub"
@@ -123,7 +126,7 @@ func TestThreeNodesRedis(t *testing.T) {
 // resubscribing from the old epoch, on any node, gets recovered:false.
 func TestRedisOutage(t *testing.T) {
 	rs := redistest.Start(t)
-	a, b := startNode(t, rs.URL()), startNode(t, rs.URL())
+	a, b := startRedisNode(t, rs.URL()), startRedisNode(t, rs.URL())
 	ctx := testContext(t)
 
 	sub := b.dial(ctx, t)
@@ -151,10 +154,36 @@ func TestRedisOutage(t *testing.T) {
 	if p2.Offset != 1 || p2.Epoch == p1.Epoch {
 		t.Fatalf("publish after the outage at %+v, want offset 1 in a new epoch (was %q)", p2, p1.Epoch)
 	}
-	sub.expect(push("live:feed", 1, p2.Epoch, `{"n":2}`))
+	// B catches up within a few seconds of its Pub/Sub link coming back.
+	wait, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	bounded := *sub
+	bounded.ctx = wait
+	bounded.expect(push("live:feed", 1, p2.Epoch, `{"n":2}`))
 	for _, node := range []*testServer{a, b} {
 		c := node.dial(ctx, t)
 		c.send(fmt.Sprintf(`{"id":1,"op":"subscribe","channel":"live:feed","since":{"offset":1,"epoch":%q}}`, p1.Epoch))
 		c.expect(fmt.Sprintf(`{"id":1,"result":{"recovered":false,"offset":1,"epoch":%q}}`, p2.Epoch))
 	}
+}
+
+// startRedisNode is startNode on a Redis broker whose log lines go to
+// t.Log, so that a failure shows what the broker saw.
+func startRedisNode(t *testing.T, url string) *testServer {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	b, err := redisbroker.Dial(url, redisbroker.Options{Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() }) // runs after the server's Shutdown
+	return startServer(t, server.Config{Broker: b})
+}
+
+// testLog writes each log line to t.Log.
+type testLog struct{ t testing.TB }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
