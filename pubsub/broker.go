@@ -17,10 +17,11 @@ import (
 //
 // A broker that loses a channel's history (a store purged or restarted)
 // must give the channel a new epoch; offsets may then start over, and the
-// Hub delivers the new epoch's messages (see Hub.Subscribe). Brokers that
-// can miss deliveries while connected (a dropped link to NATS or Redis)
-// will also need a way to tell the Hub to re-read history; that belongs
-// with the first such broker.
+// Hub delivers the new epoch's messages (see Hub.Subscribe). A broker
+// whose link drops fills the gap itself, in offset order, once the link
+// is back: the Redis broker re-reads its stream after a reconnection, the
+// NATS broker's ordered consumer resumes. Messages missed beyond the
+// history kept (size or TTL) are not yet reported to clients.
 type Broker interface {
 	// SetHandler names who receives deliveries. It is called once, before
 	// any other method.

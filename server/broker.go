@@ -9,6 +9,12 @@ import (
 	"github.com/duplex-ws/duplex/pubsub/redisbroker"
 )
 
+// The NATS and Redis brokers take part in GET /readyz.
+var (
+	_ ReadyChecker = (*natsbroker.Broker)(nil)
+	_ ReadyChecker = (*redisbroker.Broker)(nil)
+)
+
 // OpenBroker returns the broker `duplex serve --broker` names, so that the
 // command and embedders choose it the same way:
 //
