@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -106,4 +107,24 @@ type ChannelInfo struct {
 	Position        // latest offset and current epoch
 	// Subscribers counts this node's subscribers (filled in by the Hub).
 	Subscribers int `json:"subscribers"`
+}
+
+// DefaultStorePrefix is the prefix brokers give the names they create in a
+// shared store (NATS streams and buckets, Redis keys) when none is set.
+const DefaultStorePrefix = "duplex"
+
+// StorePrefix returns p, or DefaultStorePrefix when p is empty, and an
+// error naming the broker when p has a byte other than an ASCII letter, a
+// digit, '-' or '_': those need no escaping in any store, so several
+// Duplex deployments can share one NATS or Redis under different prefixes.
+func StorePrefix(broker, p string) (string, error) {
+	if p == "" {
+		return DefaultStorePrefix, nil
+	}
+	for _, c := range []byte(p) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return "", fmt.Errorf("%s: prefix %q: only letters, digits, '-' and '_'", broker, p)
+		}
+	}
+	return p, nil
 }

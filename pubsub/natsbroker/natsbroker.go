@@ -230,14 +230,11 @@ func Dial(url string, opts Options) (*Broker, error) {
 // still stored once the connection is back. It creates the presence bucket if
 // needed and starts watching it.
 func New(nc *nats.Conn, opts Options) (*Broker, error) {
-	if opts.Prefix == "" {
-		opts.Prefix = "duplex"
+	prefix, err := pubsub.StorePrefix("natsbroker", opts.Prefix)
+	if err != nil {
+		return nil, err
 	}
-	for _, c := range []byte(opts.Prefix) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return nil, fmt.Errorf("natsbroker: prefix %q: only letters, digits, '-' and '_'", opts.Prefix)
-		}
-	}
+	opts.Prefix = prefix
 	if opts.Replicas <= 0 {
 		opts.Replicas = 1
 	}

@@ -206,14 +206,11 @@ func Dial(rawURL string, opts Options) (*Broker, error) {
 // as Dial's): a publish whose answer was lost would be stored twice. New
 // opens the broker's Pub/Sub connection and starts its background work.
 func New(rdb *redis.Client, opts Options) (*Broker, error) {
-	if opts.Prefix == "" {
-		opts.Prefix = "duplex"
+	prefix, err := pubsub.StorePrefix("redisbroker", opts.Prefix)
+	if err != nil {
+		return nil, err
 	}
-	for _, c := range []byte(opts.Prefix) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return nil, fmt.Errorf("redisbroker: prefix %q: only letters, digits, '-' and '_'", opts.Prefix)
-		}
-	}
+	opts.Prefix = prefix
 	if opts.IdleTTL == 0 {
 		opts.IdleTTL = 24 * time.Hour
 	}
