@@ -2,12 +2,10 @@ package redisbroker
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/duplex-ws/duplex/internal/brokertest"
 	"github.com/duplex-ws/duplex/internal/redistest"
 	"github.com/duplex-ws/duplex/pubsub"
 )
@@ -15,9 +13,7 @@ import (
 // testCtx bounds a test in time.
 func testCtx(t testing.TB) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
+	return brokertest.Context(t)
 }
 
 // dial returns a Broker on its own client of s, closed when the test ends.
@@ -34,60 +30,22 @@ func dial(t testing.TB, s *redistest.Server, opts Options) *Broker {
 	return b
 }
 
-// events records what a broker delivers, as lines, and wakes waiters.
-type events struct {
-	mu     sync.Mutex
-	lines  []string
-	notify chan struct{}
-}
+// events records what a broker delivers, as lines, and wakes waiters; the
+// recording is shared with the other broker's tests.
+type events struct{ *brokertest.Events }
 
-func newEvents() *events { return &events{notify: make(chan struct{}, 1)} }
+func newEvents() *events { return &events{brokertest.NewEvents()} }
 
-func (e *events) add(s string) {
-	e.mu.Lock()
-	e.lines = append(e.lines, s)
-	e.mu.Unlock()
-	select {
-	case e.notify <- struct{}{}:
-	default:
-	}
-}
-
-func (e *events) HandleMessage(m *pubsub.Message) {
-	e.add(fmt.Sprintf("message %s %d %s", m.Channel, m.Offset, m.Data))
-}
-
-func (e *events) HandleJoin(channel string, c pubsub.ClientInfo) {
-	e.add(fmt.Sprintf("join %s %s %s", channel, c.Client, c.User))
-}
-
-func (e *events) HandleLeave(channel string, c pubsub.ClientInfo) {
-	e.add(fmt.Sprintf("leave %s %s %s", channel, c.Client, c.User))
-}
-
-func (e *events) snapshot() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]string(nil), e.lines...)
-}
+func (e *events) snapshot() []string { return e.Lines() }
 
 // waitLines waits until n lines were recorded and returns them.
 func (e *events) waitLines(t testing.TB, ctx context.Context, n int) []string {
 	t.Helper()
-	for {
-		if l := e.snapshot(); len(l) >= n {
-			return l
-		}
-		select {
-		case <-e.notify:
-		case <-ctx.Done():
-			t.Fatalf("waiting for %d events: %v; got %q", n, ctx.Err(), e.snapshot())
-		}
-	}
+	return e.WaitLines(t, ctx, n)
 }
 
 // data returns the payload of the nth test message.
-func data(n int) []byte { return fmt.Appendf(nil, `{"n":%d}`, n) }
+func data(n int) []byte { return brokertest.Data(n) }
 
 func offsetsOf(msgs []*pubsub.Message) []uint64 {
 	out := []uint64{}
