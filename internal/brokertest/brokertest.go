@@ -1,4 +1,4 @@
-// Package brokertest holds the test helpers the NATS and Redis broker
+// Package brokertest holds the test code the NATS and Redis broker
 // packages share, so both record and wait for deliveries the same way.
 package brokertest
 
