@@ -16,14 +16,17 @@ import (
 )
 
 func TestServeBrokerFlagErrors(t *testing.T) {
-	for arg, want := range map[string]string{
-		"kafka://127.0.0.1:9092": "duplex serve: --broker: broker \"kafka://127.0.0.1:9092\": want memory, nats://host:port or redis://host:port\n",
-		"nats://127.0.0.1:1":     "duplex serve: --broker: natsbroker: connect nats://127.0.0.1:1: nats: no servers available for connection\n",
-		"redis://127.0.0.1:1":    "duplex serve: --broker: redisbroker: connect redis://127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused\n",
+	for _, tc := range []struct {
+		arg, want string
+		code      int
+	}{
+		{"kafka://127.0.0.1:9092", "duplex serve: flag --broker: \"kafka://127.0.0.1:9092\": want memory, nats://host:port[,nats://host:port…] or redis://host:port[/db]\n", 2},
+		{"nats://127.0.0.1:1", "duplex serve: --broker: natsbroker: connect nats://127.0.0.1:1: nats: no servers available for connection\n", 1},
+		{"redis://127.0.0.1:1", "duplex serve: --broker: redisbroker: connect redis://127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused\n", 1},
 	} {
 		var out, errb bytes.Buffer
-		if code := run([]string{"serve", "--listen", "127.0.0.1:0", "--broker", arg}, &out, &errb); code != 1 || errb.String() != want {
-			t.Errorf("--broker %s: exit %d, stderr %q; want 1, %q", arg, code, errb.String(), want)
+		if code := run([]string{"serve", "--listen", "127.0.0.1:0", "--broker", tc.arg}, &out, &errb); code != tc.code || errb.String() != tc.want {
+			t.Errorf("--broker %s: exit %d, stderr %q; want %d, %q", tc.arg, code, errb.String(), tc.code, tc.want)
 		}
 	}
 }

@@ -24,8 +24,8 @@ func TestServeLogFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--log-format", "xml"}, "duplex serve: --log-format \"xml\": want json or text\n"},
-		{[]string{"--log-level", "loud"}, "duplex serve: --log-level \"loud\": want debug, info, warn or error\n"},
+		{[]string{"--log-format", "xml"}, "duplex serve: flag --log-format: \"xml\": want json or text\n"},
+		{[]string{"--log-level", "loud"}, "duplex serve: flag --log-level: \"loud\": want debug, info, warn or error\n"},
 	} {
 		var out, errb bytes.Buffer
 		args := append([]string{"serve", "--listen", "127.0.0.1:0"}, tc.args...)

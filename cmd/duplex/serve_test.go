@@ -19,6 +19,8 @@ import (
 // TestMain lets a test run this binary's main in a child process.
 func TestMain(m *testing.M) {
 	if os.Getenv("DUPLEX_RUN_MAIN") == "1" {
+		// duplex serve refuses DUPLEX_ variables that name no setting.
+		os.Unsetenv("DUPLEX_RUN_MAIN")
 		os.Args = append([]string{"duplex"}, os.Args[1:]...)
 		main()
 		return
@@ -158,7 +160,7 @@ func TestServeRejectsBadNamespaceFlag(t *testing.T) {
 	if code := run([]string{"serve", "--namespace", "ticker:history=lots"}, &out, &errb); code != 2 {
 		t.Fatalf("exit %d, want 2", code)
 	}
-	want := "duplex serve: --namespace: namespace \"ticker:history=lots\": history=lots: want a number of messages, 0 or more\n"
+	want := "duplex serve: flag --namespace: \"ticker:history=lots\": history=lots: want a number of messages, 0 or more\n"
 	if errb.String() != want {
 		t.Fatalf("stderr %q, want %q", errb.String(), want)
 	}
@@ -191,7 +193,7 @@ func TestServeCompressionFlag(t *testing.T) {
 	c.Close(websocket.StatusNormalClosure, "")
 
 	var out, errb strings.Builder
-	if code := run([]string{"serve", "--compression", "max"}, &out, &errb); code != 2 || errb.String() != "duplex serve: --compression: compression \"max\": want off, on or takeover\n" {
+	if code := run([]string{"serve", "--compression", "max"}, &out, &errb); code != 2 || errb.String() != "duplex serve: flag --compression: \"max\": want off, on or takeover\n" {
 		t.Fatalf("bad mode: exit %d, stderr %q", code, errb.String())
 	}
 }

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/duplex-ws/duplex/server"
+)
+
+const serveUsage = `Usage: duplex serve [flags]
+
+Runs the Duplex server: GET /ws is the channel endpoint (docs/protocol.md), POST /api/publish pushes to channels, GET /chat/{room} is a plain chat room, GET /echo echoes every WebSocket message, GET / describes the server, GET /metrics, /healthz and /readyz are for operators (docs/operations.md).
+
+Every setting --NAME is also the environment variable DUPLEX_NAME (upper case, - as _) and the key NAME (- as _) of the YAML file --config names; a flag wins over the environment, the environment over the file (docs/configuration.md).
+
+Flags:
+`
+
+// serve runs `duplex serve` with the process's environment.
+func serve(args []string, stdout, stderr io.Writer) int {
+	return serveEnv(args, os.Environ(), stdout, stderr)
+}
+
+// serveEnv runs `duplex serve` with args and the environment env ("K=V").
+// Status 2 means a bad flag or setting, 1 a failure to serve.
+func serveEnv(args, env []string, stdout, stderr io.Writer) int {
+	cfg, print, status, ok := serveConfigFrom(args, env, stdout, stderr)
+	if !ok {
+		return status
+	}
+	if print != nil {
+		if err := printConfig(stdout, print); err != nil {
+			fmt.Fprintln(stderr, "duplex serve: --print-config:", err)
+			return 1
+		}
+		return 0
+	}
+	log, err := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil { // checked with the settings
+		fmt.Fprintln(stderr, "duplex serve:", err)
+		return 2
+	}
+	broker, err := server.OpenBroker(cfg.Broker)
+	if err != nil {
+		fmt.Fprintln(stderr, "duplex serve: --broker:", err)
+		return 1
+	}
+	defer broker.Close()
+	cfg.Server.Log = log
+	cfg.Server.Broker = broker
+	cfg.Server.Version = versionString()
+	s := server.New(cfg.Server)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- s.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			fmt.Fprintln(stderr, "duplex serve:", err)
+			return 1
+		}
+		return 0
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil {
+		fmt.Fprintln(stderr, "duplex serve: shutdown:", err)
+		return 1
+	}
+	return 0
+}
+
+// serveConfigFrom parses serve's flags and resolves its settings. print is
+// the configuration to print, for --print-config, instead of serving. ok
+// is false when the command must exit with status (help, or an error
+// already written to stderr).
+func serveConfigFrom(args, env []string, stdout, stderr io.Writer) (cfg *serveConfig, print []resolved, status int, ok bool) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	in := &configInput{settings: serveSettings, flags: map[*setting][]string{}, env: env}
+	for _, s := range serveSettings {
+		fs.Var(&flagValue{s: s, texts: in.flags}, s.name, s.help)
+	}
+	fs.StringVar(&in.configFlag, "config", "", "read settings from this YAML `file` (also "+configEnv+"); flags and environment variables override it")
+	printCfg := fs.Bool("print-config", false, "print the configuration in effect as a config file, each value's source in a comment and secrets redacted, and exit")
+	if status, ok := parseFlags(fs, args, serveUsage); !ok {
+		return nil, nil, status, false
+	}
+	if !noArgs(fs, "duplex serve") {
+		return nil, nil, 2, false
+	}
+	values, err := in.load()
+	if err != nil {
+		fmt.Fprintln(stderr, "duplex serve:", err)
+		var ce *configError
+		if errors.As(err, &ce) {
+			return nil, nil, 2, false
+		}
+		return nil, nil, 1, false
+	}
+	if *printCfg {
+		return nil, values, 0, true
+	}
+	cfg = &serveConfig{}
+	for _, r := range values {
+		r.s.apply(cfg, r.v)
+	}
+	cfg.finish()
+	return cfg, nil, 0, true
+}
+
+// flagValue records a setting's flag texts for configInput.load, which
+// checks them with the other sources.
+type flagValue struct {
+	s     *setting
+	texts map[*setting][]string
+}
+
+// String is the default shown by --help ("" shows none).
+func (f *flagValue) String() string {
+	if f == nil || f.s == nil || f.s.list {
+		return ""
+	}
+	n := f.s.toNode(f.s.def)
+	if f.s.isBool && n.Value == "false" {
+		return ""
+	}
+	return n.Value
+}
+
+func (f *flagValue) Set(v string) error {
+	f.texts[f.s] = append(f.texts[f.s], v)
+	return nil
+}
+
+// IsBoolFlag lets a bool setting's flag go without a value.
+func (f *flagValue) IsBoolFlag() bool { return f != nil && f.s != nil && f.s.isBool }

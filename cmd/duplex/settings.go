@@ -1,0 +1,607 @@
+package main
+
+// The settings of duplex serve: one declaration each, in serveSettings.
+//
+// How to add a setting: append a declaration to serveSettings, e.g.
+//
+//	intSetting("send-queue", server.DefaultSendQueue, "an integer, 1 or more", atLeast(1),
+//		"outgoing `messages` a connection may have waiting; ...",
+//		func(c *serveConfig, v int) { c.Server.SendQueue = v }),
+//
+// The name gives the others: flag --send-queue, environment variable
+// DUPLEX_SEND_QUEUE, key send_queue in the --config file. The constructor
+// (stringSetting, intSetting, durationSetting, boolSetting, listSetting, …)
+// reads the value from each source and checks it; a check's error says what
+// is wanted ("want 1 or more"), and duplex serve prints it after the
+// setting's source and the bad value. The apply function puts the value
+// where it goes, most often a field of server.Config. Add .secret() to a
+// value --print-config must not show (keys, passwords). The help text is
+// the flag's usage (a `word` in backquotes names the value) and the
+// setting's meaning in docs/configuration.md; rewrite that file with
+// `go test ./cmd/duplex/ -run TestConfigurationDoc -update`
+// (TestConfigurationDoc fails while it is stale).
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/duplex-ws/duplex/bridge"
+	"github.com/duplex-ws/duplex/pubsub"
+	"github.com/duplex-ws/duplex/server"
+)
+
+// serveSettings are the settings of duplex serve, in the order of --help,
+// --print-config and docs/configuration.md.
+var serveSettings = []*setting{
+	stringSetting("listen", ":8080", checkListen,
+		"TCP `address` to listen on, host:port (\":8080\" means every interface)",
+		func(c *serveConfig, v string) { c.Server.Listen = v }),
+	intSetting("read-limit", int64(32<<20), "a number of bytes, 1 or more, or -1 for no limit", func(n int64) bool { return n >= 1 || n == -1 },
+		"largest WebSocket message accepted, in `bytes`; a larger one is refused with close code 1009 (-1: no limit)",
+		func(c *serveConfig, v int64) { c.Server.ReadLimit = v }),
+	durationSetting("handshake-timeout", 10*time.Second,
+		"`time` allowed for a client to send the upgrade request's headers (a duration such as 10s)",
+		func(c *serveConfig, v time.Duration) { c.Server.HandshakeTimeout = v }),
+	durationSetting("shutdown-timeout", 10*time.Second,
+		"on SIGINT or SIGTERM, how long to wait for requests in flight (a `duration` such as 10s)",
+		func(c *serveConfig, v time.Duration) { c.ShutdownTimeout = v }),
+	listSetting("origin", checkOrigin,
+		"host `pattern` (path.Match syntax, e.g. *.example.com) whose pages may connect across origins; repeatable. By default only same-origin pages may",
+		func(c *serveConfig, v []string) { c.Server.OriginPatterns = v }),
+	stringSetting("api-key", "", checkSecret,
+		"`key` the HTTP API requires as \"Authorization: apikey <key>\"; without one, the API answers loopback clients only",
+		func(c *serveConfig, v string) { c.Server.APIKey = v }).secret(),
+	stringSetting("compression", "off", checkCompression,
+		"permessage-deflate: `mode` off; on (no context takeover: each push compressed once for all subscribers, no per-connection state); takeover (best ratio for small similar messages, about 147 KiB per connection)",
+		func(c *serveConfig, v string) { c.Server.Compression, _ = server.CompressionMode(v) }),
+	intSetting("send-queue", server.DefaultSendQueue, "an integer, 1 or more", atLeast[int](1),
+		"outgoing `messages` a connection may have waiting; a client that lets more pile up is closed with 1013 (slow consumer)",
+		func(c *serveConfig, v int) { c.Server.SendQueue = v }),
+	namespaceSetting("namespace",
+		"channel namespace `NAME:key=value,...` with keys history (messages kept), ttl (e.g. 10m), presence (on|off), publish (clients|api); NAME \"default\" is the default namespace; repeatable. The default namespace (history=100,ttl=5m,presence=on,publish=clients) and chat (history=50,ttl=10m) exist unless replaced",
+		func(c *serveConfig, v map[string]pubsub.NamespaceOptions) { c.Server.Namespaces = v }),
+	listSetting("bridge", checkBridge,
+		"a WebSocket-to-TCP route `PATH=URL`, e.g. /mqtt=tcp://127.0.0.1:1883?subprotocol=mqtt (tls:// with ?ca=FILE or ?insecure=true for TLS to the target; &text=refuse closes with 1003 on a text message); repeatable",
+		func(c *serveConfig, v []string) { c.bridges = v }),
+	listSetting("exec", checkExec,
+		"a WebSocket-to-process route `PATH=COMMAND [ARGS]`, e.g. /chat-bot=./bot.sh: one process per connection, lines of stdout and stdin as text messages; repeatable",
+		func(c *serveConfig, v []string) { c.execs = v }),
+	listSetting("exec-binary", checkExec,
+		"like exec, `PATH=COMMAND [ARGS]`, with raw bytes both ways in binary messages; repeatable",
+		func(c *serveConfig, v []string) { c.binaryExecs = v }),
+	intSetting("exec-max-processes", bridge.DefaultMaxProcesses, "an integer, 1 or more", atLeast[int](1),
+		"`processes` each exec route may run at once; beyond, the handshake is refused with 503",
+		func(c *serveConfig, v int) { c.execMaxProcesses = v }),
+	stringSetting("broker", "memory", checkBroker,
+		"where channels live: `URL` memory (this process only), nats://host:port (NATS JetStream, shared by every node pointed at it; comma-separate the URLs of a NATS cluster) or redis://host:port[/db] (Redis, shared by every node pointed at the same database)",
+		func(c *serveConfig, v string) { c.Broker = v }).redactWith(redactURLs),
+	stringSetting("log-format", "text", checkLogFormat,
+		"log `format`: text (key=value lines) or json (one JSON object a line); a line per connection opened and closed, none per message",
+		func(c *serveConfig, v string) { c.LogFormat = v }),
+	stringSetting("log-level", "info", checkLogLevel,
+		"least `level` logged: debug, info, warn or error",
+		func(c *serveConfig, v string) { c.LogLevel = v }),
+	boolSetting("pprof", false,
+		"serve the runtime profiles of net/http/pprof under /debug/pprof/ on the listen address (keep that path away from the public)",
+		func(c *serveConfig, v bool) { c.Server.Pprof = v }),
+	boolSetting("demo", false,
+		"run a demo publisher of stock quotes on channels ticker:SYMBOL (namespace ticker: history=1,presence=off,publish=api) for the page /ticker/",
+		func(c *serveConfig, v bool) { c.Server.Demo = v }),
+}
+
+// serveConfig is what the settings fill in: the server's Config and what
+// the command does around the server.
+type serveConfig struct {
+	Server          server.Config
+	ShutdownTimeout time.Duration
+	Broker          string // a URL for server.OpenBroker
+	LogFormat       string // for newLogger
+	LogLevel        string
+
+	bridges, execs, binaryExecs []string // route specs, checked
+	execMaxProcesses            int
+}
+
+// finish turns what needs several settings into server.Config: the
+// gateway routes.
+func (c *serveConfig) finish() {
+	for _, spec := range c.bridges {
+		r, _ := server.ParseBridgeRoute(spec) // checked by checkBridge
+		c.Server.Bridges = append(c.Server.Bridges, r)
+	}
+	for i, list := range [][]string{c.execs, c.binaryExecs} {
+		for _, spec := range list {
+			r, _ := server.ParseExecRoute(spec) // checked by checkExec
+			r.Binary = i == 1
+			r.MaxProcesses = c.execMaxProcesses
+			c.Server.Execs = append(c.Server.Execs, r)
+		}
+	}
+}
+
+// redacted is what --print-config writes instead of a secret.
+const redacted = "REDACTED"
+
+// A setting is one setting of duplex serve under its three names.
+type setting struct {
+	name   string // the flag's name; env and file names derive from it
+	form   string // what a value looks like, for docs/configuration.md
+	help   string
+	def    any
+	list   bool // repeatable flag, sequence in the file, ;-separated in env
+	isBool bool
+
+	// fromText reads the value from a flag's texts (one per use) or an
+	// environment variable's (its ;-separated items for a list, else the
+	// whole text). A *badValue error names the bad text.
+	fromText func(texts []string) (any, error)
+	// fromNode reads the value from the config file; key is its name
+	// there. Errors are *badValue with the line.
+	fromNode func(key string, n *yaml.Node) (any, error)
+	// toNode writes a value for --print-config.
+	toNode func(v any) *yaml.Node
+	// redact, when set, returns what --print-config shows of a value.
+	redact func(v any) any
+	// hide reports whether a bad value must not be echoed in errors.
+	hide  bool
+	apply func(c *serveConfig, v any)
+}
+
+// Flag is the setting's command-line flag, with its dashes.
+func (s *setting) Flag() string { return "--" + s.name }
+
+// Env is the setting's environment variable.
+func (s *setting) Env() string {
+	return "DUPLEX_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_"))
+}
+
+// Key is the setting's key in the config file.
+func (s *setting) Key() string { return strings.ReplaceAll(s.name, "-", "_") }
+
+// secret marks a value --print-config shows as REDACTED and errors do not
+// echo.
+func (s *setting) secret() *setting {
+	s.hide = true
+	return s.redactWith(func(v any) any {
+		if v == "" {
+			return v
+		}
+		return redacted
+	})
+}
+
+// redactWith sets what --print-config shows of a value.
+func (s *setting) redactWith(f func(any) any) *setting {
+	s.redact = f
+	return s
+}
+
+// A badValue is a value a setting refused.
+type badValue struct {
+	line    int    // in the config file; 0 elsewhere
+	key     string // the key path in the file, when it is not the setting's own
+	value   string
+	want    string // "want …", or what is wrong
+	noValue bool   // want is the whole message (a file node of the wrong shape)
+}
+
+func (e *badValue) Error() string { return fmt.Sprintf("%q: %s", e.value, e.want) }
+
+// scalar builds a setting of one value of type T from text.
+func scalar[T any](name, form string, def T, parse func(string) (T, error), node func(T) *yaml.Node, help string, apply func(*serveConfig, T)) *setting {
+	return &setting{
+		name: name, form: form, help: help, def: def,
+		fromText: func(texts []string) (any, error) {
+			t := texts[len(texts)-1]
+			v, err := parse(t)
+			if err != nil {
+				return nil, &badValue{value: t, want: err.Error()}
+			}
+			return v, nil
+		},
+		fromNode: func(key string, n *yaml.Node) (any, error) {
+			if n.Kind != yaml.ScalarNode {
+				return nil, &badValue{line: n.Line, want: "want a single value, not a " + nodeKind(n), noValue: true}
+			}
+			v, err := parse(scalarText(n))
+			if err != nil {
+				return nil, &badValue{line: n.Line, value: scalarText(n), want: err.Error()}
+			}
+			return v, nil
+		},
+		toNode: func(v any) *yaml.Node { return node(v.(T)) },
+		apply:  func(c *serveConfig, v any) { apply(c, v.(T)) },
+	}
+}
+
+// stringSetting declares a string; check, when set, refuses bad ones.
+func stringSetting(name, def string, check func(string) error, help string, apply func(*serveConfig, string)) *setting {
+	parse := func(s string) (string, error) {
+		if check != nil {
+			if err := check(s); err != nil {
+				return "", err
+			}
+		}
+		return s, nil
+	}
+	return scalar(name, "string", def, parse, strNode, help, apply)
+}
+
+// intSetting declares an integer; ok tells the valid ones, described by want.
+func intSetting[T int | int64](name string, def T, want string, ok func(T) bool, help string, apply func(*serveConfig, T)) *setting {
+	parse := func(s string) (T, error) {
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil || int64(T(n)) != n || !ok(T(n)) {
+			return 0, errors.New("want " + want)
+		}
+		return T(n), nil
+	}
+	return scalar(name, "integer", def, parse, func(v T) *yaml.Node {
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatInt(int64(v), 10)}
+	}, help, apply)
+}
+
+// atLeast is the check of an integer setting with a lower bound.
+func atLeast[T int | int64](min T) func(T) bool { return func(n T) bool { return n >= min } }
+
+// durationSetting declares a duration above 0, in Go's syntax (90s, 10m).
+func durationSetting(name string, def time.Duration, help string, apply func(*serveConfig, time.Duration)) *setting {
+	parse := func(s string) (time.Duration, error) {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil || d <= 0 {
+			return 0, errors.New("want a duration above 0, such as 10s or 1m30s")
+		}
+		return d, nil
+	}
+	return scalar(name, "duration", def, parse, func(d time.Duration) *yaml.Node { return strNode(d.String()) }, help, apply)
+}
+
+// boolSetting declares an on/off setting: a flag without a value sets it.
+func boolSetting(name string, def bool, help string, apply func(*serveConfig, bool)) *setting {
+	parse := func(s string) (bool, error) {
+		b, err := strconv.ParseBool(strings.TrimSpace(s))
+		if err != nil {
+			return false, errors.New("want true or false")
+		}
+		return b, nil
+	}
+	s := scalar(name, "true or false", def, parse, func(b bool) *yaml.Node {
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(b)}
+	}, help, apply)
+	s.isBool = true
+	return s
+}
+
+// listSetting declares a list of strings, each checked by check. The
+// default is an empty list.
+func listSetting(name string, check func(string) error, help string, apply func(*serveConfig, []string)) *setting {
+	item := func(t string, line int) error {
+		if err := check(t); err != nil {
+			return &badValue{line: line, value: t, want: err.Error()}
+		}
+		return nil
+	}
+	return &setting{
+		name: name, form: "list", help: help, def: []string{}, list: true,
+		fromText: func(texts []string) (any, error) {
+			for _, t := range texts {
+				if err := item(t, 0); err != nil {
+					return nil, err
+				}
+			}
+			return texts, nil
+		},
+		fromNode: func(key string, n *yaml.Node) (any, error) {
+			var items []*yaml.Node
+			switch n.Kind {
+			case yaml.ScalarNode:
+				if n.Tag != "!!null" {
+					items = []*yaml.Node{n}
+				}
+			case yaml.SequenceNode:
+				items = n.Content
+			default:
+				return nil, &badValue{line: n.Line, want: "want a list, not a " + nodeKind(n), noValue: true}
+			}
+			v := []string{}
+			for _, it := range items {
+				it = deref(it)
+				if it.Kind != yaml.ScalarNode {
+					return nil, &badValue{line: it.Line, want: "want a list of single values, not of a " + nodeKind(it), noValue: true}
+				}
+				if err := item(scalarText(it), it.Line); err != nil {
+					return nil, err
+				}
+				v = append(v, scalarText(it))
+			}
+			return v, nil
+		},
+		toNode: func(v any) *yaml.Node {
+			seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+			if len(v.([]string)) == 0 {
+				seq.Style = yaml.FlowStyle
+			}
+			for _, s := range v.([]string) {
+				seq.Content = append(seq.Content, strNode(s))
+			}
+			return seq
+		},
+		apply: func(c *serveConfig, v any) { apply(c, v.([]string)) },
+	}
+}
+
+// namespaceSetting declares the channel namespaces: NAME:key=value,… on
+// the command line and in the environment, a map of maps in the file.
+// Namespaces given replace the default ones of the same name and keep the
+// others (server.DefaultNamespaces).
+func namespaceSetting(name, help string, apply func(*serveConfig, map[string]pubsub.NamespaceOptions)) *setting {
+	return &setting{
+		name: name, form: "namespaces", help: help, def: server.DefaultNamespaces(), list: true,
+		fromText: func(texts []string) (any, error) {
+			m := server.DefaultNamespaces()
+			for _, spec := range texts {
+				name, opts, err := server.ParseNamespace(spec)
+				if err != nil {
+					return nil, &badValue{value: spec, want: strings.TrimPrefix(err.Error(), fmt.Sprintf("namespace %q: ", spec))}
+				}
+				m[name] = opts
+			}
+			return m, nil
+		},
+		fromNode: namespacesFromNode,
+		toNode:   namespacesNode,
+		apply:    func(c *serveConfig, v any) { apply(c, v.(map[string]pubsub.NamespaceOptions)) },
+	}
+}
+
+// namespaceKeys are the keys of one namespace, in --print-config's order.
+var namespaceKeys = []string{"history", "ttl", "presence", "publish"}
+
+// namespacesFromNode reads the file's form of the namespaces:
+//
+//	namespace:
+//	  default: {history: 100}
+//	  ticker: {history: 1, presence: off, publish: api}
+//
+// Each key is checked as server.ParseNamespace checks it, and a bad one is
+// reported on its own line.
+func namespacesFromNode(key string, n *yaml.Node) (any, error) {
+	m := server.DefaultNamespaces()
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return m, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, &badValue{line: n.Line, want: "want a map of namespace names to their settings, not a " + nodeKind(n), noValue: true}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := deref(n.Content[i]), deref(n.Content[i+1])
+		nsName := scalarText(kn)
+		nsKey := key + "." + nsName
+		if _, _, err := server.ParseNamespace(nsName + ":"); err != nil || strings.Contains(nsName, ":") {
+			return nil, &badValue{line: kn.Line, key: key, value: nsName, want: "want a namespace name (letters, digits, and _-.; \"default\" for the default namespace)"}
+		}
+		var parts []string
+		switch {
+		case vn.Kind == yaml.ScalarNode && vn.Tag == "!!null":
+		case vn.Kind == yaml.MappingNode:
+			seen := map[string]int{}
+			for j := 0; j+1 < len(vn.Content); j += 2 {
+				k, v := deref(vn.Content[j]), deref(vn.Content[j+1])
+				kname := scalarText(k)
+				if !contains(namespaceKeys, kname) {
+					return nil, &badValue{line: k.Line, key: nsKey + "." + kname, want: "unknown key (want history, ttl, presence or publish)", noValue: true}
+				}
+				if first, dup := seen[kname]; dup {
+					return nil, &badValue{line: k.Line, key: nsKey + "." + kname, want: fmt.Sprintf("set twice (first on line %d)", first), noValue: true}
+				}
+				seen[kname] = k.Line
+				if v.Kind != yaml.ScalarNode {
+					return nil, &badValue{line: v.Line, key: nsKey + "." + kname, want: "want a single value, not a " + nodeKind(v), noValue: true}
+				}
+				val := scalarText(v)
+				part := kname + "=" + val
+				_, _, err := server.ParseNamespace(nsName + ":" + part)
+				if err == nil && strings.ContainsAny(val, ",=") {
+					err = errors.New("no , or =")
+				}
+				if err != nil {
+					want := err.Error()
+					if i := strings.Index(want, "want "); i >= 0 {
+						want = want[i:]
+					}
+					return nil, &badValue{line: v.Line, key: nsKey + "." + kname, value: val, want: want}
+				}
+				parts = append(parts, part)
+			}
+		default:
+			return nil, &badValue{line: vn.Line, key: nsKey, want: "want a map of history, ttl, presence and publish, not a " + nodeKind(vn), noValue: true}
+		}
+		name, opts, err := server.ParseNamespace(nsName + ":" + strings.Join(parts, ","))
+		if err != nil { // each part passed alone
+			return nil, &badValue{line: vn.Line, key: nsKey, value: strings.Join(parts, ","), want: err.Error()}
+		}
+		m[name] = opts
+	}
+	return m, nil
+}
+
+// namespacesNode writes namespaces as the file takes them, "default" first
+// and the others by name.
+func namespacesNode(v any) *yaml.Node {
+	m := v.(map[string]pubsub.NamespaceOptions)
+	names := make([]string, 0, len(m))
+	for name := range m {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	for _, name := range names {
+		o := m[name]
+		key := name
+		if key == "" {
+			key = "default"
+		}
+		presence, publish := "off", "api"
+		if o.Presence {
+			presence = "on"
+		}
+		if o.ClientPublish {
+			publish = "clients"
+		}
+		ns := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle, Content: []*yaml.Node{
+			strNode("history"), {Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(o.HistorySize)},
+			strNode("ttl"), strNode(o.HistoryTTL.String()),
+			strNode("presence"), strNode(presence),
+			strNode("publish"), strNode(publish),
+		}}
+		out.Content = append(out.Content, strNode(key), ns)
+	}
+	return out
+}
+
+// strNode is a string for --print-config, quoted when YAML 1.1 readers
+// would take it for a boolean (on, off, yes, no).
+func strNode(s string) *yaml.Node {
+	n := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
+	switch strings.ToLower(s) {
+	case "on", "off", "yes", "no", "y", "n":
+		n.Style = yaml.DoubleQuotedStyle
+	}
+	return n
+}
+
+// scalarText is a scalar's text as written, "" for null.
+func scalarText(n *yaml.Node) string {
+	if n.Tag == "!!null" {
+		return ""
+	}
+	return n.Value
+}
+
+// deref follows YAML aliases.
+func deref(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "map"
+	case yaml.SequenceNode:
+		return "list"
+	}
+	return "single value"
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// The checks of string settings; each error says what is wanted.
+
+func checkListen(s string) error {
+	if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+		return errors.New("want host:port, such as :8080 or 127.0.0.1:8080")
+	}
+	return nil
+}
+
+func checkOrigin(s string) error {
+	if _, err := path.Match(s, ""); err != nil || s == "" {
+		return errors.New("want a host pattern such as example.com or *.example.com")
+	}
+	return nil
+}
+
+func checkSecret(s string) error {
+	if s == redacted {
+		return errors.New("want the key itself, not the REDACTED that --print-config writes in its place")
+	}
+	return nil
+}
+
+func checkCompression(s string) error {
+	if _, err := server.CompressionMode(s); err != nil || s == "" {
+		return errors.New("want off, on or takeover")
+	}
+	return nil
+}
+
+func checkBridge(s string) error {
+	if _, err := server.ParseBridgeRoute(s); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), fmt.Sprintf("%q: ", s)))
+	}
+	return nil
+}
+
+func checkExec(s string) error {
+	if _, err := server.ParseExecRoute(s); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), fmt.Sprintf("%q: ", s)))
+	}
+	return nil
+}
+
+func checkBroker(s string) error {
+	want := errors.New("want memory, nats://host:port[,nats://host:port…] or redis://host:port[/db]")
+	switch {
+	case s == "memory":
+		return nil
+	case strings.HasPrefix(s, "nats://"):
+		for _, u := range strings.Split(s, ",") {
+			if _, err := url.Parse(u); err != nil || !strings.HasPrefix(u, "nats://") {
+				return want
+			}
+		}
+		return nil
+	case strings.HasPrefix(s, "redis://") || strings.HasPrefix(s, "rediss://"):
+		if _, err := url.Parse(s); err != nil {
+			return want
+		}
+		return nil
+	}
+	return want
+}
+
+// redactURLs hides the passwords of a broker's URLs.
+func redactURLs(v any) any {
+	parts := strings.Split(v.(string), ",")
+	for i, p := range parts {
+		if u, err := url.Parse(p); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func checkLogFormat(s string) error {
+	if s != "text" && s != "json" {
+		return errors.New("want json or text")
+	}
+	return nil
+}
+
+func checkLogLevel(s string) error {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(s)); err != nil {
+		return errors.New("want debug, info, warn or error")
+	}
+	return nil
+}
