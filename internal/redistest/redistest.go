@@ -1,6 +1,9 @@
 // Package redistest starts redis-server processes for tests: one per test,
-// on a free port of 127.0.0.1, without persistence, in a temporary
-// directory, stopped when the test ends.
+// on a free port of 127.0.0.1, in a temporary directory, stopped when the
+// test ends. By default the server keeps nothing on disk, so a Restart
+// comes back empty; with Persistent it keeps every acknowledged write
+// across a Stop, a Kill and a Restart, as a production Redis with AOF and
+// appendfsync always does.
 package redistest
 
 import (
@@ -40,11 +43,22 @@ func Require(t testing.TB) {
 	t.Skip(msg)
 }
 
+// Option changes how Start runs the server.
+type Option func(*Server)
+
+// Persistent runs the server with an append-only file (appendonly yes)
+// fsynced before every answer (appendfsync always) in the server's own
+// temporary directory, so that Restart, even after Kill, comes back with
+// every write Redis acknowledged: the tests of what survives a Redis
+// restart need it, and the default (no persistence) cannot give it.
+func Persistent() Option { return func(s *Server) { s.persistent = true } }
+
 // Server is a redis-server process started by Start.
 type Server struct {
-	t    testing.TB
-	Port int
-	dir  string
+	t          testing.TB
+	Port       int
+	dir        string
+	persistent bool
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -53,8 +67,9 @@ type Server struct {
 }
 
 // Start runs a redis-server on a free port of 127.0.0.1 until the test
-// ends; it returns once the server accepts connections.
-func Start(t testing.TB) *Server {
+// ends, without persistence unless an option says otherwise; it returns
+// once the server accepts connections.
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	Require(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -64,6 +79,9 @@ func Start(t testing.TB) *Server {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	s := &Server{t: t, Port: port, dir: t.TempDir()}
+	for _, o := range opts {
+		o(s)
+	}
 	s.Restart()
 	t.Cleanup(s.Stop)
 	return s
@@ -75,8 +93,9 @@ func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 // URL returns the server's redis:// URL.
 func (s *Server) URL() string { return "redis://" + s.Addr() }
 
-// Restart starts the server again on the same port after Stop: without
-// persistence, it comes back empty.
+// Restart starts the server again on the same port after Stop or Kill:
+// without persistence, it comes back empty; with Persistent, it comes back
+// with its data.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.mu.Lock()
@@ -85,9 +104,14 @@ func (s *Server) Restart() {
 		s.t.Fatal("redistest: Restart of a running server")
 	}
 	out := new(bytes.Buffer)
-	cmd := exec.Command(ServerPath,
-		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", s.dir, "--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning")
+	args := []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "",
+		"--dir", s.dir, "--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning"}
+	if s.persistent {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	cmd := exec.Command(ServerPath, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("redistest: start %s: %v", ServerPath, err)
@@ -137,13 +161,22 @@ func ping(ctx context.Context, addr string) error {
 
 // Stop stops the server (SIGTERM, then SIGKILL after 5 s) and waits until
 // it has exited; stopping a stopped server does nothing.
-func (s *Server) Stop() {
+func (s *Server) Stop() { s.halt(syscall.SIGTERM) }
+
+// Kill stops the server with SIGKILL, as a crash would, and waits until it
+// has exited: it writes nothing more to disk. Killing a stopped server
+// does nothing.
+func (s *Server) Kill() { s.halt(syscall.SIGKILL) }
+
+// halt sends sig to the running server, SIGKILL after 5 s, and waits
+// until it has exited.
+func (s *Server) halt(sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
 		return
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Process.Signal(sig)
 	select {
 	case <-s.exited:
 	case <-time.After(5 * time.Second):
