@@ -168,6 +168,30 @@ func (s *Server) Stop() { s.halt(syscall.SIGTERM) }
 // does nothing.
 func (s *Server) Kill() { s.halt(syscall.SIGKILL) }
 
+// Pause freezes the server (SIGSTOP) until Resume: it keeps its
+// connections and its port, the kernel still accepts connections and
+// data for it, but it answers nothing, like a Redis that hangs or a
+// network that drops packets without resetting connections.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server run again (SIGCONT); it answers what it
+// received meanwhile.
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+// signal sends sig to the running server; the test fails if it is not
+// running.
+func (s *Server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		s.t.Fatalf("redistest: %v to a stopped server", sig)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("redistest: %v: %v", sig, err)
+	}
+}
+
 // halt sends sig to the running server, SIGKILL after 5 s, and waits
 // until it has exited.
 func (s *Server) halt(sig syscall.Signal) {
@@ -177,6 +201,7 @@ func (s *Server) halt(sig syscall.Signal) {
 		return
 	}
 	s.cmd.Process.Signal(sig)
+	s.cmd.Process.Signal(syscall.SIGCONT) // a paused server handles sig now
 	select {
 	case <-s.exited:
 	case <-time.After(5 * time.Second):

@@ -3,6 +3,7 @@ package redistest_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,5 +62,32 @@ func TestRestart(t *testing.T) {
 	}
 	if got := plain.URL(); got != "redis://"+plain.Addr() {
 		t.Errorf("URL() = %q", got)
+	}
+}
+
+// A paused server accepts connections and commands but answers nothing
+// until Resume; Stop works on a paused server.
+func TestPause(t *testing.T) {
+	s := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DisableIdentity: true, ReadTimeout: 200 * time.Millisecond})
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Pause()
+	if err := rdb.Ping(ctx).Err(); err == nil || !strings.HasSuffix(err.Error(), "i/o timeout") {
+		t.Fatalf("PING to a paused server: %v, want an i/o timeout", err)
+	}
+	s.Resume()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after Resume: %v", err)
+	}
+	s.Pause()
+	s.Stop()
+	s.Restart()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after a Stop while paused and a Restart: %v", err)
 	}
 }

@@ -37,9 +37,19 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 	return nil
 }
 
-// start subscribes to c's Pub/Sub channel and reads its position. c.mu is
-// held.
+// subscribeTimeout bounds how long Subscribe waits for Redis to confirm a
+// subscription and answer the position read that follows: a Redis that
+// hangs, or a link that drops packets without resetting the connection,
+// gets an error in bounded time rather than a caller blocked until it
+// recovers. Tests shorten it.
+var subscribeTimeout = 5 * time.Second
+
+// start subscribes to c's Pub/Sub channel and reads its position, within
+// subscribeTimeout. c.mu is held.
 func (b *Broker) start(ctx context.Context, c *chanState) error {
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
+	defer cancel()
 	c.deliver.Lock()
 	c.active, c.ready, c.catching, c.pending = true, false, false, nil
 	c.gen++
@@ -54,6 +64,9 @@ func (b *Broker) start(ctx context.Context, c *chanState) error {
 		case <-confirmed:
 		case <-ctx.Done():
 			err = ctx.Err()
+			if parent.Err() == nil {
+				err = fmt.Errorf("no confirmation from Redis within %v", subscribeTimeout)
+			}
 		case <-b.done:
 			err = fmt.Errorf("broker closed")
 		}

@@ -76,7 +76,10 @@
 // The client reconnects on its own, with no retries of failed commands (a
 // retried publish could be stored twice). While Redis is down, Publish,
 // History, Subscribe and presence calls fail with the client's error (the
-// Hub answers them as internal errors); subscribers stay connected and,
+// Hub answers them as internal errors); while it hangs (connections open,
+// no answer), they fail after the client's read timeout (3 s by default),
+// and Subscribe when Redis has not confirmed it within 5 s, whatever
+// the caller's context. Subscribers stay connected and,
 // once Redis is back, get what the stream still holds of what they missed.
 // A Redis restarted without persistence comes back empty: every channel
 // starts a new epoch. A Redis that comes back having lost only its last
