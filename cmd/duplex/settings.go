@@ -412,7 +412,7 @@ func namespacesFromNode(key string, n *yaml.Node) (any, error) {
 				part := kname + "=" + val
 				_, _, err := server.ParseNamespace(nsName + ":" + part)
 				if err == nil && strings.ContainsAny(val, ",=") {
-					err = errors.New("no , or =")
+					err = errors.New(`want a value without "," or "="`)
 				}
 				if err != nil {
 					want := err.Error()
