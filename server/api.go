@@ -27,6 +27,8 @@ type API struct {
 	Key string
 	// MaxBody bounds a request body in bytes (0: 32 MiB).
 	MaxBody int64
+
+	obs *observer // counts publishes; nil when the API runs outside a Server
 }
 
 // register adds the API's routes to mux.
@@ -140,6 +142,7 @@ func (a *API) publishOne(r *http.Request, m publishRequest) (*pubsub.Position, *
 	if err != nil {
 		return nil, hubError(err)
 	}
+	a.obs.namespace(m.Channel).publishedAPI(len(m.Data))
 	return &pos, nil
 }
 

@@ -62,11 +62,19 @@ type observer struct {
 	plain *pubsub.Encoding // plain chat texts, as *outFrame
 }
 
+// The values of the via label of the messages published: over a
+// WebSocket connection, or through the HTTP API.
+const (
+	viaWebSocket = "websocket"
+	viaAPI       = "api"
+)
+
 // nsStats are one namespace's counters of channel traffic.
 type nsStats struct {
-	in, inBytes   prometheus.Counter
-	out, outBytes prometheus.Counter
-	latency       prometheus.Observer
+	in, inBytes       prometheus.Counter // via WebSocket
+	apiIn, apiInBytes prometheus.Counter // via the HTTP API
+	out, outBytes     prometheus.Counter
+	latency           prometheus.Observer
 }
 
 // endpointStats are one endpoint's connection metrics, resolved once.
@@ -97,9 +105,9 @@ func newObserver(log *slog.Logger, namespaces map[string]pubsub.NamespaceOptions
 		Name: "duplex_close_codes_received_total", Help: "How clients ended connections, by endpoint and the status code of their close frame (1005: no code, 1006: no close frame)."},
 		[]string{"endpoint", "code"})
 	in := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "duplex_channel_messages_in_total", Help: "Messages WebSocket clients published to channels, by namespace."}, []string{"namespace"})
+		Name: "duplex_channel_messages_in_total", Help: "Messages published to channels, by namespace and by where they came from (via: websocket or api)."}, []string{"namespace", "via"})
 	inBytes := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "duplex_channel_bytes_in_total", Help: "Bytes of the WebSocket messages that published to channels, by namespace."}, []string{"namespace"})
+		Name: "duplex_channel_bytes_in_total", Help: "Bytes published to channels (via websocket: the WebSocket messages that published; via api: the data of each message), by namespace."}, []string{"namespace", "via"})
 	out := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "duplex_channel_messages_out_total", Help: "Channel messages and presence events written to WebSocket connections, by namespace."}, []string{"namespace"})
 	outBytes := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -112,7 +120,8 @@ func newObserver(log *slog.Logger, namespaces map[string]pubsub.NamespaceOptions
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for name := range namespaces {
 		o.ns[name] = &nsStats{
-			in: in.WithLabelValues(name), inBytes: inBytes.WithLabelValues(name),
+			in: in.WithLabelValues(name, viaWebSocket), inBytes: inBytes.WithLabelValues(name, viaWebSocket),
+			apiIn: in.WithLabelValues(name, viaAPI), apiInBytes: inBytes.WithLabelValues(name, viaAPI),
 			out: out.WithLabelValues(name), outBytes: outBytes.WithLabelValues(name),
 			latency: latency.WithLabelValues(name),
 		}
@@ -149,6 +158,14 @@ func (ns *nsStats) published(size int) {
 	if ns != nil {
 		ns.in.Inc()
 		ns.inBytes.Add(float64(size))
+	}
+}
+
+// publishedAPI counts a message the HTTP API published, size bytes of data.
+func (ns *nsStats) publishedAPI(size int) {
+	if ns != nil {
+		ns.apiIn.Inc()
+		ns.apiInBytes.Add(float64(size))
 	}
 }
 

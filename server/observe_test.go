@@ -116,10 +116,10 @@ func TestMetricsAfterTraffic(t *testing.T) {
 
 	// Before any traffic every namespace's series is there, at zero.
 	checkSeries(t, scrape(t, ts), map[string]string{
-		`duplex_channel_messages_in_total{namespace="live"}`:  "0",
-		`duplex_channel_messages_out_total{namespace="live"}`: "0",
-		`duplex_channel_messages_out_total{namespace="chat"}`: "0",
-		`duplex_connections{endpoint="ws"}`:                   "0",
+		`duplex_channel_messages_in_total{namespace="live",via="websocket"}`: "0",
+		`duplex_channel_messages_out_total{namespace="live"}`:                "0",
+		`duplex_channel_messages_out_total{namespace="chat"}`:                "0",
+		`duplex_connections{endpoint="ws"}`:                                  "0",
 	})
 
 	// A subscriber and a publisher on live:news (no presence, so the
@@ -176,11 +176,12 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		`duplex_handshakes_total{endpoint="ws",outcome="accepted",status="101"}`:   "2",
 		`duplex_handshakes_total{endpoint="ws",outcome="refused",status="400"}`:    "1",
 		`duplex_handshakes_total{endpoint="echo",outcome="accepted",status="101"}`: "1",
-		`duplex_channel_messages_in_total{namespace="live"}`:                       "3",
-		`duplex_channel_bytes_in_total{namespace="live"}`:                          fmt.Sprint(inBytes),
+		`duplex_channel_messages_in_total{namespace="live",via="websocket"}`:       "3",
+		`duplex_channel_bytes_in_total{namespace="live",via="websocket"}`:          fmt.Sprint(inBytes),
+		`duplex_channel_messages_in_total{namespace="live",via="api"}`:             "0",
 		`duplex_channel_messages_out_total{namespace="live"}`:                      "3",
 		`duplex_channel_bytes_out_total{namespace="live"}`:                         fmt.Sprint(outBytes),
-		`duplex_channel_messages_in_total{namespace=""}`:                           "0",
+		`duplex_channel_messages_in_total{namespace="",via="websocket"}`:           "0",
 		`duplex_delivery_latency_seconds_count{namespace="live"}`:                  "3",
 		`duplex_delivery_latency_seconds_bucket{namespace="live",le="+Inf"}`:       "3",
 		`duplex_close_codes_received_total{code="1000",endpoint="ws"}`:             "1",
@@ -191,6 +192,37 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	if got := scrape(t, ts); got[`duplex_close_codes_sent_total{code="1013",endpoint="ws"}`] != "" {
 		t.Errorf("a close code sent without any server close: %v", got[`duplex_close_codes_sent_total{code="1013",endpoint="ws"}`])
 	}
+}
+
+// HTTP API publishes count in the channel messages and bytes in, with
+// via="api" apart from the WebSocket ones: single and batch publishes, the
+// bytes of each message's data; a refused one is not counted.
+func TestMetricsAPIPublishes(t *testing.T) {
+	ts := startServer(t, server.Config{})
+	ctx := testContext(t)
+	ts.publishAPI(t, "feed:a", `{"n":1}`)
+	ts.publishAPI(t, "feed:a", `"xy"`)
+	batch := `{"messages":[{"channel":"feed:b","data":[1,2]},{"channel":"live:c","data":true},{"channel":"nope:x","data":1}]}`
+	if st, _, body := ts.do(t, "POST", "/api/publish", "application/json", batch, nil); st != http.StatusOK || !strings.Contains(body, `"error":{"code":104`) {
+		t.Fatalf("batch: %d %s", st, body)
+	}
+	if st, _, body := ts.do(t, "POST", "/api/publish", "application/json", `{"channel":"nope:x","data":1}`, nil); st != http.StatusBadRequest {
+		t.Fatalf("publish to an unknown namespace: %d %s", st, body)
+	}
+	pub := ts.dial(ctx, t)
+	cmd := `{"id":1,"op":"publish","channel":"live:c","data":"ws"}`
+	if got := pub.call(cmd); !strings.HasPrefix(got, `{"id":1,"result":{"offset":2,`) {
+		t.Fatalf("WebSocket publish: %s", got)
+	}
+	checkSeries(t, scrape(t, ts), map[string]string{
+		`duplex_channel_messages_in_total{namespace="feed",via="api"}`:       "3",
+		`duplex_channel_bytes_in_total{namespace="feed",via="api"}`:          fmt.Sprint(len(`{"n":1}`) + len(`"xy"`) + len(`[1,2]`)),
+		`duplex_channel_messages_in_total{namespace="feed",via="websocket"}`: "0",
+		`duplex_channel_messages_in_total{namespace="live",via="api"}`:       "1",
+		`duplex_channel_bytes_in_total{namespace="live",via="api"}`:          "4",
+		`duplex_channel_messages_in_total{namespace="live",via="websocket"}`: "1",
+		`duplex_channel_bytes_in_total{namespace="live",via="websocket"}`:    fmt.Sprint(len(cmd)),
+	})
 }
 
 // A subscriber that does not read is closed with 1013, which shows as one

@@ -142,7 +142,7 @@ func New(cfg Config) *Server {
 	s.mux.Handle("GET /ws", wsEP.instrument(&ChannelHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Version: cfg.Version, Log: cfg.Log, track: s.trackFor(wsEP), obs: s.obs}))
 	chatEP := s.obs.endpoint(endpointChat, nil)
 	s.mux.Handle("GET /chat/{room}", chatEP.instrument(&ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Log: cfg.Log, track: s.trackFor(chatEP), obs: s.obs, Fallback: appPage("chat")}))
-	api := &API{Hub: s.hub, Key: cfg.APIKey, MaxBody: cfg.ReadLimit}
+	api := &API{Hub: s.hub, Key: cfg.APIKey, MaxBody: cfg.ReadLimit, obs: s.obs}
 	api.register(s.mux)
 	s.mux.HandleFunc("GET /duplex.js", serveWebFile("duplex.js", "text/javascript; charset=utf-8"))
 	s.mux.HandleFunc("GET /duplex.d.ts", serveWebFile("duplex.d.ts", "application/typescript; charset=utf-8"))
