@@ -17,12 +17,18 @@ import (
 // one channel. Handler methods do not block.
 //
 // A broker that loses a channel's history (a store purged or restarted)
-// must give the channel a new epoch; offsets may then start over, and the
-// Hub delivers the new epoch's messages (see Hub.Subscribe). A broker
+// must give the channel a new epoch, whose offsets start over at 1, and
+// the Hub delivers the new epoch's messages (see Hub.Subscribe). A broker
 // whose link drops fills the gap itself, in offset order, once the link
-// is back: the Redis broker re-reads its stream after a reconnection, the
-// NATS broker's ordered consumer resumes. Messages missed beyond the
-// history kept (size or TTL) are not yet reported to clients.
+// is back, with what its store still holds: the Redis broker re-reads its
+// stream after a reconnection, the NATS broker's ordered consumer
+// resumes. Messages that left the store meanwhile (beyond the history's
+// size or TTL) are simply not delivered: a broker never makes up for them
+// and never reorders, so a delivered offset that jumps past the next one
+// expected (in the same epoch, or past 1 in a new epoch) means that the
+// messages in between are lost for this node. The Hub tells the
+// channel's subscribers so (EventLost) before delivering the message
+// after the gap.
 type Broker interface {
 	// SetHandler names who receives deliveries. It is called once, before
 	// any other method.
@@ -62,7 +68,8 @@ type Broker interface {
 // quickly and must not call back into the Broker.
 type BrokerHandler interface {
 	// HandleMessage receives a published message, in offset order per
-	// channel.
+	// channel, without gaps but for messages the broker no longer holds
+	// (see Broker).
 	HandleMessage(m *Message)
 	// HandleJoin receives a client's arrival in a channel's presence.
 	HandleJoin(channel string, c ClientInfo)

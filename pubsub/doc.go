@@ -27,7 +27,11 @@
 // subscription that asks to resume from a Position gets exactly the missed
 // messages, in order, before any new one, or Recovered=false when history
 // cannot supply them (another epoch, or messages evicted); the epoch of a
-// channel changes whenever its history is lost.
+// channel changes whenever its history is lost. A live subscription never
+// misses a message silently either: when the broker skips offsets it no
+// longer holds (a node's link to it was down longer than the history
+// keeps), the subscription receives an EventLost naming them before the
+// message after the gap.
 //
 // # Encoding once
 //

@@ -118,8 +118,9 @@ type SubscribeResult struct {
 
 // Subscribe adds s to channel. From OnResult on, s receives the channel's
 // messages in offset order, each once: first, when recovering, the missed
-// messages; then every new one. With presence on, the channel's subscribers
-// (s included) receive a join.
+// messages; then every new one. Should the broker later skip offsets it no
+// longer holds, s receives an EventLost before the message after the gap.
+// With presence on, the channel's subscribers (s included) receive a join.
 func (h *Hub) Subscribe(ctx context.Context, channel string, s Subscriber, opts SubscribeOptions) (SubscribeResult, error) {
 	o, err := h.Options(channel)
 	if err != nil {
@@ -209,16 +210,26 @@ func (h *Hub) Subscribe(ctx context.Context, channel string, s Subscriber, opts 
 // deliverLocked hands e to the subscriber unless it is a message at or
 // below the last offset delivered in its epoch. A message of another epoch
 // means the broker lost the channel's history and started a new one, whose
-// offsets start over: it is delivered, and counting restarts from it (the
-// epoch in each message tells the client). sn.mu is held.
+// offsets start over at 1: it is delivered, and counting restarts from it
+// (the epoch in each message tells the client). A message past the next
+// offset expected (last+1 in the same epoch, 1 in a new one) means the
+// broker no longer held the ones in between (see Broker): an EventLost
+// naming them goes first. sn.mu is held.
 func (sn *subscription) deliverLocked(e *Event) {
 	if sn.gone {
 		return
 	}
 	if e.Kind == EventMessage {
 		m := e.Message
-		if m.Epoch == sn.epoch && m.Offset <= sn.last {
-			return
+		next := uint64(1)
+		if m.Epoch == sn.epoch {
+			if m.Offset <= sn.last {
+				return
+			}
+			next = sn.last + 1
+		}
+		if m.Offset > next && sn.epoch != "" {
+			sn.sub.Deliver(&Event{Kind: EventLost, Channel: sn.channel, Lost: Gap{Epoch: m.Epoch, From: next, To: m.Offset - 1}})
 		}
 		sn.last, sn.epoch = m.Offset, m.Epoch
 	}

@@ -232,6 +232,8 @@ func TestRecoveringSubscribeRacesPublish(t *testing.T) {
 		}
 		pub.check(t, fmt.Sprintf("iteration %d, recovering from %d", it, since), rec.messages(ch), ch, epoch, since+1, last)
 		pub.check(t, fmt.Sprintf("iteration %d, plain", it), plain.messages(ch), ch, epoch, plainRes.Position.Offset+1, last)
+		noLost(t, fmt.Sprintf("iteration %d, recovering", it), rec)
+		noLost(t, fmt.Sprintf("iteration %d, plain", it), plain)
 	}
 }
 
@@ -312,6 +314,7 @@ func TestFirstSubscribeRacesPublish(t *testing.T) {
 				t.Fatalf("iteration %d: subscriber %d is in epoch %q (%+v), but the channel went on in %q", it, i, res.Position.Epoch, res, final.Epoch)
 			}
 			pub.check(t, fmt.Sprintf("iteration %d, subscriber %d", it, i), r.messages(ch), ch, res.Position.Epoch, res.Position.Offset+1, final.Offset)
+			noLost(t, fmt.Sprintf("iteration %d, subscriber %d", it, i), r)
 		}
 	}
 }
@@ -383,6 +386,18 @@ func TestSubscribeUnsubscribeChurn(t *testing.T) {
 	for c, n := range joins {
 		if c == "steady" && n != 1 || c != "steady" && n != 0 {
 			t.Fatalf("client %s: joins minus leaves = %d", c, n)
+		}
+	}
+}
+
+// noLost fails if r received an EventLost: a broker that delivers every
+// message (as the MemoryBroker does) never shows a gap, however
+// subscriptions race publishes.
+func noLost(t *testing.T, who string, r *recorder) {
+	t.Helper()
+	for _, e := range r.events() {
+		if e.Kind == EventLost {
+			t.Fatalf("%s: lost %d..%d@%s, but nothing was lost", who, e.Lost.From, e.Lost.To, e.Lost.Epoch)
 		}
 	}
 }

@@ -51,6 +51,13 @@ const (
 	EventJoin
 	// EventLeave reports that a client left a channel with presence.
 	EventLeave
+	// EventLost reports that messages of a channel will never reach the
+	// subscriber: the broker delivered a message whose offset jumps past
+	// the next one expected (its link was down longer than the channel's
+	// history keeps). It comes right before that message, so a client
+	// learns of the loss before it sees anything newer and can reload its
+	// state, as after a resubscription that could not recover.
+	EventLost
 )
 
 // String returns the kind's name as the channel protocol spells it.
@@ -62,14 +69,24 @@ func (k EventKind) String() string {
 		return "join"
 	case EventLeave:
 		return "leave"
+	case EventLost:
+		return "lost"
 	}
 	return "unknown"
 }
 
-// Event is what a Hub delivers to a subscriber: a message, or a presence
-// change. One Event value is shared by every subscriber it reaches, so a
-// transport can encode it once (see Encoded); it must be treated as
-// read-only.
+// Gap names messages of a channel that a subscriber will never receive:
+// offsets From to To, both included, of Epoch.
+type Gap struct {
+	Epoch    string
+	From, To uint64
+}
+
+// Event is what a Hub delivers to a subscriber: a message, a presence
+// change, or a loss. One Event value is shared by every subscriber it
+// reaches, so a transport can encode it once (see Encoded); it must be
+// treated as read-only. (An EventLost is made for each subscription that
+// lost messages, as each counts its own offsets.)
 type Event struct {
 	Kind    EventKind
 	Channel string
@@ -77,6 +94,10 @@ type Event struct {
 	Message *Message
 	// Client is set for EventJoin and EventLeave.
 	Client ClientInfo
+	// Lost is set for EventLost: the offsets that will never come. The
+	// subscriber's position is then Lost.To in Lost.Epoch, and the next
+	// message has offset Lost.To+1.
+	Lost Gap
 
 	mu      sync.Mutex
 	encoded []encodedAs // usually one entry, two when plain and protocol clients share a channel
