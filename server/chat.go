@@ -162,8 +162,10 @@ func (m *chatMember) closeFromReader(code websocket.StatusCode, reason string) {
 	})
 }
 
-// Deliver implements pubsub.Subscriber: messages go out as plain text,
-// presence changes are not shown to plain clients.
+// Deliver implements pubsub.Subscriber: messages go out as plain text;
+// presence changes and reports of lost messages are not shown to plain
+// clients, which have no offsets to resume from nor state to reload, and
+// would take any notice for a member's text.
 func (m *chatMember) Deliver(e *pubsub.Event) {
 	if e.Kind != pubsub.EventMessage {
 		return

@@ -390,12 +390,26 @@ func appendPush(b []byte, e *pubsub.Event) []byte {
 		b = appendJSONString(b, e.Message.Epoch)
 		b = append(b, `,"data":`...)
 		b = append(b, e.Message.Data...)
+	case pubsub.EventLost:
+		b = appendLost(b, e.Lost)
 	default:
 		ci, _ := json.Marshal(e.Client)
 		b = append(b, `,"client":`...)
 		b = append(b, ci...)
 	}
 	return append(b, '}')
+}
+
+// appendLost appends the fields of a lost push (docs/protocol.md, "Lost
+// messages"): the first offset lost, and the position the client goes on
+// from, as after a subscribe answer.
+func appendLost(b []byte, g pubsub.Gap) []byte {
+	b = append(b, `,"from":`...)
+	b = strconv.AppendUint(b, g.From, 10)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendUint(b, g.To, 10)
+	b = append(b, `,"epoch":`...)
+	return appendJSONString(b, g.Epoch)
 }
 
 // appendJSONString appends s as a JSON string.
