@@ -30,6 +30,7 @@ type incoming struct {
 	Op      string          `json:"op"`
 	Channel string          `json:"channel"`
 	Offset  uint64          `json:"offset"`
+	From    uint64          `json:"from"` // of a lost push
 	Epoch   string          `json:"epoch"`
 	Data    json.RawMessage `json:"data"`
 	Client  *ClientInfo     `json:"client"`

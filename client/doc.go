@@ -20,7 +20,11 @@
 // it received, so the server replays what was missed. Handlers see each
 // channel's messages in offset order and never the same offset twice;
 // SubscribeOptions.OnSubscribed tells, after each reconnection, whether the
-// gap could be filled (Recovered) or the application must reload. Options.
+// gap could be filled (Recovered) or the application must reload. It tells
+// the same way (Recovered false, with SubscribedEvent.Lost) when the server
+// reports that messages were lost while the client stayed connected (its
+// node's link to the cluster's broker was down longer than the channel's
+// history keeps), so one reload path handles both. Options.
 // OnState reports Connecting, Connected, Disconnected (with the cause) and
 // Closed. Which endings are retried and which stop the client is listed on
 // Client.

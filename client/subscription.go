@@ -29,22 +29,41 @@ type SubscribeOptions struct {
 
 // SubscribedEvent reports that a subscription was established, or, with
 // Err set, refused when the client tried to restore it after a
-// reconnection (the subscription is then over).
+// reconnection (the subscription is then over), or, with Lost set, that
+// messages were lost while it stayed subscribed.
 type SubscribedEvent struct {
 	Channel string
-	// Position is the channel's latest position when subscribed.
+	// Position is the channel's latest position when subscribed; with
+	// Lost, the position the subscription goes on from (the last offset
+	// lost).
 	Position Position
-	// Resubscribed is false the first time and true after a reconnection.
+	// Resubscribed is false the first time and true after a reconnection,
+	// and with Lost.
 	Resubscribed bool
 	// Recovered says whether the server replays every message missed since
 	// the last one delivered (or since SubscribeOptions.Since). When a
 	// subscription was restored with Recovered false, messages were lost
 	// (the server restarted, or they left its history): reload the state
 	// the channel feeds, for example with History. The first subscription
-	// without Since is never Recovered: there was nothing to recover.
+	// without Since is never Recovered: there was nothing to recover. It is
+	// false with Lost too, so an application that reloads on Recovered
+	// false handles both.
 	Recovered bool
+	// Lost, when set, says that this event is not a subscribe answer but
+	// the server's report (a lost push, docs/protocol.md) that messages of
+	// the live subscription will never come: the server's node lost its
+	// link to the broker for longer than the channel's history keeps. It
+	// comes before the message that follows the gap.
+	Lost *Gap
 	// Err is the server's refusal to restore the subscription.
 	Err error
+}
+
+// Gap names messages of a channel that were lost: offsets From to To,
+// both included, of Epoch.
+type Gap struct {
+	From, To uint64
+	Epoch    string
 }
 
 // PresenceEvent reports a join or a leave in a channel.
@@ -294,6 +313,8 @@ func (c *Client) push(cn *conn, in *incoming) error {
 			}
 		}
 		s.pos = Position{Offset: in.Offset, Epoch: in.Epoch}
+	case "lost":
+		c.lost(s, in)
 	case "join", "leave":
 		if f := s.opts.OnPresence; f != nil && in.Client != nil {
 			ev := PresenceEvent{Channel: in.Channel, Join: in.Op == "join", Client: *in.Client}
@@ -307,6 +328,27 @@ func (c *Client) push(cn *conn, in *incoming) error {
 		c.log.Debug("duplex: unknown push ignored", "op", in.Op)
 	}
 	return nil
+}
+
+// lost handles a lost push: the subscription goes on from its offset, so
+// that the next message is not taken for a gap and a resumption asks only
+// for what follows, and OnSubscribed is told, as after a resubscription
+// that could not recover. A report of offsets already passed is ignored.
+// c.mu is held.
+func (c *Client) lost(s *Subscription, in *incoming) {
+	if in.Epoch == s.pos.Epoch && in.Offset <= s.pos.Offset || in.Epoch == "" {
+		return
+	}
+	c.log.Warn("duplex: messages lost", "channel", s.channel, "from", in.From, "to", in.Offset, "epoch", in.Epoch)
+	s.pos = Position{Offset: in.Offset, Epoch: in.Epoch}
+	if f := s.opts.OnSubscribed; f != nil {
+		ev := SubscribedEvent{Channel: s.channel, Position: s.pos, Resubscribed: true, Lost: &Gap{From: in.From, To: in.Offset, Epoch: in.Epoch}}
+		c.q.push(func() {
+			if !s.gone.Load() && !c.dropping.Load() {
+				f(ev)
+			}
+		}, false)
+	}
 }
 
 // Unsubscribe ends the subscription: its handler is not called again once
