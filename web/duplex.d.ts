@@ -42,14 +42,27 @@ export interface Position {
   epoch: string;
 }
 
-/** What a subscribe answer says. */
+/**
+ * What a subscribe answer says, or, with `lost`, the server's report that messages of the live
+ * subscription were lost.
+ */
 export interface SubscribedInfo {
   /** True when every message missed since the last one delivered follows; false: reload your state. */
   recovered: boolean;
-  /** The offset of the channel's latest message (0 when none was ever published). */
+  /**
+   * The offset of the channel's latest message (0 when none was ever published); with `lost`, the
+   * last offset lost, which the subscription goes on from.
+   */
   offset: number;
   /** The channel's current epoch. */
   epoch: string;
+  /**
+   * Set (with recovered false) when this is not a subscribe answer but a report that the messages
+   * `from` to `to` (both included) of `epoch` will never come: the server's node lost its link to
+   * the cluster's broker for longer than the channel's history keeps. It comes before the message
+   * after the gap.
+   */
+  lost?: { from: number; to: number };
 }
 
 /** A message as the subscription handler receives it. */
@@ -106,7 +119,10 @@ export interface DuplexOptions {
 }
 
 export interface SubscribeOptions {
-  /** Called after every subscribe answer: the first, and each one after a reconnection. */
+  /**
+   * Called after every subscribe answer (the first, and each one after a reconnection) and when the
+   * server reports lost messages (`lost` set, `recovered` false).
+   */
   onSubscribed?: (info: SubscribedInfo) => void;
   /** Called when a client joins the channel (presence on). */
   onJoin?: (client: ClientInfo) => void;

@@ -108,7 +108,12 @@ class Emitter {
  * unsubscribe(), or until the server refuses it (the "error" event).
  *
  * Events: "subscribed" ({recovered, offset, epoch}) after every subscribe
- * answer, the first and each one after a reconnection; "join" and "leave"
+ * answer, the first and each one after a reconnection, and also, with
+ * recovered false and lost: {from, to}, when the server reports that
+ * messages of the live subscription were lost (its node's link to the
+ * cluster's broker was down longer than the channel's history keeps), before
+ * the message after the gap: an application that reloads its state when
+ * recovered is false handles both; "join" and "leave"
  * (the client: {client, user, info}) when the channel has presence on;
  * "error" (a DuplexError) when the server refuses the subscription, which
  * then ends.
@@ -164,6 +169,19 @@ export class Subscription extends Emitter {
     this.active = false;
     this.#settle.reject(err);
     this._emit("error", err);
+  }
+
+  // _lost handles a lost push (messages that will never come): the
+  // subscription goes on from its offset, so that a resumption asks only for
+  // what follows the gap, and "subscribed" listeners hear recovered: false,
+  // as after a resubscription that could not recover. A report of offsets
+  // already passed is ignored.
+  _lost(msg) {
+    if (!this.active || (msg.epoch === this.epoch && msg.offset <= this.offset)) return false;
+    this.offset = msg.offset;
+    this.epoch = msg.epoch;
+    this._emit("subscribed", { recovered: false, offset: msg.offset, epoch: msg.epoch, lost: { from: msg.from, to: msg.offset } });
+    return true;
   }
 
   // _deliver hands a message push to the application unless its offset was
@@ -461,6 +479,9 @@ export class Duplex extends Emitter {
     if (!sub) return;
     if (msg.op === "message") {
       if (!sub._deliver(msg)) this.#log("dropped", msg.channel, msg.offset, msg.epoch);
+    } else if (msg.op === "lost") {
+      this.#log("lost", msg.channel, msg.from, msg.offset, msg.epoch);
+      sub._lost(msg);
     } else if ((msg.op === "join" || msg.op === "leave") && sub.active) {
       sub._emit(msg.op, msg.client);
     }

@@ -265,12 +265,12 @@ func serveSDK() http.Handler {
 
 // TestDuplexJSFakeServer checks the SDK's own behaviour against a scripted
 // endpoint (/fake/ws): connect before subscribe, dedupe by offset, the
-// reconnection policy for each close code, resubscription with `since`, and
-// pending calls that reject when the connection drops.
+// reconnection policy for each close code, resubscription with `since`,
+// pending calls that reject when the connection drops, and lost pushes.
 func TestDuplexJSFakeServer(t *testing.T) {
 	requireChromium(t)
 	h := newHarness(t, serveSDK())
-	names := []string{"fake-dedupe-connect"}
+	names := []string{"fake-dedupe-connect", "fake-lost"}
 	for _, code := range []int{1001, 1005, 1006, 1009, 1011, 1012, 1013, 1014, 4000} {
 		names = append(names, "fake-reconnect-"+strconv.Itoa(code))
 	}
@@ -287,7 +287,10 @@ func TestDuplexJSFakeServer(t *testing.T) {
 // subscribe, then pushes duplicates and out-of-place frames; ?script=close
 // with ?code=N answers subscribe and a message, then closes with N (1006:
 // cuts the TCP connection; 1005: a close frame without a code) when the
-// next command arrives, and behaves on the next connection.
+// next command arrives, and behaves on the next connection; ?script=lost
+// answers subscribe, pushes messages and lost pushes (one of offsets
+// already passed), answers a ping, closes with 4000, and on the next
+// connection answers the subscribe as recovered.
 func (h *harness) fake(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	tag := q.Get("tag")
@@ -360,6 +363,34 @@ func (h *harness) fake(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		drain()
+	case "lost":
+		lost := func(from, offset int) string {
+			return fmt.Sprintf(`{"op":"lost","channel":"ls","from":%d,"offset":%d,"epoch":"e1"}`, from, offset)
+		}
+		if nth > 1 {
+			cmd, ok := read() // subscribe with since
+			if !ok || !answer(cmd, `{"recovered":true,"offset":10,"epoch":"e1"}`) || !send(message("ls", 10)) {
+				return
+			}
+			if cmd, ok = read(); !ok || !answer(cmd, `{}`) { // ping
+				return
+			}
+			drain()
+			return
+		}
+		cmd, ok := read() // subscribe
+		if !ok || !answer(cmd, `{"recovered":false,"offset":0,"epoch":"e1"}`) {
+			return
+		}
+		for _, f := range []string{message("ls", 1), lost(2, 4), message("ls", 5), lost(2, 3), message("ls", 5), lost(6, 9)} {
+			if !send(f) {
+				return
+			}
+		}
+		if cmd, ok = read(); !ok || !answer(cmd, `{}`) { // ping
+			return
+		}
+		c.Close(4000, "")
 	case "close":
 		if nth > 1 {
 			cmd, ok := read() // subscribe with since
