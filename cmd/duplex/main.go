@@ -36,6 +36,7 @@ Usage:
   duplex bridge [flags]   bridge WebSocket clients to a TCP service (see duplex bridge --help)
   duplex exec [flags] -- COMMAND [ARGS]
                           run COMMAND for each WebSocket connection, on its stdin and stdout (see duplex exec --help)
+  duplex bench URL        measure a WebSocket server: echo or duplex.v1 subscribe load (see duplex bench --help)
   duplex version          print the version
   duplex help             show this help
 `
@@ -54,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return bridgeMain(args[1:], stdout, stderr)
 	case "exec":
 		return execMain(args[1:], stdout, stderr)
+	case "bench":
+		return bench(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "duplex", versionString())
 		return 0

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/duplex-ws/duplex/client"
+)
+
+// minSubscribeSize is the smallest data a subscribe-mode message can have:
+// {"seq":…,"t":…,"pad":""} with the widest numbers.
+const minSubscribeSize = 64
+
+// publishWindow is how many publishes may await their answers at once in
+// subscribe mode, so that the publisher is not bound by one round trip
+// per message (the server runs one connection's commands in turn).
+const publishWindow = 16
+
+// benchData is the JSON data of a subscribe-mode message.
+type benchData struct {
+	Seq uint64 `json:"seq"`
+	T   int64  `json:"t"` // nanoseconds since the run's start when it was due
+}
+
+// subscribeData returns the data of message seq due at t, padded to size
+// bytes of JSON.
+func subscribeData(seq uint64, t time.Duration, size int) json.RawMessage {
+	head := `{"seq":` + strconv.FormatUint(seq, 10) + `,"t":` + strconv.FormatInt(int64(t), 10) + `,"pad":"`
+	pad := size - len(head) - 2
+	if pad < 0 {
+		pad = 0
+	}
+	return json.RawMessage(head + strings.Repeat("x", pad) + `"}`)
+}
+
+// subscriber is one subscribe-mode connection and what it received.
+type subscriber struct {
+	id   int
+	c    *client.Client
+	rec  *workerRecorder
+	mu   sync.Mutex
+	seen map[uint64]bool
+	got  atomic.Int64
+}
+
+// runSubscribe subscribes cfg.Conns clients to cfg.Channel, publishes on
+// another connection for cfg.Duration, and checks that every subscriber
+// got every acknowledged message once.
+func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRun, error) {
+	run := &benchRun{}
+	var (
+		errs    atomic.Int64
+		notesMu sync.Mutex
+		start   time.Time
+		running atomic.Bool
+	)
+	note := func(format string, args ...any) {
+		errs.Add(1)
+		notesMu.Lock()
+		run.addNote(format, args...)
+		notesMu.Unlock()
+	}
+	opts := func(who string) *client.Options {
+		return &client.Options{
+			DialTimeout: 10 * time.Second,
+			OnState: func(st client.State, err error) {
+				if st == client.StateDisconnected && running.Load() {
+					note("%s disconnected: %v", who, err)
+				}
+			},
+		}
+	}
+	subs := make([]*subscriber, cfg.Conns)
+	defer func() {
+		for _, s := range subs {
+			if s != nil {
+				s.c.Close()
+			}
+		}
+	}()
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var (
+		wg      sync.WaitGroup
+		firstMu sync.Mutex
+		first   error
+		sem     = make(chan struct{}, 64)
+	)
+	for i := range subs {
+		s := &subscriber{id: i, rec: rec.worker(), seen: make(map[uint64]bool)}
+		s.c = client.New(cfg.URL, opts(fmt.Sprintf("subscriber %d", i+1)))
+		subs[i] = s
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, err := s.c.Subscribe(setup, cfg.Channel, func(m client.Message) {
+				var d benchData
+				if err := json.Unmarshal(m.Data, &d); err != nil {
+					note("subscriber %d: message at offset %d is not bench data: %v", s.id+1, m.Offset, err)
+					return
+				}
+				s.mu.Lock()
+				dup := s.seen[d.Seq]
+				s.seen[d.Seq] = true
+				s.mu.Unlock()
+				if dup {
+					note("subscriber %d: message %d delivered twice", s.id+1, d.Seq)
+					return
+				}
+				s.rec.record(time.Since(start) - time.Duration(d.T))
+				s.got.Add(1)
+			}, nil)
+			if err != nil {
+				firstMu.Lock()
+				if first == nil {
+					first = fmt.Errorf("subscriber %d: subscribe to %q: %w", s.id+1, cfg.Channel, err)
+				}
+				firstMu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, first
+	}
+	pub := client.New(cfg.URL, opts("publisher"))
+	defer pub.Close()
+
+	start = time.Now()
+	running.Store(true)
+	sendCtx, stopSending := context.WithDeadline(ctx, start.Add(cfg.Duration))
+	defer stopSending()
+	var (
+		published atomic.Int64
+		window    = make(chan struct{}, publishWindow)
+		inflight  sync.WaitGroup
+		interval  time.Duration
+		refused   atomic.Pointer[error]
+	)
+	if cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) / cfg.Rate)
+	}
+	timer := time.NewTimer(time.Hour)
+	for seq := uint64(1); ; seq++ {
+		due := time.Since(start)
+		if interval > 0 {
+			due = time.Duration(seq-1) * interval
+			if wait := due - time.Since(start); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-timer.C:
+				case <-sendCtx.Done():
+				}
+			}
+		}
+		if sendCtx.Err() != nil || refused.Load() != nil {
+			break
+		}
+		select {
+		case window <- struct{}{}:
+		case <-sendCtx.Done():
+		}
+		if sendCtx.Err() != nil {
+			break
+		}
+		data := subscribeData(seq, due, cfg.Size)
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			defer func() { <-window }()
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if _, err := pub.Publish(pctx, cfg.Channel, data); err != nil {
+				var e *client.Error
+				if errors.As(err, &e) {
+					refused.CompareAndSwap(nil, &err)
+				}
+				note("publish %d: %v", seq, err)
+				return
+			}
+			published.Add(1)
+		}()
+	}
+	timer.Stop()
+	inflight.Wait()
+	run.Elapsed = time.Since(start)
+	if run.Elapsed > cfg.Duration {
+		run.Elapsed = cfg.Duration
+	}
+	if p := refused.Load(); p != nil {
+		return nil, fmt.Errorf("the server refused to publish on %q: %w", cfg.Channel, *p)
+	}
+
+	// Wait, within the drain time, for the deliveries still on their way.
+	want := published.Load()
+	deadline := time.Now().Add(cfg.Drain)
+	for ctx.Err() == nil && time.Now().Before(deadline) && !allGot(subs, want) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	running.Store(false)
+	var received int64
+	for _, s := range subs {
+		n := s.got.Load()
+		received += n
+		if n < want {
+			notesMu.Lock()
+			run.addNote("subscriber %d got %d of %d messages", s.id+1, n, want)
+			notesMu.Unlock()
+		}
+	}
+	run.Sent, run.Received, run.Errors = want, received, errs.Load()
+	run.Expected = want * int64(len(subs))
+	return run, nil
+}
+
+// allGot reports whether every subscriber received want messages.
+func allGot(subs []*subscriber, want int64) bool {
+	for _, s := range subs {
+		if s.got.Load() < want {
+			return false
+		}
+	}
+	return true
+}

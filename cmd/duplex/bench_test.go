@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/duplex-ws/duplex/pubsub"
+	"github.com/duplex-ws/duplex/server"
+	"github.com/duplex-ws/duplex/websocket"
+)
+
+// runBenchCmd runs `duplex bench args...` in-process.
+func runBenchCmd(t *testing.T, args ...string) (stdout, stderr string, status int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	status = run(append([]string{"bench"}, args...), &out, &errb)
+	return out.String(), errb.String(), status
+}
+
+// readBenchJSON reads what --out wrote.
+func readBenchJSON(t *testing.T, path string) *BenchResult {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r BenchResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("--out is not JSON: %v\n%s", err, b)
+	}
+	return &r
+}
+
+// tableValue returns the value of a row of the final table.
+func tableValue(t *testing.T, table, row string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + row + ` +(.*)$`).FindStringSubmatch(table)
+	if m == nil {
+		t.Fatalf("no %q row in the table:\n%s", row, table)
+	}
+	return m[1]
+}
+
+func TestBenchEchoClosedLoop(t *testing.T) {
+	srv := echoServer(t)
+	dir := t.TempDir()
+	out, plot := filepath.Join(dir, "r.json"), filepath.Join(dir, "l.svg")
+	stdout, stderr, status := runBenchCmd(t, "--conns", "3", "--duration", "400ms", "--progress", "100ms", "--out", out, "--plot", plot, wsURL(srv, "/echo"))
+	if status != 0 {
+		t.Fatalf("exit status %d\n%s%s", status, stdout, stderr)
+	}
+	r := readBenchJSON(t, out)
+	if r.Mode != "echo" || r.Conns != 3 || r.Size != 32 || r.Rate != 0 {
+		t.Fatalf("result describes %+v", r)
+	}
+	if r.Sent == 0 || r.Received != r.Sent || r.Expected != r.Sent || r.Lost != 0 || r.Errors != 0 {
+		t.Fatalf("sent %d received %d expected %d lost %d errors %d", r.Sent, r.Received, r.Expected, r.Lost, r.Errors)
+	}
+	if r.Latency.Min < 1 || r.Latency.P50 < r.Latency.Min || r.Latency.P99 < r.Latency.P50 || r.Latency.Max < r.Latency.P99 {
+		t.Fatalf("latency summary out of order: %+v", r.Latency)
+	}
+	if len(r.Distribution) != len(distributionPoints) {
+		t.Fatalf("distribution has %d points, want %d", len(r.Distribution), len(distributionPoints))
+	}
+	var counted int64
+	for _, iv := range r.Intervals {
+		counted += iv.Count
+	}
+	if len(r.Intervals) < 2 || counted > r.Received {
+		t.Fatalf("%d intervals counting %d of %d echoes", len(r.Intervals), counted, r.Received)
+	}
+	// The table says what the JSON says.
+	if got, want := tableValue(t, stdout, "echoed"), fmt.Sprintf("%s of %s", group(r.Received), group(r.Sent)); got != want {
+		t.Fatalf("echoed row %q, want %q", got, want)
+	}
+	if got := tableValue(t, stdout, "message"); got != "32 B binary" {
+		t.Fatalf("message row %q", got)
+	}
+	if got := tableValue(t, stdout, "errors"); got != "0" {
+		t.Fatalf("errors row %q", got)
+	}
+	// One progress line per interval.
+	lines := regexp.MustCompile(`(?m)^ +\d+\.\ds  echo  [\d ]+ echoes/s  p50 \S+ \S+  p99 \S+ \S+  p99\.9 \S+ \S+$`).FindAllString(stderr, -1)
+	if len(lines) != len(r.Intervals) {
+		t.Fatalf("%d progress lines for %d intervals:\n%s", len(lines), len(r.Intervals), stderr)
+	}
+	// The plot is SVG with one point per percentile.
+	svg, err := os.ReadFile(plot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		XMLName  xml.Name `xml:"svg"`
+		Polyline struct {
+			Points string `xml:"points,attr"`
+		} `xml:"polyline"`
+	}
+	if err := xml.Unmarshal(svg, &doc); err != nil {
+		t.Fatalf("--plot is not XML: %v", err)
+	}
+	if n := len(strings.Fields(doc.Polyline.Points)); n != len(distributionPoints) {
+		t.Fatalf("plot has %d points, want %d", n, len(distributionPoints))
+	}
+}
+
+func TestBenchEchoOpenLoopText(t *testing.T) {
+	srv := echoServer(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	stdout, stderr, status := runBenchCmd(t, "--conns", "4", "--rate", "400", "--duration", "500ms", "--text", "--size", "100", "--progress", "0", "--out", out, wsURL(srv, "/echo"))
+	if status != 0 || stderr != "" {
+		t.Fatalf("exit status %d\n%s%s", status, stdout, stderr)
+	}
+	r := readBenchJSON(t, out)
+	// 400/s over 0.5 s from 4 connections, each starting within one
+	// interval: 200 due, one more per connection at most. Fewer only
+	// when the machine stalls the sender near the end (it catches up on
+	// what is overdue, but stops at the deadline).
+	if r.Sent < 100 || r.Sent > 204 {
+		t.Fatalf("sent %d messages at 400/s for 0.5 s", r.Sent)
+	}
+	if r.Received != r.Sent || r.Lost != 0 || r.Errors != 0 {
+		t.Fatalf("sent %d received %d lost %d errors %d", r.Sent, r.Received, r.Lost, r.Errors)
+	}
+	if got := tableValue(t, stdout, "message"); got != "100 B text" {
+		t.Fatalf("message row %q", got)
+	}
+	if got := tableValue(t, stdout, "rate"); got != "400/s" {
+		t.Fatalf("rate row %q", got)
+	}
+}
+
+// TestBenchEchoDetectsBadEchoes runs against servers that answer wrongly:
+// each fault is found, named, and makes the exit status 1.
+func TestBenchEchoDetectsBadEchoes(t *testing.T) {
+	cases := []struct {
+		name    string
+		answer  func(n int, typ websocket.MessageType, p []byte) [][]byte
+		args    []string
+		wantErr string
+	}{
+		{"changed byte", func(n int, typ websocket.MessageType, p []byte) [][]byte {
+			if n == 5 {
+				p[len(p)-1] ^= 1
+			}
+			return [][]byte{p}
+		}, nil, "connection 1: echo of message 5 has different bytes"},
+		{"truncated", func(n int, typ websocket.MessageType, p []byte) [][]byte {
+			if n == 3 {
+				p = p[:20]
+			}
+			return [][]byte{p}
+		}, nil, "connection 1: echo of 20 bytes does not match the 32 sent"},
+		{"out of order", func(n int, typ websocket.MessageType, p []byte) [][]byte {
+			if n == 4 {
+				return nil // held back: message 5's echo comes first
+			}
+			return [][]byte{p}
+		}, []string{"--rate", "200"}, "connection 1: echo of message 5 arrived when 4 was expected"},
+		{"never answered", func(n int, typ websocket.MessageType, p []byte) [][]byte {
+			if n >= 7 {
+				return nil
+			}
+			return [][]byte{p}
+		}, []string{"--rate", "100", "--drain", "200ms"}, "echoes not received within --drain 200ms"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := wsServer(t, nil, func(c *websocket.Conn, r *http.Request) {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				for n := 1; ; n++ {
+					typ, p, err := c.Read(ctx)
+					if err != nil {
+						return
+					}
+					for _, a := range tc.answer(n, typ, append([]byte(nil), p...)) {
+						if c.Write(ctx, typ, a) != nil {
+							return
+						}
+					}
+				}
+			})
+			out := filepath.Join(t.TempDir(), "r.json")
+			args := append([]string{"--conns", "1", "--duration", "300ms", "--progress", "0", "--out", out}, tc.args...)
+			stdout, stderr, status := runBenchCmd(t, append(args, wsURL(srv, "/"))...)
+			if status != 1 {
+				t.Fatalf("exit status %d, want 1\n%s%s", status, stdout, stderr)
+			}
+			r := readBenchJSON(t, out)
+			if r.Errors != 1 || len(r.Notes) != 1 || !strings.Contains(r.Notes[0], tc.wantErr) {
+				t.Fatalf("errors %d, notes %q; want one note with %q", r.Errors, r.Notes, tc.wantErr)
+			}
+			if !strings.Contains(stdout, "  "+r.Notes[0]+"\n") {
+				t.Fatalf("the table does not show the note %q:\n%s", r.Notes[0], stdout)
+			}
+		})
+	}
+}
+
+func TestBenchSubscribe(t *testing.T) {
+	srv := echoServer(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	stdout, stderr, status := runBenchCmd(t, "--mode", "subscribe", "--conns", "5", "--duration", "400ms", "--progress", "0", "--channel", "load", "--size", "200", "--out", out, wsURL(srv, "/ws"))
+	if status != 0 || stderr != "" {
+		t.Fatalf("exit status %d\n%s%s", status, stdout, stderr)
+	}
+	r := readBenchJSON(t, out)
+	if r.Sent == 0 || r.Expected != 5*r.Sent || r.Received != r.Expected || r.Lost != 0 || r.Errors != 0 {
+		t.Fatalf("published %d, delivered %d of %d, lost %d, errors %d", r.Sent, r.Received, r.Expected, r.Lost, r.Errors)
+	}
+	if r.Channel != "load" || tableValue(t, stdout, "channel") != "load" || tableValue(t, stdout, "subscribers") != "5" {
+		t.Fatalf("channel %q, table:\n%s", r.Channel, stdout)
+	}
+	if got, want := tableValue(t, stdout, "delivered"), fmt.Sprintf("%s of %s", group(r.Received), group(r.Expected)); got != want {
+		t.Fatalf("delivered row %q, want %q", got, want)
+	}
+}
+
+func TestBenchSubscribeRefused(t *testing.T) {
+	ns := server.DefaultNamespaces()
+	ns["api"] = pubsub.NamespaceOptions{} // only the HTTP API may publish
+	srv := httptest.NewServer(server.New(server.Config{Namespaces: ns}).Handler())
+	t.Cleanup(srv.Close)
+	stdout, stderr, status := runBenchCmd(t, "--mode", "subscribe", "--conns", "2", "--duration", "200ms", "--progress", "0", "--channel", "api:x", wsURL(srv, "/ws"))
+	if status != 1 || stdout != "" || !strings.HasPrefix(stderr, `duplex bench: the server refused to publish on "api:x": `) || !strings.Contains(stderr, "105") {
+		t.Fatalf("exit status %d, stdout %q, stderr %q", status, stdout, stderr)
+	}
+}
+
+func TestBenchUsageErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{nil, "duplex bench: want one URL (ws:// or wss://)\n"},
+		{[]string{"http://x/"}, "duplex bench: URL \"http://x/\": want ws://host/path or wss://host/path\n"},
+		{[]string{"--mode", "chat", "ws://x/"}, "duplex bench: --mode \"chat\": want echo or subscribe\n"},
+		{[]string{"--conns", "0", "ws://x/"}, "duplex bench: --conns 0: want 1 or more\n"},
+		{[]string{"--rate", "-1", "ws://x/"}, "duplex bench: --rate -1: want 0 (as fast as possible) or more\n"},
+		{[]string{"--duration", "0s", "ws://x/"}, "duplex bench: --duration 0s: want more than 0\n"},
+		{[]string{"--size", "15", "ws://x/"}, "duplex bench: --size 15: at least 16 for binary messages (the bytes that carry the send time and sequence number)\n"},
+		{[]string{"--size", "31", "--text", "ws://x/"}, "duplex bench: --size 31: at least 32 for text messages (the bytes that carry the send time and sequence number)\n"},
+		{[]string{"--mode", "subscribe", "--size", "63", "ws://x/"}, "duplex bench: --size 63: at least 64 in subscribe mode (the JSON data that carries the send time and sequence number)\n"},
+		{[]string{"--mode", "subscribe", "--text", "ws://x/"}, "duplex bench: --text: only for --mode echo (duplex.v1 messages are JSON text)\n"},
+	}
+	for _, tc := range cases {
+		stdout, stderr, status := runBenchCmd(t, tc.args...)
+		checkRun(t, stdout, stderr, status, "", tc.want, 2)
+	}
+	// A server that cannot be reached: exit status 1, the failure named.
+	stdout, stderr, status := runBenchCmd(t, "--duration", "100ms", "ws://127.0.0.1:1/echo")
+	if status != 1 || stdout != "" || !strings.HasPrefix(stderr, "duplex bench: connection ") {
+		t.Fatalf("exit status %d, stdout %q, stderr %q", status, stdout, stderr)
+	}
+}
+
+func TestBenchStamps(t *testing.T) {
+	for _, text := range []bool{false, true} {
+		p := echoPayload(40)
+		stampEcho(p, text, 123456789*time.Nanosecond, 1<<40+7)
+		due, seq, ok := readStamp(p, text)
+		if !ok || due != 123456789 || seq != 1<<40+7 {
+			t.Fatalf("text=%v: read back %v %d %v", text, due, seq, ok)
+		}
+		if string(p[32:]) != string(echoPayload(40)[32:]) {
+			t.Fatalf("text=%v: filler changed: %q", text, p[32:])
+		}
+	}
+	if _, _, ok := readStamp([]byte("not hex at all, 32 bytes long!!!"), true); ok {
+		t.Fatal("a text message without a stamp was read as one")
+	}
+	for _, size := range []int{64, 65, 200, 4096} {
+		d := subscribeData(1<<63, time.Duration(1<<62), size)
+		if len(d) != size || !json.Valid(d) {
+			t.Fatalf("size %d: %d bytes, valid %v: %s", size, len(d), json.Valid(d), d)
+		}
+		var bd benchData
+		if err := json.Unmarshal(d, &bd); err != nil || bd.Seq != 1<<63 || bd.T != 1<<62 {
+			t.Fatalf("size %d: decoded %+v, %v", size, bd, err)
+		}
+	}
+}
