@@ -167,7 +167,7 @@ func TestServeSettingErrors(t *testing.T) {
 		{[]string{"--exec", "bot.sh"}, nil, `flag --exec: "bot.sh": want PATH=VALUE`},
 		{[]string{"--bridge", "/x=udp://h:1"}, nil, `flag --bridge: "/x=udp://h:1": target "udp://h:1": scheme must be tcp:// or tls://`},
 		{[]string{"--namespace", "ticker:history=lots"}, nil, `flag --namespace: "ticker:history=lots": history=lots: want a number of messages, 0 or more`},
-		{[]string{"--api-key", "REDACTED"}, nil, `flag --api-key: (value not shown): want the key itself, not the REDACTED that --print-config writes in its place`},
+		{[]string{"--api-key", "REDACTED"}, nil, `flag --api-key: (value not shown): want the secret itself, not the REDACTED that --print-config writes in its place`},
 		{[]string{"--broker", "kafka://h:1"}, nil, `flag --broker: "kafka://h:1": want memory, nats://host:port[,nats://host:port…] or redis://host:port[/db]`},
 		{[]string{"--log-level", "loud"}, nil, `flag --log-level: "loud": want debug, info, warn or error`},
 		{nil, []string{"DUPLEX_HANDSHAKE_TIMEOUT=10"}, `env DUPLEX_HANDSHAKE_TIMEOUT: "10": want a duration above 0, such as 10s or 1m30s`},
@@ -189,7 +189,7 @@ func TestServeSettingErrors(t *testing.T) {
 		{[]string{"--config", file("origin: {a: b}\n")}, nil, `%s:1: origin: want a list, not a map`},
 		{[]string{"--config", file("origin:\n  - [a]\n")}, nil, `%s:2: origin: want a list of single values, not of a list`},
 		{[]string{"--config", file("handshake_timeout:\n")}, nil, `%s:1: handshake_timeout: "": want a duration above 0, such as 10s or 1m30s`},
-		{[]string{"--config", file("api_key: REDACTED\n")}, nil, `%s:1: api_key: (value not shown): want the key itself, not the REDACTED that --print-config writes in its place`},
+		{[]string{"--config", file("api_key: REDACTED\n")}, nil, `%s:1: api_key: (value not shown): want the secret itself, not the REDACTED that --print-config writes in its place`},
 		{[]string{"--config", file("- listen\n")}, nil, `%s:1: want a map of settings (key: value), not a list`},
 		{[]string{"--config", file("listen: :1\n  send_queue: 2\n")}, nil, `%s:2: mapping values are not allowed in this context`},
 		{[]string{"--config", file("namespace: [a]\n")}, nil, `%s:1: namespace: want a map of namespace names to their settings, not a list`},
@@ -198,9 +198,9 @@ func TestServeSettingErrors(t *testing.T) {
 		{[]string{"--config", file("namespace:\n  ticker: {presence: maybe}\n")}, nil, `%s:2: namespace.ticker.presence: "maybe": want on or off`},
 		{[]string{"--config", file("namespace:\n  ticker: {publish: all}\n")}, nil, `%s:2: namespace.ticker.publish: "all": want clients or api`},
 		{[]string{"--config", file("namespace:\n  ticker: {ttl: \"1m,history=5\"}\n")}, nil, `%s:2: namespace.ticker.ttl: "1m,history=5": want a value without "," or "="`},
-		{[]string{"--config", file("namespace:\n  ticker:\n    histroy: 1\n")}, nil, `%s:3: namespace.ticker.histroy: unknown key (want history, ttl, presence or publish)`},
+		{[]string{"--config", file("namespace:\n  ticker:\n    histroy: 1\n")}, nil, `%s:3: namespace.ticker.histroy: unknown key (history, ttl, presence, publish)`},
 		{[]string{"--config", file("namespace:\n  ticker: {history: 1, history: 2}\n")}, nil, `%s:2: namespace.ticker.history: set twice (first on line 2)`},
-		{[]string{"--config", file("namespace:\n  ticker: 1\n")}, nil, `%s:2: namespace.ticker: want a map of history, ttl, presence and publish, not a single value`},
+		{[]string{"--config", file("namespace:\n  ticker: 1\n")}, nil, `%s:2: namespace.ticker: want a map of the namespace's settings, not a single value`},
 		{[]string{"--config", file("namespace:\n  \"a:b\": {}\n")}, nil, `%s:2: namespace: "a:b": want a namespace name (letters, digits, and _-.; "default" for the default namespace)`},
 	}
 	for _, c := range cases {
@@ -304,5 +304,71 @@ func TestServeEnvTypoInProcess(t *testing.T) {
 	if status := run([]string{"serve", "--listen", "127.0.0.1:0"}, &out, &errb); status != 2 ||
 		errb.String() != "duplex serve: env DUPLEX_SEND_QUEUEE: unknown variable (did you mean DUPLEX_SEND_QUEUE?)\n" {
 		t.Fatalf("status %d, stderr %q", status, errb.String())
+	}
+}
+
+// TestSettingKindsNotYetInTheTable: a number setting and a secret list
+// behave as the others, from every source and in --print-config.
+func TestSettingKindsNotYetInTheTable(t *testing.T) {
+	var got struct {
+		rate float64
+		keys []string
+	}
+	settings := []*setting{
+		floatSetting("rate", 2.5, "a number above 0", func(f float64) bool { return f > 0 }, "`messages` per second",
+			func(c *serveConfig, v float64) { got.rate = v }),
+		listSetting("keys", func(s string) error { return nil }, "`keys`",
+			func(c *serveConfig, v []string) { got.keys = v }).secret(),
+	}
+	load := func(flags map[*setting][]string, env []string) ([]resolved, error) {
+		in := &configInput{settings: settings, flags: flags, env: env}
+		return in.load()
+	}
+	file := writeConfig(t, "rate: 100\nkeys: [a, b]\n")
+	values, err := load(map[*setting][]string{}, []string{"DUPLEX_CONFIG=" + file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range values {
+		r.s.apply(nil, r.v)
+	}
+	if got.rate != 100 || !reflect.DeepEqual(got.keys, []string{"a", "b"}) {
+		t.Fatalf("from the file: %+v", got)
+	}
+	var out strings.Builder
+	if err := printConfig(&out, values); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(out.String(), "\nrate: 100 # "+file+":1\nkeys: # "+file+":2\n  - REDACTED\n  - REDACTED\n") {
+		t.Fatalf("--print-config:\n%s", out.String())
+	}
+	values, err = load(map[*setting][]string{settings[0]: {"0.5"}}, []string{"DUPLEX_KEYS=c;d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range values {
+		r.s.apply(nil, r.v)
+	}
+	if got.rate != 0.5 || !reflect.DeepEqual(got.keys, []string{"c", "d"}) {
+		t.Fatalf("from flag and env: %+v", got)
+	}
+	for _, tc := range []struct {
+		flags map[*setting][]string
+		env   []string
+		want  string
+	}{
+		{map[*setting][]string{settings[0]: {"0"}}, nil, `flag --rate: "0": want a number above 0`},
+		{map[*setting][]string{settings[0]: {"NaN"}}, nil, `flag --rate: "NaN": want a number above 0`},
+		{nil, []string{"DUPLEX_KEYS=c;REDACTED"}, `env DUPLEX_KEYS: (value not shown): want the secret itself, not the REDACTED that --print-config writes in its place`},
+		{nil, []string{"DUPLEX_CONFIG=" + writeConfig(t, "keys:\n  - REDACTED\n")}, `PATH:2: keys: (value not shown): want the secret itself, not the REDACTED that --print-config writes in its place`},
+	} {
+		_, err := load(tc.flags, tc.env)
+		want := tc.want
+		if strings.HasPrefix(want, "PATH") {
+			want = strings.Replace(want, "PATH", strings.TrimPrefix(tc.env[0], "DUPLEX_CONFIG="), 1)
+		}
+		if err == nil || err.Error() != want {
+			t.Errorf("%v %v: %v, want %s", tc.flags, tc.env, err, want)
+		}
 	}
 }

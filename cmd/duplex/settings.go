@@ -10,12 +10,15 @@ package main
 //
 // The name gives the others: flag --send-queue, environment variable
 // DUPLEX_SEND_QUEUE, key send_queue in the --config file. The constructor
-// (stringSetting, intSetting, durationSetting, boolSetting, listSetting, …)
-// reads the value from each source and checks it; a check's error says what
-// is wanted ("want 1 or more"), and duplex serve prints it after the
-// setting's source and the bad value. The apply function puts the value
-// where it goes, most often a field of server.Config. Add .secret() to a
-// value --print-config must not show (keys, passwords). The help text is
+// (stringSetting, intSetting, floatSetting, durationSetting, boolSetting,
+// listSetting, namespaceSetting) reads the value from each source and
+// checks it; a check's error says what is wanted ("want 1 or more"), and
+// duplex serve prints it after the setting's source and the bad value. The
+// apply function puts the value where it goes, most often a field of
+// server.Config; what needs several settings at once goes in
+// serveConfig.finish. Add .secret() to a string or list --print-config
+// must not show (keys, passwords): it prints REDACTED, errors do not echo
+// the value, and REDACTED itself is refused. The help text is
 // the flag's usage (a `word` in backquotes names the value) and the
 // setting's meaning in docs/configuration.md; rewrite that file with
 // `go test ./cmd/duplex/ -run TestConfigurationDoc -update`
@@ -25,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"path"
@@ -58,13 +62,13 @@ var serveSettings = []*setting{
 	listSetting("origin", checkOrigin,
 		"host `pattern` (path.Match syntax, e.g. *.example.com) whose pages may connect across origins; repeatable. By default only same-origin pages may",
 		func(c *serveConfig, v []string) { c.Server.OriginPatterns = v }),
-	stringSetting("api-key", "", checkSecret,
+	stringSetting("api-key", "", nil,
 		"`key` the HTTP API requires as \"Authorization: apikey <key>\"; without one, the API answers loopback clients only",
 		func(c *serveConfig, v string) { c.Server.APIKey = v }).secret(),
 	stringSetting("compression", "off", checkCompression,
 		"permessage-deflate: `mode` off; on (no context takeover: each push compressed once for all subscribers, no per-connection state); takeover (best ratio for small similar messages, about 147 KiB per connection)",
 		func(c *serveConfig, v string) { c.Server.Compression, _ = server.CompressionMode(v) }),
-	intSetting("send-queue", server.DefaultSendQueue, "an integer, 1 or more", atLeast[int](1),
+	intSetting("send-queue", server.DefaultSendQueue, "an integer, 1 or more", atLeast(1),
 		"outgoing `messages` a connection may have waiting; a client that lets more pile up is closed with 1013 (slow consumer)",
 		func(c *serveConfig, v int) { c.Server.SendQueue = v }),
 	namespaceSetting("namespace",
@@ -79,7 +83,7 @@ var serveSettings = []*setting{
 	listSetting("exec-binary", checkExec,
 		"like exec, `PATH=COMMAND [ARGS]`, with raw bytes both ways in binary messages; repeatable",
 		func(c *serveConfig, v []string) { c.binaryExecs = v }),
-	intSetting("exec-max-processes", bridge.DefaultMaxProcesses, "an integer, 1 or more", atLeast[int](1),
+	intSetting("exec-max-processes", bridge.DefaultMaxProcesses, "an integer, 1 or more", atLeast(1),
 		"`processes` each exec route may run at once; beyond, the handshake is refused with 503",
 		func(c *serveConfig, v int) { c.execMaxProcesses = v }),
 	stringSetting("broker", "memory", checkBroker,
@@ -168,15 +172,51 @@ func (s *setting) Env() string {
 // Key is the setting's key in the config file.
 func (s *setting) Key() string { return strings.ReplaceAll(s.name, "-", "_") }
 
-// secret marks a value --print-config shows as REDACTED and errors do not
-// echo.
+// secret marks a string or list setting as secret: --print-config shows
+// REDACTED for its value (each item of a list), errors do not echo it, and
+// the value REDACTED is refused, so that a printed configuration fed back
+// as a file cannot run with the placeholder for a key.
 func (s *setting) secret() *setting {
 	s.hide = true
-	return s.redactWith(func(v any) any {
-		if v == "" {
-			return v
+	refuse := func(v any, err error) (any, error) {
+		if err != nil {
+			return nil, err
 		}
-		return redacted
+		items, _ := v.([]string)
+		if str, ok := v.(string); ok {
+			items = []string{str}
+		}
+		for _, it := range items {
+			if it == redacted {
+				return nil, &badValue{value: it, want: "want the secret itself, not the " + redacted + " that --print-config writes in its place"}
+			}
+		}
+		return v, nil
+	}
+	fromText, fromNode := s.fromText, s.fromNode
+	s.fromText = func(texts []string) (any, error) { return refuse(fromText(texts)) }
+	s.fromNode = func(key string, n *yaml.Node) (any, error) {
+		v, err := refuse(fromNode(key, n))
+		if bad, ok := err.(*badValue); ok && bad.line == 0 {
+			bad.line = n.Line
+		}
+		return v, err
+	}
+	return s.redactWith(func(v any) any {
+		switch v := v.(type) {
+		case string:
+			if v == "" {
+				return v
+			}
+			return redacted
+		case []string:
+			out := make([]string, len(v))
+			for i := range out {
+				out[i] = redacted
+			}
+			return out
+		}
+		panic(fmt.Sprintf("setting %s: secret() takes strings and lists; use redactWith", s.name))
 	})
 }
 
@@ -253,6 +293,21 @@ func intSetting[T int | int64](name string, def T, want string, ok func(T) bool,
 
 // atLeast is the check of an integer setting with a lower bound.
 func atLeast[T int | int64](min T) func(T) bool { return func(n T) bool { return n >= min } }
+
+// floatSetting declares a number; ok tells the valid ones, described by want.
+func floatSetting(name string, def float64, want string, ok func(float64) bool, help string, apply func(*serveConfig, float64)) *setting {
+	parse := func(s string) (float64, error) {
+		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || !ok(f) {
+			return 0, errors.New("want " + want)
+		}
+		return f, nil
+	}
+	return scalar(name, "number", def, parse, func(f float64) *yaml.Node {
+		// Untagged: "100" is read back as a number all the same.
+		return &yaml.Node{Kind: yaml.ScalarNode, Value: strconv.FormatFloat(f, 'g', -1, 64)}
+	}, help, apply)
+}
 
 // durationSetting declares a duration above 0, in Go's syntax (90s, 10m).
 func durationSetting(name string, def time.Duration, help string, apply func(*serveConfig, time.Duration)) *setting {
@@ -364,17 +419,15 @@ func namespaceSetting(name, help string, apply func(*serveConfig, map[string]pub
 	}
 }
 
-// namespaceKeys are the keys of one namespace, in --print-config's order.
-var namespaceKeys = []string{"history", "ttl", "presence", "publish"}
-
-// namespacesFromNode reads the file's form of the namespaces:
+// namespacesFromNode reads the file's form of the namespaces, a map of
+// names to maps of the keys of --namespace (with _ for -):
 //
 //	namespace:
 //	  default: {history: 100}
-//	  ticker: {history: 1, presence: off, publish: api}
+//	  ticker: {history: 1, presence: "off", publish: api}
 //
-// Each key is checked as server.ParseNamespace checks it, and a bad one is
-// reported on its own line.
+// server.ParseNamespace checks each namespace, and an error about one key
+// is reported on that key's line.
 func namespacesFromNode(key string, n *yaml.Node) (any, error) {
 	m := server.DefaultNamespaces()
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -390,7 +443,11 @@ func namespacesFromNode(key string, n *yaml.Node) (any, error) {
 		if _, _, err := server.ParseNamespace(nsName + ":"); err != nil || strings.Contains(nsName, ":") {
 			return nil, &badValue{line: kn.Line, key: key, value: nsName, want: "want a namespace name (letters, digits, and _-.; \"default\" for the default namespace)"}
 		}
-		var parts []string
+		type entry struct {
+			fileKey, value string
+			k, v           *yaml.Node
+		}
+		var entries []entry
 		switch {
 		case vn.Kind == yaml.ScalarNode && vn.Tag == "!!null":
 		case vn.Kind == yaml.MappingNode:
@@ -398,9 +455,6 @@ func namespacesFromNode(key string, n *yaml.Node) (any, error) {
 			for j := 0; j+1 < len(vn.Content); j += 2 {
 				k, v := deref(vn.Content[j]), deref(vn.Content[j+1])
 				kname := scalarText(k)
-				if !contains(namespaceKeys, kname) {
-					return nil, &badValue{line: k.Line, key: nsKey + "." + kname, want: "unknown key (want history, ttl, presence or publish)", noValue: true}
-				}
 				if first, dup := seen[kname]; dup {
 					return nil, &badValue{line: k.Line, key: nsKey + "." + kname, want: fmt.Sprintf("set twice (first on line %d)", first), noValue: true}
 				}
@@ -408,27 +462,33 @@ func namespacesFromNode(key string, n *yaml.Node) (any, error) {
 				if v.Kind != yaml.ScalarNode {
 					return nil, &badValue{line: v.Line, key: nsKey + "." + kname, want: "want a single value, not a " + nodeKind(v), noValue: true}
 				}
-				val := scalarText(v)
-				part := kname + "=" + val
-				_, _, err := server.ParseNamespace(nsName + ":" + part)
-				if err == nil && strings.ContainsAny(val, ",=") {
-					err = errors.New(`want a value without "," or "="`)
+				if strings.ContainsAny(kname, ",=") || strings.ContainsAny(scalarText(v), ",=") {
+					return nil, &badValue{line: v.Line, key: nsKey + "." + kname, value: scalarText(v), want: `want a value without "," or "="`}
 				}
-				if err != nil {
-					want := err.Error()
-					if i := strings.Index(want, "want "); i >= 0 {
-						want = want[i:]
-					}
-					return nil, &badValue{line: v.Line, key: nsKey + "." + kname, value: val, want: want}
-				}
-				parts = append(parts, part)
+				entries = append(entries, entry{kname, scalarText(v), k, v})
 			}
 		default:
-			return nil, &badValue{line: vn.Line, key: nsKey, want: "want a map of history, ttl, presence and publish, not a " + nodeKind(vn), noValue: true}
+			return nil, &badValue{line: vn.Line, key: nsKey, want: "want a map of the namespace's settings, not a " + nodeKind(vn), noValue: true}
 		}
-		name, opts, err := server.ParseNamespace(nsName + ":" + strings.Join(parts, ","))
-		if err != nil { // each part passed alone
-			return nil, &badValue{line: vn.Line, key: nsKey, value: strings.Join(parts, ","), want: err.Error()}
+		parts := make([]string, len(entries))
+		for j, e := range entries {
+			parts[j] = strings.ReplaceAll(e.fileKey, "_", "-") + "=" + e.value
+		}
+		spec := nsName + ":" + strings.Join(parts, ",")
+		name, opts, err := server.ParseNamespace(spec)
+		if err != nil {
+			// Point at the key the error is about, when it names one.
+			msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("namespace %q: ", spec))
+			for j, e := range entries {
+				if rest, ok := strings.CutPrefix(msg, parts[j]+": "); ok {
+					return nil, &badValue{line: e.v.Line, key: nsKey + "." + e.fileKey, value: e.value, want: rest}
+				}
+				unknown := fmt.Sprintf("unknown key %q", strings.ReplaceAll(e.fileKey, "_", "-"))
+				if rest, ok := strings.CutPrefix(msg, unknown); ok {
+					return nil, &badValue{line: e.k.Line, key: nsKey + "." + e.fileKey, want: "unknown key" + strings.ReplaceAll(rest, "-", "_"), noValue: true}
+				}
+			}
+			return nil, &badValue{line: kn.Line, key: nsKey, want: msg, noValue: true}
 		}
 		m[name] = opts
 	}
@@ -436,7 +496,7 @@ func namespacesFromNode(key string, n *yaml.Node) (any, error) {
 }
 
 // namespacesNode writes namespaces as the file takes them, "default" first
-// and the others by name.
+// and the others by name, each with every key (server.FormatNamespace).
 func namespacesNode(v any) *yaml.Node {
 	m := v.(map[string]pubsub.NamespaceOptions)
 	names := make([]string, 0, len(m))
@@ -446,24 +506,19 @@ func namespacesNode(v any) *yaml.Node {
 	sort.Strings(names)
 	out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	for _, name := range names {
-		o := m[name]
 		key := name
 		if key == "" {
 			key = "default"
 		}
-		presence, publish := "off", "api"
-		if o.Presence {
-			presence = "on"
+		ns := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle}
+		for _, kv := range strings.Split(server.FormatNamespace(m[name]), ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			val := strNode(v)
+			if _, err := strconv.Atoi(v); err == nil {
+				val = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: v}
+			}
+			ns.Content = append(ns.Content, strNode(strings.ReplaceAll(k, "-", "_")), val)
 		}
-		if o.ClientPublish {
-			publish = "clients"
-		}
-		ns := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle, Content: []*yaml.Node{
-			strNode("history"), {Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(o.HistorySize)},
-			strNode("ttl"), strNode(o.HistoryTTL.String()),
-			strNode("presence"), strNode(presence),
-			strNode("publish"), strNode(publish),
-		}}
 		out.Content = append(out.Content, strNode(key), ns)
 	}
 	return out
@@ -506,15 +561,6 @@ func nodeKind(n *yaml.Node) string {
 	return "single value"
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // The checks of string settings; each error says what is wanted.
 
 func checkListen(s string) error {
@@ -527,13 +573,6 @@ func checkListen(s string) error {
 func checkOrigin(s string) error {
 	if _, err := path.Match(s, ""); err != nil || s == "" {
 		return errors.New("want a host pattern such as example.com or *.example.com")
-	}
-	return nil
-}
-
-func checkSecret(s string) error {
-	if s == redacted {
-		return errors.New("want the key itself, not the REDACTED that --print-config writes in its place")
 	}
 	return nil
 }
