@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/duplex-ws/duplex/pubsub"
+	"github.com/duplex-ws/duplex/server"
 )
 
 // update rewrites the generated files (docs/configuration.md, the golden
@@ -48,6 +51,7 @@ even one that a higher source overrides.
 | --- | --- | --- |
 | string | as is | a YAML string |
 | integer | decimal, e.g. ` + "`512`" + ` | a YAML integer |
+| number | decimal, e.g. ` + "`2.5`" + ` | a YAML number |
 | duration | Go syntax: ` + "`90s`" + `, ` + "`10m`" + `, ` + "`1h30m`" + ` | the same, e.g. ` + "`ttl: 10m`" + ` |
 | true or false | ` + "`--pprof`" + ` alone means true; ` + "`--pprof=false`" + `; env ` + "`true`" + `, ` + "`false`" + `, ` + "`1`" + `, ` + "`0`" + ` | ` + "`true`" + ` or ` + "`false`" + ` |
 | list | repeat the flag; in the environment, items separated by ` + "`;`" + ` | a YAML list (one value alone is a list of one) |
@@ -61,11 +65,10 @@ namespace:
   ticker: {history: 1, presence: "off", publish: api}
 ` + "```" + `
 
-with the keys of ` + "`--namespace`" + `: ` + "`history`" + ` (messages kept per channel, 0 or more), ` + "`ttl`" + ` (how long
-they are kept, a duration, 0: no limit), ` + "`presence`" + ` (` + "`on`" + ` or ` + "`off`" + `), ` + "`publish`" + ` (` + "`clients`" + ` or ` + "`api`" + `: only the
-HTTP API). Keys left out take the default namespace's values (history 100, ttl 5m, presence on,
-publish clients). The namespaces given are added to the built-in ones, the default namespace and
-` + "`chat`" + ` (history 50, ttl 10m), and replace those of the same name.
+with the keys of ` + "`--namespace`" + ` (its row below), written with ` + "`_`" + ` for ` + "`-`" + `. Keys left out take the
+values of the default namespace (` + "`" + server.FormatNamespace(pubsub.DefaultNamespace) + "`" + `). The namespaces given
+are added to the built-in ones, the default namespace and ` + "`chat`" + ` (` + "`" + server.FormatNamespace(server.DefaultNamespaces()[server.ChatNamespace]) + "`" + `),
+and replace those of the same name.
 
 ## Errors
 
@@ -86,7 +89,7 @@ duplex serve: duplex.yaml:3: send_queu: unknown key (did you mean send_queue?)
 duplex serve: env DUPLEX_SEND_QUEU: unknown variable (did you mean DUPLEX_SEND_QUEUE?)
 ` + "```" + `
 
-Secret values (` + "`api_key`" + `) are not repeated in error messages.
+Secret values (` + secretKeys() + `) are not repeated in error messages.
 
 ## Printing the configuration
 
@@ -114,6 +117,17 @@ Two flags are not settings: ` + "`--config FILE`" + ` (or ` + "`DUPLEX_CONFIG`" 
 	b.Write(example)
 	b.WriteString("```\n")
 	return b.String()
+}
+
+// secretKeys lists the file keys of the secret settings.
+func secretKeys() string {
+	var keys []string
+	for _, s := range serveSettings {
+		if s.hide {
+			keys = append(keys, "`"+s.Key()+"`")
+		}
+	}
+	return strings.Join(keys, ", ")
 }
 
 // docDefault is a setting's default as docs/configuration.md shows it.
