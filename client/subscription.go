@@ -83,7 +83,9 @@ var errUnsubscribed = errors.New("duplex: unsubscribed")
 // sees every message once, in offset order: a message already delivered is
 // never delivered again, even when a replay or a race sends it twice.
 // When the channel's epoch changes (its history was lost), offsets start
-// over and delivery continues in the new epoch.
+// over and delivery continues in the new epoch. Messages the server
+// reports lost (SubscribedEvent.Lost) never come: delivery goes on after
+// them.
 type Subscription struct {
 	c       *Client
 	channel string

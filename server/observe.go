@@ -109,7 +109,7 @@ func newObserver(log *slog.Logger, namespaces map[string]pubsub.NamespaceOptions
 	inBytes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "duplex_channel_bytes_in_total", Help: "Bytes published to channels (via websocket: the WebSocket messages that published; via api: the data of each message), by namespace."}, []string{"namespace", "via"})
 	out := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "duplex_channel_messages_out_total", Help: "Channel messages and presence events written to WebSocket connections, by namespace."}, []string{"namespace"})
+		Name: "duplex_channel_messages_out_total", Help: "Channel messages, presence events and reports of lost messages written to WebSocket connections, by namespace."}, []string{"namespace"})
 	outBytes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "duplex_channel_bytes_out_total", Help: "Bytes of the channel messages written to WebSocket connections, by namespace."}, []string{"namespace"})
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
