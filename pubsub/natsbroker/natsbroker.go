@@ -54,11 +54,10 @@
 // channel's subject from the sequence after its last message, created
 // before Subscribe returns. Messages reach the handler in stream order,
 // which is offset order; the ordered consumer recreates itself from the
-// last sequence it delivered after a gap, a missed heartbeat or a
-// reconnection, so a node that lost its link to NATS for a while gets every
-// message still in the stream once back, in order. Markers are not
-// delivered. One consumer per node per channel with local subscribers: the
-// count of consumers is nodes × busy channels.
+// last sequence it delivered after a gap or a missed heartbeat. Markers
+// are not delivered, and neither is a message at or below the last offset
+// delivered in its epoch. One consumer per node per channel with local
+// subscribers: the count of consumers is nodes × busy channels.
 //
 // # Presence
 //
@@ -76,9 +75,28 @@
 //
 // The connection reconnects forever. While NATS is down, Publish, History,
 // Subscribe and presence calls fail with the client's error (the Hub
-// answers them as internal errors); subscribers stay connected and get
-// what the consumers deliver once NATS is back. Ready reports the link's
-// state.
+// answers them as internal errors); Ready reports the link's state.
+//
+// After each reconnection the broker resumes (retrying, 50 ms doubling to
+// 1 s, until JetStream answers): it opens the presence bucket, creating it
+// again if NATS lost it, restarts its watcher and rewrites this node's
+// keys at once; it checks the streams of the channels with local
+// subscribers and restarts their consumers after the last message they
+// delivered, so every message still in the stream arrives once, in order.
+//
+// NATS restarted without its data (a store lost or emptied, a server
+// without persistence) has none of the streams: they are created again on
+// first use, the first call on a new connection finding out that a stream
+// is another one than the one it knew (its creation time differs). Its
+// channels start new epochs at offset 1; cached positions of the old
+// stream are dropped; consumers read the new stream from its start, so the
+// new epoch's messages are delivered from offset 1; a consumer that sees a
+// new epoch begin past offset 1 (the client library may recreate it at the
+// old stream's sequence before the broker noticed) reads the stream again
+// from its start too. Clients resuming from the old epoch get
+// recovered:false. Presence keys lost with the bucket are written again by
+// their nodes; those whose node does not (it died meanwhile) leave after
+// 4/3 of the presence TTL.
 package natsbroker
 
 import (
@@ -162,16 +180,21 @@ type Broker struct {
 	presence *presence
 
 	closeOnce sync.Once
+	closed    bool // under mu: no more background goroutines start
 	done      chan struct{}
+	ctx       context.Context // ends with done, for background work
+	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 }
 
 // nsStream is the stream of one namespace.
 type nsStream struct {
-	mu   sync.Mutex
-	name string
-	st   jetstream.Stream
-	opts pubsub.HistoryOptions // as recorded in the stream's metadata
+	mu      sync.Mutex
+	name    string
+	st      jetstream.Stream
+	created time.Time             // st's creation time: which stream of that name it is
+	gen     uint64                // the connection (see Broker.gen) on which st was last checked
+	opts    pubsub.HistoryOptions // as recorded in the stream's metadata
 }
 
 // chanState is this node's interest in one channel.
@@ -183,16 +206,50 @@ type chanState struct {
 	interest int
 	cc       jetstream.ConsumeContext
 
-	deliver sync.Mutex // serializes handler calls for the channel
+	// deliver serializes handler calls for the channel and guards what
+	// follows: where the channel's delivery stands.
+	deliver sync.Mutex
+	// serial names the consumer whose messages are handled; a consumer
+	// being replaced is disowned by a new serial at once.
+	serial    uint64
+	fromStart bool      // that consumer began at the start of its stream…
+	startGen  uint64    // …on the connection of this generation
+	created   time.Time // the creation time of the stream it reads
+	seq       uint64    // stream sequence of the last message it handled
+	// epoch and offset of the last message delivered, or the channel's
+	// position when the first consumer started: a message at or below it
+	// in the same epoch was delivered already.
+	epoch  string
+	offset uint64
+	// restart is what restartLoop is asked to do (restartResume or
+	// restartFromStart); restarting says that one runs.
+	restart    startMode
+	restarting bool
 }
+
+// startMode says where a channel's consumer starts.
+type startMode int
+
+const (
+	// startFirst: after the channel's last message, read when the first
+	// local subscriber arrives.
+	startFirst startMode = iota
+	// restartResume: after the last message handled, on the same stream
+	// (from the start of the stream if it was replaced).
+	restartResume
+	// restartFromStart: at the start of the stream, skipping what was
+	// delivered already.
+	restartFromStart
+)
 
 // lastMsg is what a publish or a history read needs of a channel's
 // latest message.
 type lastMsg struct {
-	seq    uint64
-	offset uint64
-	epoch  string
-	opts   pubsub.HistoryOptions // from HeaderHistory; zero for a marker
+	seq     uint64
+	offset  uint64
+	epoch   string
+	opts    pubsub.HistoryOptions // from HeaderHistory; zero for a marker
+	created time.Time             // the creation time of the stream seq counts in
 }
 
 // lastCacheSize bounds the publish cache; it is cleared when full.
@@ -264,12 +321,115 @@ func New(nc *nats.Conn, opts Options) (*Broker, error) {
 		last:    make(map[string]lastMsg),
 		done:    make(chan struct{}),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
+	// Listening before the bucket is opened, so that no reconnection
+	// goes unnoticed.
+	status := nc.StatusChanged(nats.CONNECTED, nats.RECONNECTING)
 	if err := b.startPresence(ctx); err != nil {
+		nc.RemoveStatusListener(status)
+		b.cancel()
 		return nil, err
 	}
+	b.wg.Add(1)
+	go b.watchConnection(status)
 	return b, nil
+}
+
+// gen counts the connection's reconnections: what was read from NATS on
+// an earlier connection may belong to a store that is gone (NATS
+// restarted on an empty store).
+func (b *Broker) gen() uint64 { return b.nc.Stats().Reconnects }
+
+// goBackground runs f on a goroutine that Close waits for, unless the
+// broker is closed.
+func (b *Broker) goBackground(f func()) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// watchConnection logs the connection's losses and, after each
+// reconnection, resumes the broker's work (see resume).
+func (b *Broker) watchConnection(status chan nats.Status) {
+	defer b.wg.Done()
+	defer b.nc.RemoveStatusListener(status)
+	for {
+		select {
+		case <-b.done:
+			return
+		case st := <-status:
+			switch st {
+			case nats.RECONNECTING:
+				b.log.Warn("NATS connection lost, reconnecting")
+			case nats.CONNECTED:
+				b.log.Info("NATS connection back", "server", b.nc.ConnectedUrlRedacted())
+				b.resume()
+			}
+		}
+	}
+}
+
+// resume, after a reconnection, checks the presence bucket and the
+// streams of the channels with local subscribers, creating again what
+// NATS lost, restarts the presence watcher, rewrites this node's presence
+// and restarts the channels' consumers (see restartConsumer). It retries
+// (50 ms doubling to 1 s) until JetStream answers, the connection drops
+// again (the next reconnection resumes) or the broker closes.
+func (b *Broker) resume() {
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		err := b.resumeOnce()
+		if err == nil {
+			return
+		}
+		b.log.Warn("resuming after the NATS reconnection", "err", err, "retry_in", delay)
+		select {
+		case <-b.done:
+			return
+		case <-time.After(delay):
+		}
+		if b.nc.Status() != nats.CONNECTED {
+			return
+		}
+	}
+}
+
+func (b *Broker) resumeOnce() error {
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	if err := b.presence.resume(ctx); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	chans := make([]*chanState, 0, len(b.chans))
+	for _, c := range b.chans {
+		chans = append(chans, c)
+	}
+	b.mu.Unlock()
+	checked := make(map[string]bool)
+	for _, c := range chans {
+		ns := pubsub.Namespace(c.name)
+		if checked[ns] {
+			continue
+		}
+		checked[ns] = true
+		if _, err := b.stream(ctx, ns, nil); err != nil {
+			return err
+		}
+	}
+	for _, c := range chans {
+		b.restartConsumer(c, restartResume)
+	}
+	return nil
 }
 
 // SetHandler implements pubsub.Broker.
@@ -343,7 +503,11 @@ func optionsOf(cfg jetstream.StreamConfig) pubsub.HistoryOptions {
 }
 
 // stream returns namespace ns's stream, creating it if needed; with o, it
-// makes sure the stream keeps history as o says.
+// makes sure the stream keeps history as o says. The first call on a new
+// connection checks that the stream is still the one known (NATS may have
+// restarted without its data): if it was replaced or is gone, the
+// channels of ns with local subscribers read the new stream from its
+// start (see streamReplaced).
 func (b *Broker) stream(ctx context.Context, ns string, o *pubsub.HistoryOptions) (*nsStream, error) {
 	b.mu.Lock()
 	s := b.streams[ns]
@@ -352,8 +516,36 @@ func (b *Broker) stream(ctx context.Context, ns string, o *pubsub.HistoryOptions
 		b.streams[ns] = s
 	}
 	b.mu.Unlock()
+	replaced, err := b.checkStream(ctx, s, ns, o)
+	if replaced {
+		b.streamReplaced(ns, s.name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkStream does stream's work under s.mu and reports whether the
+// stream turned out to be another one than the one known.
+func (b *Broker) checkStream(ctx context.Context, s *nsStream, ns string, o *pubsub.HistoryOptions) (replaced bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	gen := b.gen()
+	if s.st != nil && s.gen != gen {
+		info, err := s.st.Info(ctx)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			s.st = nil
+		case err != nil:
+			return false, fmt.Errorf("natsbroker: stream %s: %w", s.name, err)
+		case !info.Created.Equal(s.created):
+			replaced = true
+			s.created, s.opts, s.gen = info.Created, optionsOf(info.Config), gen
+		default:
+			s.gen = gen
+		}
+	}
 	if s.st == nil {
 		want := pubsub.HistoryOptions{Size: 1}
 		if o != nil {
@@ -364,27 +556,49 @@ func (b *Broker) stream(ctx context.Context, ns string, o *pubsub.HistoryOptions
 			st, err = b.js.Stream(ctx, s.name)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("natsbroker: stream %s: %w", s.name, err)
+			return replaced, fmt.Errorf("natsbroker: stream %s: %w", s.name, err)
 		}
-		s.st = st
-		s.opts = optionsOf(st.CachedInfo().Config)
+		info := st.CachedInfo()
+		if !s.created.IsZero() && !info.Created.Equal(s.created) {
+			replaced = true
+		}
+		s.st, s.created, s.opts, s.gen = st, info.Created, optionsOf(info.Config), gen
 	}
 	if o != nil && *o != s.opts {
 		cfg := b.streamConfig(ns, *o, &s.st.CachedInfo().Config)
 		st, err := b.js.UpdateStream(ctx, cfg)
 		if err != nil {
-			return nil, fmt.Errorf("natsbroker: update stream %s: %w", s.name, err)
+			return replaced, fmt.Errorf("natsbroker: update stream %s: %w", s.name, err)
 		}
 		s.st = st
 		s.opts = *o
 	}
-	return s, nil
+	return replaced, nil
+}
+
+// streamReplaced restarts, from the start of the new stream, the
+// consumers of the channels of ns with local subscribers: their history
+// is lost, the channels start new epochs, and the stream's sequences
+// start over.
+func (b *Broker) streamReplaced(ns, name string) {
+	b.log.Warn("stream lost and created again: its channels' history is gone, they start new epochs", "stream", name)
+	b.mu.Lock()
+	var chans []*chanState
+	for _, c := range b.chans {
+		if pubsub.Namespace(c.name) == ns {
+			chans = append(chans, c)
+		}
+	}
+	b.mu.Unlock()
+	for _, c := range chans {
+		b.restartConsumer(c, restartFromStart)
+	}
 }
 
 // forgetStream drops the cached stream of ns after an error says it is
 // gone, so the next call creates it again.
 func (b *Broker) forgetStream(ns string, err error) {
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+	if !errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
 		return
 	}
 	b.mu.Lock()
@@ -397,19 +611,19 @@ func (b *Broker) forgetStream(ns string, err error) {
 	}
 }
 
-// handle returns s's stream.
-func (s *nsStream) handle() jetstream.Stream {
+// handle returns s's stream and its creation time.
+func (s *nsStream) handle() (jetstream.Stream, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.st
+	return s.st, s.created
 }
 
-// readLast reads channel's last message: its zero value when the channel
-// has none.
-func (b *Broker) readLast(ctx context.Context, st jetstream.Stream, channel string) (lastMsg, error) {
+// readLast reads channel's last message from st, created at created: its
+// zero value (but for created) when the channel has none.
+func (b *Broker) readLast(ctx context.Context, st jetstream.Stream, created time.Time, channel string) (lastMsg, error) {
 	m, err := st.GetLastMsgForSubject(ctx, b.subject(channel))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return lastMsg{}, nil
+		return lastMsg{created: created}, nil
 	}
 	if err != nil {
 		return lastMsg{}, err
@@ -418,7 +632,7 @@ func (b *Broker) readLast(ctx context.Context, st jetstream.Stream, channel stri
 	if err != nil {
 		return lastMsg{}, fmt.Errorf("natsbroker: channel %q, sequence %d: %w", channel, m.Sequence, err)
 	}
-	return lastMsg{seq: m.Sequence, offset: off, epoch: epoch, opts: parseHistory(m.Header.Get(HeaderHistory))}, nil
+	return lastMsg{seq: m.Sequence, offset: off, epoch: epoch, opts: parseHistory(m.Header.Get(HeaderHistory)), created: created}, nil
 }
 
 func formatHistory(o pubsub.HistoryOptions) string {
@@ -466,20 +680,20 @@ const maxAttempts = 100
 // append stores a message of channel after last (retrying on races) and
 // returns where it went. With data nil it stores a marker, only if the
 // channel is empty.
-func (b *Broker) append(ctx context.Context, st jetstream.Stream, channel string, data []byte, opts pubsub.HistoryOptions, last lastMsg, haveLast bool) (lastMsg, time.Time, error) {
+func (b *Broker) append(ctx context.Context, st jetstream.Stream, created time.Time, channel string, data []byte, opts pubsub.HistoryOptions, last lastMsg, haveLast bool) (lastMsg, time.Time, error) {
 	subj := b.subject(channel)
 	id := newEpoch() + newEpoch()
 	for attempt := 0; ; attempt++ {
 		if !haveLast {
 			var err error
-			if last, err = b.readLast(ctx, st, channel); err != nil {
+			if last, err = b.readLast(ctx, st, created, channel); err != nil {
 				return lastMsg{}, time.Time{}, err
 			}
 			haveLast = true
 		}
-		next := lastMsg{offset: last.offset + 1, epoch: last.epoch}
+		next := lastMsg{offset: last.offset + 1, epoch: last.epoch, created: created}
 		if last.seq == 0 {
-			next = lastMsg{offset: 1, epoch: newEpoch()}
+			next = lastMsg{offset: 1, epoch: newEpoch(), created: created}
 		}
 		if data == nil {
 			if last.seq != 0 {
@@ -511,7 +725,7 @@ func (b *Broker) append(ctx context.Context, st jetstream.Stream, channel string
 // remember records channel's latest message in the publish cache.
 func (b *Broker) remember(channel string, m lastMsg) {
 	b.mu.Lock()
-	if old, ok := b.last[channel]; !ok || m.seq > old.seq {
+	if old, ok := b.last[channel]; !ok || m.seq > old.seq || !m.created.Equal(old.created) {
 		if !ok && len(b.last) >= lastCacheSize {
 			clear(b.last)
 		}
@@ -529,14 +743,17 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 	if err != nil {
 		return nil, err
 	}
-	st := s.handle()
+	st, created := s.handle()
 	if data == nil {
 		data = []byte{} // nil means a marker to append
 	}
 	b.mu.Lock()
 	cached, ok := b.last[channel]
 	b.mu.Unlock()
-	m, t, err := b.append(ctx, st, channel, data, opts, cached, ok)
+	// What was read from another stream of that name (one that NATS lost)
+	// says nothing of this one.
+	ok = ok && cached.created.Equal(created)
+	m, t, err := b.append(ctx, st, created, channel, data, opts, cached, ok)
 	if err != nil {
 		b.forgetStream(ns, err)
 		return nil, fmt.Errorf("natsbroker: publish to %q: %w", channel, err)
@@ -547,12 +764,12 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 
 // position returns channel's last message, storing a marker with a new
 // epoch if the channel has none, so that its epoch is fixed from now on.
-func (b *Broker) position(ctx context.Context, st jetstream.Stream, channel string) (lastMsg, error) {
-	last, err := b.readLast(ctx, st, channel)
+func (b *Broker) position(ctx context.Context, st jetstream.Stream, created time.Time, channel string) (lastMsg, error) {
+	last, err := b.readLast(ctx, st, created, channel)
 	if err != nil || last.seq != 0 {
 		return last, err
 	}
-	last, _, err = b.append(ctx, st, channel, nil, pubsub.HistoryOptions{}, last, true)
+	last, _, err = b.append(ctx, st, created, channel, nil, pubsub.HistoryOptions{}, last, true)
 	return last, err
 }
 
@@ -564,8 +781,8 @@ func (b *Broker) History(ctx context.Context, channel string, req pubsub.History
 	if err != nil {
 		return pubsub.HistoryResult{}, err
 	}
-	st := s.handle()
-	last, err := b.position(ctx, st, channel)
+	st, created := s.handle()
+	last, err := b.position(ctx, st, created, channel)
 	if err != nil {
 		b.forgetStream(ns, err)
 		return pubsub.HistoryResult{}, fmt.Errorf("natsbroker: history of %q: %w", channel, err)
@@ -689,7 +906,7 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.interest == 0 {
-		if err := b.startConsumer(ctx, c); err != nil {
+		if err := b.startConsumer(ctx, c, startFirst); err != nil {
 			b.mu.Lock()
 			c.refs--
 			if c.refs == 0 && b.chans[channel] == c {
@@ -703,30 +920,56 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 	return nil
 }
 
-// startConsumer starts c's ordered consumer after the channel's last
-// message. c.mu is held.
-func (b *Broker) startConsumer(ctx context.Context, c *chanState) error {
+// startConsumer starts c's ordered consumer, where mode says, and
+// returns once the consumer exists. c.mu is held and c has no running
+// consumer.
+func (b *Broker) startConsumer(ctx context.Context, c *chanState, mode startMode) error {
 	ns := pubsub.Namespace(c.name)
 	s, err := b.stream(ctx, ns, nil)
 	if err != nil {
 		return err
 	}
-	st := s.handle()
-	last, err := b.readLast(ctx, st, c.name)
-	if err != nil {
-		b.forgetStream(ns, err)
-		return err
+	st, created := s.handle()
+	gen := b.gen()
+	c.deliver.Lock()
+	c.serial++ // disown whatever consumer ran before
+	serial := c.serial
+	seq := c.seq
+	if mode == restartResume && !created.Equal(c.created) {
+		mode = restartFromStart // the stream was replaced: its sequences start over
+	}
+	c.deliver.Unlock()
+	var last lastMsg
+	switch mode {
+	case startFirst:
+		if last, err = b.readLast(ctx, st, created, c.name); err != nil {
+			b.forgetStream(ns, err)
+			return err
+		}
+		seq = last.seq
+	case restartFromStart:
+		seq = 0
 	}
 	// A stopped consumer is not deleted on the server: it goes once
 	// inactive for 30 s (an active one always has a pull pending).
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{b.subject(c.name)}, DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 30 * time.Second}
-	if last.seq != 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last.seq+1
+	if seq != 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
 	}
 	cons, err := st.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	c.deliver.Lock()
+	if c.serial != serial {
+		c.deliver.Unlock()
+		return errors.New("natsbroker: consumer replaced while starting")
+	}
+	c.fromStart, c.startGen, c.created, c.seq = seq == 0, gen, created, seq
+	if mode == startFirst {
+		c.epoch, c.offset = last.epoch, last.offset
+	}
+	c.deliver.Unlock()
 	// Consume creates the consumer on the server, retrying without a
 	// deadline: wait for it no longer than ctx allows.
 	type result struct {
@@ -737,7 +980,7 @@ func (b *Broker) startConsumer(ctx context.Context, c *chanState) error {
 	go func() {
 		// Pulls expire after 10 s, so a missed heartbeat (a link that died
 		// unnoticed) recreates the consumer within about 10 s.
-		cc, err := cons.Consume(func(msg jetstream.Msg) { b.consume(c, msg) },
+		cc, err := cons.Consume(func(msg jetstream.Msg) { b.consume(c, serial, msg) },
 			jetstream.PullExpiry(10*time.Second),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				b.log.Warn("channel consumer", "channel", c.name, "err", err)
@@ -761,25 +1004,108 @@ func (b *Broker) startConsumer(ctx context.Context, c *chanState) error {
 	}
 }
 
-// consume hands a consumed message to the handler.
-func (b *Broker) consume(c *chanState, msg jetstream.Msg) {
+// restartConsumer asks for c's consumer to be replaced by one that starts
+// as mode says, on a goroutine that retries (50 ms doubling to 1 s) until
+// it succeeds, c has no local subscriber left or the broker closes. The
+// old consumer is disowned only when its replacement starts, so it
+// delivers meanwhile.
+func (b *Broker) restartConsumer(c *chanState, mode startMode) {
+	c.deliver.Lock()
+	defer c.deliver.Unlock()
+	b.restartLocked(c, mode)
+}
+
+// restartLocked is restartConsumer with c.deliver held.
+func (b *Broker) restartLocked(c *chanState, mode startMode) {
+	c.restart = max(c.restart, mode)
+	if !c.restarting && b.goBackground(func() { b.restartLoop(c) }) {
+		c.restarting = true
+	}
+}
+
+func (b *Broker) restartLoop(c *chanState) {
+	for delay := 50 * time.Millisecond; ; {
+		c.mu.Lock()
+		c.deliver.Lock()
+		mode := c.restart
+		c.restart = 0
+		stop := mode == 0 || c.interest == 0
+		select {
+		case <-b.done:
+			stop = true
+		default:
+		}
+		if stop {
+			c.restarting = false
+			c.deliver.Unlock()
+			c.mu.Unlock()
+			return
+		}
+		c.deliver.Unlock()
+		if c.cc != nil {
+			c.cc.Stop()
+			c.cc = nil
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		err := b.startConsumer(ctx, c, mode)
+		cancel()
+		c.mu.Unlock()
+		if err == nil {
+			delay = 50 * time.Millisecond
+			continue
+		}
+		b.log.Warn("restarting channel consumer", "channel", c.name, "err", err, "retry_in", delay)
+		c.deliver.Lock()
+		c.restart = max(c.restart, mode)
+		c.deliver.Unlock()
+		select {
+		case <-b.done:
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// consume hands a message of c's consumer number serial to the handler,
+// unless that consumer was replaced, the message was delivered already,
+// or it is a marker.
+func (b *Broker) consume(c *chanState, serial uint64, msg jetstream.Msg) {
 	md, err := msg.Metadata()
 	if err != nil {
 		return
 	}
 	off, epoch, err := parseHeaders(msg.Headers())
+	c.deliver.Lock()
+	defer c.deliver.Unlock()
+	if serial != c.serial {
+		return
+	}
 	if err != nil {
+		c.seq = md.Sequence.Stream
 		b.log.Warn("foreign message on channel subject", "channel", c.name, "seq", md.Sequence.Stream, "err", err)
 		return
 	}
-	b.remember(c.name, lastMsg{seq: md.Sequence.Stream, offset: off, epoch: epoch})
+	// A new epoch that does not begin here (at its marker or offset 1),
+	// seen by a consumer that did not read the stream from its start on
+	// this connection: the stream may have been created again by another
+	// node after NATS lost its data, its sequences starting over, and
+	// the consumer, resumed at its old sequence, skipped the new epoch's
+	// first messages. Read the stream again from its start.
+	if epoch != c.epoch && c.epoch != "" && off > 1 && !(c.fromStart && c.startGen == b.gen()) {
+		c.serial++
+		b.restartLocked(c, restartFromStart)
+		return
+	}
+	c.seq = md.Sequence.Stream
+	b.remember(c.name, lastMsg{seq: md.Sequence.Stream, offset: off, epoch: epoch, created: c.created})
+	if epoch == c.epoch && off <= c.offset {
+		return // delivered already, or a marker
+	}
+	c.epoch, c.offset = epoch, off
 	if off == 0 || b.handler == nil {
 		return // a marker
 	}
-	m := &pubsub.Message{Channel: c.name, Offset: off, Epoch: epoch, Data: msg.Data(), Time: md.Timestamp}
-	c.deliver.Lock()
-	b.handler.HandleMessage(m)
-	c.deliver.Unlock()
+	b.handler.HandleMessage(&pubsub.Message{Channel: c.name, Offset: off, Epoch: epoch, Data: msg.Data(), Time: md.Timestamp})
 }
 
 // Unsubscribe implements pubsub.Broker. The last Unsubscribe of a channel
@@ -846,7 +1172,7 @@ func (b *Broker) Channels(ctx context.Context) ([]pubsub.ChannelInfo, error) {
 			if err != nil {
 				continue
 			}
-			last, err := b.readLast(ctx, st, channel)
+			last, err := b.readLast(ctx, st, time.Time{}, channel)
 			if err != nil {
 				return nil, fmt.Errorf("natsbroker: channel %q: %w", channel, err)
 			}
@@ -884,7 +1210,11 @@ func (b *Broker) Channels(ctx context.Context) ([]pubsub.ChannelInfo, error) {
 // closes the connection if Dial made it.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
 		close(b.done)
+		b.cancel()
 		b.mu.Lock()
 		chans := make([]*chanState, 0, len(b.chans))
 		for _, c := range b.chans {

@@ -18,17 +18,19 @@ import (
 // turns key changes into joins and leaves, and the refresh of the keys
 // this node added.
 type presence struct {
-	b      *Broker
+	b *Broker
+
+	mu     sync.Mutex
 	kv     jetstream.KeyValue
 	w      jetstream.KeyWatcher
 	cancel context.CancelFunc
+	serial uint64 // of the watcher w: updates of an older one are ignored
 
 	// markers says that the bucket leaves a marker when a key expires
 	// (NATS 2.11 and later), which the watcher turns into a leave. Without
 	// markers, keys expire silently and expire finds them.
 	markers bool
 
-	mu    sync.Mutex
 	known map[string]knownEntry  // every key in the bucket, as watched
 	local map[string]*localEntry // keys this node added
 }
@@ -38,6 +40,10 @@ type knownEntry struct {
 	channel string
 	info    pubsub.ClientInfo
 	written time.Time // when the key was last written, by the server's clock
+	// missing says that the key was not in the bucket when the watcher
+	// started again after a reconnection (NATS lost it): it expires by
+	// age, like keys of a bucket without markers, unless written again.
+	missing bool
 }
 
 // localEntry is a key this node added and refreshes.
@@ -52,6 +58,23 @@ func presenceKey(channel, client string) string { return escape(channel) + "." +
 // startPresence opens (or creates) the presence bucket and starts watching
 // it; it returns once the watcher has read the bucket's current keys.
 func (b *Broker) startPresence(ctx context.Context) error {
+	p := &presence{b: b, known: make(map[string]knownEntry), local: make(map[string]*localEntry)}
+	if err := p.start(ctx, false); err != nil {
+		if p.cancel != nil {
+			p.cancel()
+		}
+		return err
+	}
+	b.presence = p
+	b.wg.Add(1)
+	go p.refreshLoop()
+	return nil
+}
+
+// openBucket opens the presence bucket, creating it if needed (again, if
+// NATS lost it), and reports whether it has limit markers and whether it
+// was created.
+func (b *Broker) openBucket(ctx context.Context) (kv jetstream.KeyValue, markers, created bool, err error) {
 	cfg := jetstream.KeyValueConfig{
 		Bucket:         b.opts.Prefix + "-presence",
 		Description:    "duplex channel presence",
@@ -62,21 +85,42 @@ func (b *Broker) startPresence(ctx context.Context) error {
 	if b.opts.MemoryStorage {
 		cfg.Storage = jetstream.MemoryStorage
 	}
-	kv, err := b.js.CreateKeyValue(ctx, cfg)
-	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
-		// A NATS server before 2.11 (Debian 12 ships 2.9): no markers.
-		cfg.LimitMarkerTTL = 0
+	kv, err = b.js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		created = true
 		kv, err = b.js.CreateKeyValue(ctx, cfg)
-	}
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		kv, err = b.js.KeyValue(ctx, cfg.Bucket)
+		if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
+			// A NATS server before 2.11 (Debian 12 ships 2.9): no markers.
+			cfg.LimitMarkerTTL = 0
+			kv, err = b.js.CreateKeyValue(ctx, cfg)
+		}
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			created = false // another node was first
+			kv, err = b.js.KeyValue(ctx, cfg.Bucket)
+		}
 	}
 	var status jetstream.KeyValueStatus
 	if err == nil {
 		status, err = kv.Status(ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("natsbroker: presence bucket %s: %w", cfg.Bucket, err)
+		return nil, false, false, fmt.Errorf("natsbroker: presence bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, status.LimitMarkerTTL() > 0, created, nil
+}
+
+// start opens the bucket and starts a watcher, which replaces the running
+// one, if any; it returns once the watcher has read the bucket's current
+// keys. With notify (a restart after a reconnection), the keys that
+// appeared meanwhile are joins and those deleted are leaves; those
+// missing expire by age unless their node writes them again.
+func (p *presence) start(ctx context.Context, notify bool) error {
+	kv, markers, created, err := p.b.openBucket(ctx)
+	if err != nil {
+		return err
+	}
+	if created && notify {
+		p.b.log.Warn("presence bucket lost and created again: every node writes its clients again", "bucket", p.b.opts.Prefix+"-presence")
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	w, err := kv.WatchAll(wctx)
@@ -84,46 +128,84 @@ func (b *Broker) startPresence(ctx context.Context) error {
 		cancel()
 		return fmt.Errorf("natsbroker: watch presence: %w", err)
 	}
-	p := &presence{b: b, kv: kv, w: w, cancel: cancel, markers: status.LimitMarkerTTL() > 0, known: make(map[string]knownEntry), local: make(map[string]*localEntry)}
-	// The current keys, up to the nil that ends them, are no joins.
+	p.mu.Lock()
+	oldW, oldCancel := p.w, p.cancel
+	p.serial++
+	serial := p.serial
+	p.kv, p.w, p.cancel, p.markers = kv, w, cancel, markers
+	p.mu.Unlock()
+	if oldW != nil {
+		oldW.Stop()
+		oldCancel()
+	}
+	// The current keys, up to the nil that ends them.
+	seen := make(map[string]bool)
 	for initial := true; initial; {
 		select {
 		case e, ok := <-w.Updates():
 			if !ok {
-				cancel()
 				return errors.New("natsbroker: presence watcher closed")
 			}
 			if e == nil {
 				initial = false
 				break
 			}
-			p.apply(e, false)
+			seen[e.Key()] = true
+			p.apply(e, notify, serial)
 		case <-ctx.Done():
 			w.Stop()
-			cancel()
 			return fmt.Errorf("natsbroker: watch presence: %w", ctx.Err())
 		}
 	}
-	b.presence = p
-	b.wg.Add(2)
-	go p.watch()
-	go p.refreshLoop()
+	if notify {
+		now := p.b.now()
+		p.mu.Lock()
+		for k, e := range p.known {
+			if !seen[k] {
+				e.missing = true
+				e.written = now
+				p.known[k] = e
+			}
+		}
+		p.mu.Unlock()
+	}
+	if !p.b.goBackground(func() { p.watch(w, serial) }) {
+		w.Stop()
+	}
 	return nil
 }
 
-// watch delivers joins and leaves until the watcher stops.
-func (p *presence) watch() {
-	defer p.b.wg.Done()
-	for e := range p.w.Updates() {
+// resume, after a reconnection, restarts the watcher on the bucket
+// (created again if NATS lost it) and rewrites this node's keys at once.
+func (p *presence) resume(ctx context.Context) error {
+	if err := p.start(ctx, true); err != nil {
+		return err
+	}
+	p.refresh()
+	return nil
+}
+
+// bucket returns the presence bucket.
+func (p *presence) bucket() jetstream.KeyValue {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.kv
+}
+
+// watch delivers the joins and leaves of watcher number serial until it
+// stops.
+func (p *presence) watch(w jetstream.KeyWatcher, serial uint64) {
+	for e := range w.Updates() {
 		if e != nil {
-			p.apply(e, true)
+			p.apply(e, true, serial)
 		}
 	}
 }
 
-// apply records a key change and, if notify, delivers the join or leave
-// it means to the handler when this node has interest in the channel.
-func (p *presence) apply(e jetstream.KeyValueEntry, notify bool) {
+// apply records a key change seen by watcher number serial and, if
+// notify, delivers the join or leave it means to the handler when this
+// node has interest in the channel.
+func (p *presence) apply(e jetstream.KeyValueEntry, notify bool, serial uint64) {
 	key := e.Key()
 	dot := strings.IndexByte(key, '.')
 	if dot < 0 {
@@ -134,6 +216,10 @@ func (p *presence) apply(e jetstream.KeyValueEntry, notify bool) {
 		return
 	}
 	p.mu.Lock()
+	if serial != p.serial {
+		p.mu.Unlock()
+		return // a watcher replaced since
+	}
 	old, had := p.known[key]
 	var ev knownEntry
 	join := false
@@ -184,19 +270,17 @@ func (p *presence) notify(ev knownEntry, join bool) {
 
 // expire, on a bucket without markers, forgets the keys not rewritten for
 // longer than the TTL (the server has dropped them without a word) and
-// delivers their leaves. A third of the TTL more is allowed for a node's
+// delivers their leaves; so it does, on any bucket, with the keys missing
+// after a reconnection, counting from the reconnection. A third of the TTL more is allowed for a node's
 // clock that is ahead of the server's, so a leave comes between 4/3 and
 // 5/3 of the TTL after its node died.
 func (p *presence) expire() {
-	if p.markers {
-		return
-	}
 	ttl := p.b.opts.PresenceTTL
 	cutoff := p.b.now().Add(-ttl - ttl/3)
 	var gone []knownEntry
 	p.mu.Lock()
 	for k, e := range p.known {
-		if e.written.Before(cutoff) {
+		if (!p.markers || e.missing) && e.written.Before(cutoff) {
 			delete(p.known, k)
 			gone = append(gone, e)
 		}
@@ -236,14 +320,15 @@ func (p *presence) refresh() {
 	p.mu.Unlock()
 	for k, e := range keys {
 		ctx, cancel := context.WithTimeout(context.Background(), p.b.opts.PresenceTTL/3)
-		rev, err := p.kv.Update(ctx, k, e.value, e.rev)
+		kv := p.bucket()
+		rev, err := kv.Update(ctx, k, e.value, e.rev)
 		if err != nil && isWrongLast(err) {
 			p.mu.Lock()
 			cur := p.local[k]
 			still := cur != nil && cur.rev == e.rev
 			p.mu.Unlock()
 			if still {
-				rev, err = p.kv.Put(ctx, k, e.value)
+				rev, err = kv.Put(ctx, k, e.value)
 			}
 		}
 		cancel()
@@ -273,7 +358,7 @@ func (b *Broker) AddPresence(ctx context.Context, channel string, c pubsub.Clien
 	p.mu.Lock()
 	p.local[key] = &localEntry{value: value}
 	p.mu.Unlock()
-	rev, err := p.kv.Put(ctx, key, value)
+	rev, err := p.bucket().Put(ctx, key, value)
 	if err != nil {
 		p.mu.Lock()
 		delete(p.local, key)
@@ -301,7 +386,7 @@ func (b *Broker) RemovePresence(ctx context.Context, channel string, c pubsub.Cl
 	if !mine && !known {
 		return nil
 	}
-	if err := p.kv.Delete(ctx, key); err != nil {
+	if err := p.bucket().Delete(ctx, key); err != nil {
 		return fmt.Errorf("natsbroker: presence in %q: %w", channel, err)
 	}
 	return nil
@@ -311,7 +396,7 @@ func (b *Broker) RemovePresence(ctx context.Context, channel string, c pubsub.Cl
 // view of it), so a client added on any node is listed as soon as its
 // AddPresence returned.
 func (b *Broker) Presence(ctx context.Context, channel string) ([]pubsub.ClientInfo, error) {
-	w, err := b.presence.kv.Watch(ctx, escape(channel)+".*", jetstream.IgnoreDeletes())
+	w, err := b.presence.bucket().Watch(ctx, escape(channel)+".*", jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: presence of %q: %w", channel, err)
 	}
@@ -363,12 +448,17 @@ func (p *presence) close() {
 	clear(p.local)
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	kv := p.bucket()
 	for _, k := range keys {
-		if err := p.kv.Delete(ctx, k); err != nil {
+		if err := kv.Delete(ctx, k); err != nil {
 			break
 		}
 	}
 	cancel()
-	p.w.Stop()
-	p.cancel()
+	p.mu.Lock()
+	p.serial++
+	w, wcancel := p.w, p.cancel
+	p.mu.Unlock()
+	w.Stop()
+	wcancel()
 }
