@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -28,6 +27,9 @@ type EchoHandler struct {
 	Accept websocket.AcceptOptions
 	// Log receives one line per connection that ends abnormally; nil is quiet.
 	Log *slog.Logger
+
+	// track, when set, registers live connections for shutdown and drain.
+	track func(*websocket.Conn, *connRecord) (untrack func())
 }
 
 // ServeHTTP upgrades the request and echoes until the peer closes.
@@ -38,10 +40,12 @@ func (h *EchoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer c.CloseNow()
 	rec := recordOf(r)
+	if h.track != nil {
+		defer h.track(c, rec)()
+	}
 	err = echo(context.Background(), c, rec)
 	rec.end(err)
-	if h.Log != nil && websocket.CloseStatus(err) != websocket.StatusNormalClosure &&
-		websocket.CloseStatus(err) != websocket.StatusGoingAway && !errors.Is(err, websocket.ErrClosed) {
+	if h.Log != nil && !expectedEnd(err) {
 		h.Log.Info("echo connection ended", "remote", r.RemoteAddr, "err", err)
 	}
 }

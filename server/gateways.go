@@ -172,7 +172,14 @@ func (s *Server) mountGateways(accept websocket.AcceptOptions) {
 }
 
 // gatewayTrack returns the OnConn of a bridge or exec route: the
-// connection is tracked for shutdown, and the 1001 sent to it is counted.
+// connection is tracked for shutdown and drain, and the code sent to it is
+// counted.
 func (s *Server) gatewayTrack(ep *endpointStats) func(*websocket.Conn) func() {
-	return func(c *websocket.Conn) func() { return s.conns.trackWith(c, ep.goingAway(nil)) }
+	return func(c *websocket.Conn) func() {
+		sent := ep.closing(nil)
+		return s.conns.trackWith(c, func(code websocket.StatusCode, reason string) {
+			sent(code, reason)
+			c.Close(code, reason)
+		})
+	}
 }

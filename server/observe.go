@@ -362,13 +362,14 @@ func (ep *endpointStats) closed(rec *connRecord) {
 	ep.obs.log.Info("connection closed", attrs...)
 }
 
-// goingAway is the ConnTracker callback of connections closed by shutdown.
-func (ep *endpointStats) goingAway(rec *connRecord) func() {
-	return func() {
+// closing returns what counts the close a shutdown or drain sends to a
+// connection of ep (1001 or 1012).
+func (ep *endpointStats) closing(rec *connRecord) func(code websocket.StatusCode, reason string) {
+	return func(code websocket.StatusCode, reason string) {
 		if rec != nil {
-			rec.sent(websocket.StatusGoingAway, shutdownReason)
+			rec.sent(code, reason)
 		} else if ep != nil {
-			ep.obs.closesSent.WithLabelValues(ep.name, strconv.Itoa(int(websocket.StatusGoingAway))).Inc()
+			ep.obs.closesSent.WithLabelValues(ep.name, strconv.Itoa(int(code))).Inc()
 		}
 	}
 }

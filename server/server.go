@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +30,13 @@ type Config struct {
 	// handshake that trickles in is cut off (0: 10 s).
 	HandshakeTimeout time.Duration
 	// OriginPatterns lets pages from other origins connect (see
-	// websocket.AcceptOptions.OriginPatterns).
+	// websocket.AcceptOptions.OriginPatterns): host patterns in path.Match
+	// syntax, such as "app.example.com" or "*.example.com", matched
+	// against the host (and port) of a handshake's Origin header. By
+	// default only same-origin pages may: a handshake whose Origin names
+	// another host than its Host header is refused with 403, on /ws,
+	// /echo, /chat/ and the gateway routes alike. Handshakes without an
+	// Origin (programs, not browsers) are not concerned.
 	OriginPatterns []string
 	// Version is shown on the landing page and in connect answers.
 	Version string
@@ -64,6 +71,56 @@ type Config struct {
 	// at /ticker/, and adds the ticker namespace (TickerNamespaceOptions)
 	// unless Namespaces has one.
 	Demo bool
+
+	// TLSCert and TLSKey are the PEM files of the server's certificate
+	// chain and its private key; with them the server speaks wss:// and
+	// https:// on Listen (HTTP/1.1). They are read when the server is
+	// built (a bad file makes Serve fail with an error naming it) and
+	// again by ReloadTLS, so that a renewed certificate is picked up
+	// without dropping connections.
+	TLSCert, TLSKey string
+	// AutocertHosts, instead of TLSCert and TLSKey, lists the public host
+	// names for which the server obtains and renews its certificates
+	// itself with ACME (golang.org/x/crypto/acme/autocert), from Let's
+	// Encrypt unless AutocertDirectoryURL says otherwise. The CA checks
+	// each name with the TLS-ALPN-01 challenge, answered on the TLS
+	// listener itself, which must therefore be reachable on port 443
+	// under every listed name (or HTTP-01, see AutocertHTTPListen). TLS
+	// handshakes for any other name are refused.
+	AutocertHosts []string
+	// AutocertCacheDir is the directory (created 0700 if missing) where
+	// autocert keeps its account key and certificates; required with
+	// AutocertHosts, as a server that asks for new certificates at every
+	// start soon meets the CA's rate limits.
+	AutocertCacheDir string
+	// AutocertEmail, optional, is the contact address of the ACME
+	// account, to which the CA may write about certificate problems.
+	AutocertEmail string
+	// AutocertHTTPListen, optional, is a second address (usually ":80")
+	// that answers ACME HTTP-01 challenges and redirects every other GET
+	// and HEAD to https://, for when port 443 is not reachable directly.
+	AutocertHTTPListen string
+	// AutocertDirectoryURL is the ACME directory (empty: Let's Encrypt's
+	// production one); e.g. Let's Encrypt's staging directory while
+	// testing, or a private ACME CA.
+	AutocertDirectoryURL string
+	// AutocertDirectoryCA, optional, is a PEM file of the root
+	// certificates trusted for the ACME directory's own HTTPS, for a
+	// private ACME CA; empty means the system's roots.
+	AutocertDirectoryCA string
+
+	// DrainBatch is how many WebSocket connections Drain closes at a time
+	// (0: DefaultDrainBatch), one batch every DrainInterval (0:
+	// DefaultDrainInterval), so that the clients of a restarting node
+	// reconnect elsewhere a few at a time. If at that pace the last batch
+	// would start later than halfway to the deadline, batches are made
+	// larger.
+	DrainBatch    int
+	DrainInterval time.Duration
+	// DrainTimeout is Drain's deadline (0: DefaultDrainTimeout): the
+	// connections and requests still open then are closed at once,
+	// without a closing handshake.
+	DrainTimeout time.Duration
 }
 
 // Server is a configured Duplex HTTP server.
@@ -73,12 +130,15 @@ type Server struct {
 	mux  *http.ServeMux
 	hub  *pubsub.Hub
 
-	conns ConnTracker // channel, chat and gateway connections, for shutdown
+	conns ConnTracker // WebSocket connections, for shutdown and drain
 
 	obs          *observer   // metrics and the connection log
-	shuttingDown atomic.Bool // Shutdown has begun: /readyz answers 503
+	shuttingDown atomic.Bool // Shutdown or Drain has begun: /readyz answers 503
+	finishOnce   sync.Once   // the end of Shutdown and Drain, run once
 
-	gatewayErr error // a bad bridge or exec route; Serve returns it
+	gatewayErr error     // a bad bridge or exec route; Serve returns it
+	tls        *tlsState // nil without TLS
+	tlsErr     error     // bad TLS settings or files; Serve returns it
 
 	demo demo // the ticker publisher of Config.Demo
 }
@@ -130,16 +190,27 @@ func New(cfg Config) *Server {
 	if cfg.Demo {
 		cfg.Namespaces = withTicker(cfg.Namespaces)
 	}
+	if cfg.DrainBatch <= 0 {
+		cfg.DrainBatch = DefaultDrainBatch
+	}
+	if cfg.DrainInterval <= 0 {
+		cfg.DrainInterval = DefaultDrainInterval
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), obs: newObserver(cfg.Log, cfg.Namespaces)}
+	s.tls, s.tlsErr = setupTLS(&cfg)
 	s.hub = pubsub.NewHub(pubsub.Config{Broker: cfg.Broker, Namespaces: cfg.Namespaces})
 	accept := websocket.AcceptOptions{
 		Options:          websocket.Options{ReadLimit: cfg.ReadLimit, Compression: cfg.Compression},
 		OriginPatterns:   cfg.OriginPatterns,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 	}
-	s.mux.Handle("GET /echo", s.obs.endpoint(endpointEcho, nil).instrument(&EchoHandler{Accept: accept, Log: cfg.Log}))
+	echoEP := s.obs.endpoint(endpointEcho, nil)
+	s.mux.Handle("GET /echo", echoEP.instrument(&EchoHandler{Accept: accept, Log: cfg.Log, track: s.trackFor(echoEP)}))
 	wsEP := s.obs.endpoint(endpointWS, []string{Subprotocol})
-	s.mux.Handle("GET /ws", wsEP.instrument(&ChannelHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Version: cfg.Version, Log: cfg.Log, track: s.trackFor(wsEP), obs: s.obs}))
+	s.mux.Handle("GET /ws", wsEP.instrument(&ChannelHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Version: cfg.Version, Log: cfg.Log, track: s.trackSessionFor(wsEP), obs: s.obs}))
 	chatEP := s.obs.endpoint(endpointChat, nil)
 	s.mux.Handle("GET /chat/{room}", chatEP.instrument(&ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Log: cfg.Log, track: s.trackFor(chatEP), obs: s.obs, Fallback: appPage("chat")}))
 	api := &API{Hub: s.hub, Key: cfg.APIKey, MaxBody: cfg.ReadLimit, obs: s.obs}
@@ -168,11 +239,24 @@ func (s *Server) Hub() *pubsub.Hub { return s.hub }
 
 // trackFor returns the function with which ep's handlers register a live
 // WebSocket connection until the returned function is called, so that
-// Shutdown can close it (see ConnTracker.Track) and the 1001 it sends is
-// counted and logged with the connection.
+// Shutdown and Drain can close it (see ConnTracker.Track) and the code
+// they send is counted and logged with the connection.
 func (s *Server) trackFor(ep *endpointStats) func(c *websocket.Conn, rec *connRecord) (untrack func()) {
 	return func(c *websocket.Conn, rec *connRecord) func() {
-		return s.conns.trackWith(c, ep.goingAway(rec))
+		sent := ep.closing(rec)
+		return s.conns.trackWith(c, func(code websocket.StatusCode, reason string) {
+			sent(code, reason)
+			c.Close(code, reason)
+		})
+	}
+}
+
+// trackSessionFor is trackFor for duplex.v1 sessions, which close
+// themselves (session.restart) so that the command in flight is answered
+// first.
+func (s *Server) trackSessionFor(ep *endpointStats) func(*websocket.Conn, *connRecord, func(websocket.StatusCode, string)) func() {
+	return func(c *websocket.Conn, rec *connRecord, close func(websocket.StatusCode, string)) func() {
+		return s.conns.trackWith(c, close)
 	}
 }
 
@@ -197,13 +281,23 @@ func writeWebFile(w http.ResponseWriter, name, contentType string) {
 	w.Write(b)
 }
 
-// Serve accepts connections on l until Shutdown.
+// Serve accepts connections on l until Shutdown or Drain; with TLS
+// configured (Config.TLSCert, Config.AutocertHosts) they are TLS
+// connections. It returns at once the error of a bad setting (a gateway
+// route, a certificate file).
 func (s *Server) Serve(l net.Listener) error {
 	if s.gatewayErr != nil {
 		return s.gatewayErr
 	}
+	if s.tlsErr != nil {
+		return s.tlsErr
+	}
+	l, err := s.serveTLS(l)
+	if err != nil {
+		return err
+	}
 	s.startDemo()
-	err := s.http.Serve(l)
+	err = s.http.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -216,21 +310,51 @@ func (s *Server) ListenAndServe() error {
 	if err != nil {
 		return err
 	}
-	s.cfg.Log.Info("duplex serving", "addr", l.Addr().String())
+	s.cfg.Log.Info("duplex serving", "addr", l.Addr().String(), "tls", s.tls.mode())
 	return s.Serve(l)
 }
 
-// Shutdown stops accepting connections, closes the channel, chat and gateway
-// connections with 1001 (going away) so that clients reconnect elsewhere,
-// and waits, until ctx ends, for requests in flight and closing handshakes.
-// Echo connections are not tracked yet.
+// Shutdown stops accepting connections, closes every WebSocket connection
+// at once with 1001 (going away) so that clients reconnect elsewhere, and
+// waits, until ctx ends, for requests in flight and closing handshakes.
+// Drain is the gentler way, for restarts.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shuttingDown.Store(true)
 	s.stopDemo()
-	err := s.http.Shutdown(ctx)
+	err := s.shutdownHTTP(ctx)
 	if cerr := s.conns.CloseAll(ctx); err == nil {
 		err = cerr
 	}
-	s.hub.Close()
+	s.finish()
 	return err
+}
+
+// shutdownHTTP closes the listeners (the HTTP-01 one too) and waits, until
+// ctx ends, for the HTTP requests in flight.
+func (s *Server) shutdownHTTP(ctx context.Context) error {
+	var err error
+	if s.tls != nil && s.tls.httpServer != nil {
+		err = s.tls.httpServer.Shutdown(ctx)
+	}
+	if herr := s.http.Shutdown(ctx); herr != nil {
+		err = herr
+	}
+	return err
+}
+
+// closeHTTP closes the HTTP connections still open.
+func (s *Server) closeHTTP() {
+	if s.tls != nil && s.tls.httpServer != nil {
+		s.tls.httpServer.Close()
+	}
+	s.http.Close()
+}
+
+// finish stops what runs beside the connections, once, after Shutdown or
+// Drain.
+func (s *Server) finish() {
+	s.finishOnce.Do(func() {
+		s.stopDemo()
+		s.hub.Close()
+	})
 }

@@ -71,8 +71,9 @@ type ChannelHandler struct {
 	Version string
 	// Log receives a line per connection that ends abnormally; nil is quiet.
 	Log *slog.Logger
-	// track, when set, registers live connections for shutdown.
-	track func(*websocket.Conn, *connRecord) (untrack func())
+	// track, when set, registers live connections for shutdown, with the
+	// function that closes one (see session.restart).
+	track func(c *websocket.Conn, rec *connRecord, close func(websocket.StatusCode, string)) (untrack func())
 	// obs, when set, counts the traffic in its server's metrics.
 	obs *observer
 	// now, when set, replaces time.Now for the error budget, so that tests
@@ -115,11 +116,11 @@ func (h *ChannelHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer c.CloseNow()
 	rec := recordOf(r)
-	if h.track != nil {
-		defer h.track(c, rec)()
-	}
 	s := newSession(h, c)
 	s.rec = rec
+	if h.track != nil {
+		defer h.track(c, rec, s.restart)()
+	}
 	err = s.run()
 	rec.end(err)
 	if h.Log != nil && !expectedEnd(err) {
@@ -130,7 +131,7 @@ func (h *ChannelHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // expectedEnd reports whether err is an ordinary end of a connection.
 func expectedEnd(err error) bool {
 	switch websocket.CloseStatus(err) {
-	case websocket.StatusNormalClosure, websocket.StatusGoingAway:
+	case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusServiceRestart:
 		return true
 	}
 	return errors.Is(err, websocket.ErrClosed)
@@ -165,6 +166,15 @@ type session struct {
 
 	closeOnce sync.Once
 
+	// A drain (drain.go) waits for the command being handled (handling is
+	// held meanwhile), drops the ones read after it (draining), then asks
+	// the writer (restartReq) to close after what is queued; written is
+	// closed when the writer has returned.
+	handling   sync.Mutex
+	draining   bool
+	restartReq chan closeRequest
+	written    chan struct{}
+
 	connected  bool // connect was accepted
 	subscribed bool // a subscribe was accepted (connect is then refused)
 	subs       map[string]bool
@@ -187,6 +197,8 @@ func newSession(h *ChannelHandler, c *websocket.Conn) *session {
 		queue:      make(chan *outFrame, n),
 		enc:        h.obs.pushEncodingOf(),
 		drain:      make(chan struct{}),
+		restartReq: make(chan closeRequest, 1),
+		written:    make(chan struct{}),
 		subs:       make(map[string]bool),
 		now:        now,
 		budget:     errorBurst,
@@ -199,7 +211,7 @@ func newSession(h *ChannelHandler, c *websocket.Conn) *session {
 func (s *session) run() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	written := make(chan struct{})
+	written := s.written
 	go func() {
 		defer close(written)
 		s.writeLoop(ctx)
@@ -215,7 +227,7 @@ func (s *session) run() error {
 			s.closeAfterQueued(written, websocket.StatusUnsupportedData, "duplex.v1 takes JSON text messages")
 			return errors.New("client sent a binary message")
 		}
-		if !s.handle(ctx, data) {
+		if !s.handleUnlessDraining(ctx, data) {
 			s.closeAfterQueued(written, websocket.StatusPolicyViolation, closeReasonBadCommands)
 			return errors.New(closeReasonBadCommands)
 		}
@@ -259,6 +271,9 @@ func (s *session) writeLoop(ctx context.Context) {
 			if err := writeQueued(s.conn, s.queue, f, s.rec); err != nil {
 				return
 			}
+		case req := <-s.restartReq:
+			s.closeAfter(req)
+			return
 		case <-s.drain:
 			for {
 				select {
