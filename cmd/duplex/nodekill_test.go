@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/duplex-ws/duplex/client"
+	"github.com/duplex-ws/duplex/internal/redistest"
 )
 
 // natsServerPath returns Debian's nats-server. Without it the test is
@@ -78,8 +79,8 @@ func startNATSServer(t *testing.T) string {
 	return fmt.Sprintf("nats://127.0.0.1:%d", port)
 }
 
-// killSubscriber is one Go SDK client of TestNodeKillNATS and what its
-// callbacks saw.
+// killSubscriber is one Go SDK client of the node-kill scenario and what
+// its callbacks saw.
 type killSubscriber struct {
 	c     *client.Client
 	start string // the node it connected to first
@@ -95,14 +96,26 @@ type killSubscriber struct {
 	firstAfter   time.Time // first message delivered after resubscribed (replayed)
 }
 
-// TestNodeKillNATS is the node-death guarantee with real processes: a
-// nats-server and three duplex serve --broker nats://… nodes; six Go SDK
-// subscribers, two on each node, each given every node's URL; the HTTP API
-// of a surviving node publishes 1..N at a steady pace, and one node is
+// TestNodeKillNATS is the node-death guarantee with real processes on
+// NATS: nodeKill with a nats-server with JetStream.
+func TestNodeKillNATS(t *testing.T) {
+	nodeKill(t, startNATSServer(t))
+}
+
+// TestNodeKillRedis is the node-death guarantee with real processes on
+// Redis: nodeKill with a redis-server.
+func TestNodeKillRedis(t *testing.T) {
+	nodeKill(t, redistest.Start(t).URL())
+}
+
+// nodeKill runs three duplex serve --broker brokerURL nodes; six Go SDK
+// subscribers, two on each node, each given every node's URL; the HTTP
+// API of a surviving node publishes 1..N at a steady pace, and one node is
 // SIGKILLed mid-stream. The killed node's subscribers fail over to another
 // node and recover (recovered:true); in the end every subscriber has had
-// every number exactly once, in order.
-func TestNodeKillNATS(t *testing.T) {
+// every number exactly once, in order. It logs how long failover took and
+// how many messages were replayed.
+func nodeKill(t *testing.T, brokerURL string) {
 	const (
 		total    = 300
 		killAt   = 100
@@ -114,11 +127,10 @@ func TestNodeKillNATS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 
-	natsURL := startNATSServer(t)
 	var procs []*exec.Cmd
 	var urls, addrs []string
 	for range nodes {
-		cmd, addr := startServe(t, "--broker", natsURL, "--namespace", "default:history=1000,ttl=10m,presence=on,publish=clients")
+		cmd, addr := startServe(t, "--broker", brokerURL, "--namespace", "default:history=1000,ttl=10m,presence=on,publish=clients")
 		procs = append(procs, cmd)
 		addrs = append(addrs, addr)
 		urls = append(urls, "ws://"+addr+"/ws")
