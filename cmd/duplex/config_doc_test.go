@@ -99,6 +99,15 @@ says where it came from (` + "`flag --listen`" + `, ` + "`env DUPLEX_API_KEY`" +
 are printed as ` + "`REDACTED`" + ` and passwords in broker URLs as ` + "`xxxxx`" + `; a secret set to ` + "`REDACTED`" + ` is
 refused, so that a printed configuration fed back as a file cannot run with a placeholder for a key.
 
+## Signals
+
+` + "`SIGTERM`" + ` drains: ` + "`duplex serve`" + ` stops accepting, ` + "`/readyz`" + ` answers 503, and WebSocket connections are
+closed with 1012 (service restart) ` + "`drain_batch`" + ` at a time every ` + "`drain_interval`" + `, so that clients
+reconnect to other nodes a few at a time; at ` + "`drain_timeout`" + ` what is still open is cut, and the process
+exits. ` + "`SIGINT`" + ` (Ctrl-C) closes every connection at once with 1001 and waits ` + "`shutdown_timeout`" + ` for
+requests in flight. ` + "`SIGHUP`" + ` rereads ` + "`tls_cert`" + ` and ` + "`tls_key`" + `: new handshakes get the new certificate,
+open connections stay; a bad file is logged and the old certificate stays in use.
+
 ## Settings
 
 | Key | Flag | Environment variable | Value | Default | Meaning |

@@ -201,6 +201,20 @@ func TestServeSettingErrors(t *testing.T) {
 		{[]string{"--config", file("namespace:\n  ticker:\n    histroy: 1\n")}, nil, `%s:3: namespace.ticker.histroy: unknown key (history, ttl, presence, publish)`},
 		{[]string{"--config", file("namespace:\n  ticker: {history: 1, history: 2}\n")}, nil, `%s:2: namespace.ticker.history: set twice (first on line 2)`},
 		{[]string{"--config", file("namespace:\n  ticker: 1\n")}, nil, `%s:2: namespace.ticker: want a map of the namespace's settings, not a single value`},
+		{[]string{"--tls-cert", "c.pem"}, nil, `flag --tls-cert: "c.pem": want tls-key too, the certificate's private key`},
+		{nil, []string{"DUPLEX_TLS_KEY=k.pem"}, `env DUPLEX_TLS_KEY: "k.pem": want tls-cert too, the certificate of that key`},
+		{[]string{"--config", file("autocert_host: [a.example.com]\ntls_cert: c.pem\ntls_key: k.pem\n")}, nil, `%s:1: autocert_host: "a.example.com": want either autocert-host or tls-cert and tls-key, not both`},
+		{[]string{"--autocert-host", "a.example.com", "--autocert-host", "b.example.com"}, nil, `flag --autocert-host: "a.example.com;b.example.com": want autocert-cache-dir too: without it every start asks the CA for new certificates, and its rate limits soon refuse them`},
+		{[]string{"--config", file("listen: :443\nautocert_email: ops@example.com\n")}, nil, `%s:2: autocert_email: "ops@example.com": want autocert-host too, the host names to get certificates for`},
+		{[]string{"--autocert-host", "https://a.example.com"}, nil, `flag --autocert-host: "https://a.example.com": want a bare public host name such as chat.example.com (no scheme, port, path or wildcard)`},
+		{[]string{"--autocert-host", "*.example.com"}, nil, `flag --autocert-host: "*.example.com": want a bare public host name such as chat.example.com (no scheme, port, path or wildcard)`},
+		{[]string{"--autocert-host", "10.0.0.1"}, nil, `flag --autocert-host: "10.0.0.1": want a host name, not an IP address`},
+		{[]string{"--autocert-host", "localhost"}, nil, `flag --autocert-host: "localhost": want a public host name, with a dot`},
+		{[]string{"--autocert-email", "ops"}, nil, `flag --autocert-email: "ops": want an email address such as ops@example.com`},
+		{[]string{"--autocert-http-listen", "80"}, nil, `flag --autocert-http-listen: "80": want host:port, such as :8080 or 127.0.0.1:8080`},
+		{[]string{"--autocert-directory-url", "acme.example.com"}, nil, `flag --autocert-directory-url: "acme.example.com": want an https:// URL`},
+		{[]string{"--drain-batch", "0"}, nil, `flag --drain-batch: "0": want an integer, 1 or more`},
+		{nil, []string{"DUPLEX_DRAIN_INTERVAL=0s"}, `env DUPLEX_DRAIN_INTERVAL: "0s": want a duration above 0, such as 10s or 1m30s`},
 		{[]string{"--config", file("namespace:\n  \"a:b\": {}\n")}, nil, `%s:2: namespace: "a:b": want a namespace name (letters, digits, and _-.; "default" for the default namespace)`},
 	}
 	for _, c := range cases {
@@ -370,5 +384,25 @@ func TestSettingKindsNotYetInTheTable(t *testing.T) {
 		if err == nil || err.Error() != want {
 			t.Errorf("%v %v: %v, want %s", tc.flags, tc.env, err, want)
 		}
+	}
+}
+
+// TestServeTLSAndDrainSettings: the TLS, autocert and drain settings land
+// in server.Config.
+func TestServeTLSAndDrainSettings(t *testing.T) {
+	c := loadServe(t, []string{"--tls-cert", "c.pem", "--tls-key", "k.pem", "--drain-batch", "7", "--drain-interval", "50ms", "--drain-timeout", "3s"})
+	if c.Server.TLSCert != "c.pem" || c.Server.TLSKey != "k.pem" || c.Server.DrainBatch != 7 || c.Server.DrainInterval != 50*time.Millisecond || c.Server.DrainTimeout != 3*time.Second {
+		t.Fatalf("%+v", c.Server)
+	}
+	file := writeConfig(t, "autocert_host: [a.example.com, b.example.com]\nautocert_cache_dir: /var/lib/duplex\nautocert_email: ops@example.com\n"+
+		"autocert_http_listen: \":80\"\nautocert_directory_url: https://acme.example.com/dir\nautocert_directory_ca: ca.pem\n")
+	c = loadServe(t, []string{"--config", file})
+	if s := c.Server; !reflect.DeepEqual(s.AutocertHosts, []string{"a.example.com", "b.example.com"}) || s.AutocertCacheDir != "/var/lib/duplex" ||
+		s.AutocertEmail != "ops@example.com" || s.AutocertHTTPListen != ":80" || s.AutocertDirectoryURL != "https://acme.example.com/dir" || s.AutocertDirectoryCA != "ca.pem" {
+		t.Fatalf("%+v", s)
+	}
+	c = loadServe(t, nil)
+	if s := c.Server; s.DrainBatch != server.DefaultDrainBatch || s.DrainInterval != server.DefaultDrainInterval || s.DrainTimeout != server.DefaultDrainTimeout || s.TLSCert != "" {
+		t.Fatalf("defaults %+v", s)
 	}
 }

@@ -17,6 +17,8 @@ const serveUsage = `Usage: duplex serve [flags]
 
 Runs the Duplex server: GET /ws is the channel endpoint (docs/protocol.md), POST /api/publish pushes to channels, GET /chat/{room} is a plain chat room, GET /echo echoes every WebSocket message, GET / describes the server, GET /metrics, /healthz and /readyz are for operators (docs/operations.md).
 
+Signals: SIGTERM drains (connections closed with 1012 in batches, see --drain-batch), SIGINT closes every connection at once with 1001, SIGHUP rereads the TLS certificate files.
+
 Every setting --NAME is also the environment variable DUPLEX_NAME (upper case, - as _) and the key NAME (- as _) of the YAML file --config names; a flag wins over the environment, the environment over the file (docs/configuration.md).
 
 Flags:
@@ -56,27 +58,42 @@ func serveEnv(args, env []string, stdout, stderr io.Writer) int {
 	cfg.Server.Broker = broker
 	cfg.Server.Version = versionString()
 	s := server.New(cfg.Server)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	errc := make(chan error, 1)
 	go func() { errc <- s.ListenAndServe() }()
-	select {
-	case err := <-errc:
-		if err != nil {
-			fmt.Fprintln(stderr, "duplex serve:", err)
-			return 1
+	for {
+		select {
+		case err := <-errc:
+			if err != nil {
+				fmt.Fprintln(stderr, "duplex serve:", err)
+				return 1
+			}
+			return 0
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				s.ReloadTLS() // logs what happened; the old certificate stays on failure
+				continue
+			case syscall.SIGTERM:
+				log.Info("draining", "batch", cfg.Server.DrainBatch, "interval", cfg.Server.DrainInterval, "timeout", cfg.Server.DrainTimeout)
+				if err := s.Drain(context.Background()); err != nil {
+					fmt.Fprintln(stderr, "duplex serve:", err)
+					return 1
+				}
+				return 0
+			}
+			log.Info("shutting down")
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			if err := s.Shutdown(sctx); err != nil {
+				fmt.Fprintln(stderr, "duplex serve: shutdown:", err)
+				return 1
+			}
+			return 0
 		}
-		return 0
-	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := s.Shutdown(sctx); err != nil {
-		fmt.Fprintln(stderr, "duplex serve: shutdown:", err)
-		return 1
-	}
-	return 0
 }
 
 // serveConfigFrom parses serve's flags and resolves its settings. print is
@@ -113,6 +130,10 @@ func serveConfigFrom(args, env []string, stdout, stderr io.Writer) (cfg *serveCo
 	cfg = &serveConfig{}
 	for _, r := range values {
 		r.s.apply(cfg, r.v)
+	}
+	if err := cfg.check(values); err != nil {
+		fmt.Fprintln(stderr, "duplex serve:", err)
+		return nil, nil, 2, false
 	}
 	cfg.finish()
 	return cfg, nil, 0, true

@@ -50,6 +50,30 @@ var serveSettings = []*setting{
 	stringSetting("listen", ":8080", checkListen,
 		"TCP `address` to listen on, host:port (\":8080\" means every interface)",
 		func(c *serveConfig, v string) { c.Server.Listen = v }),
+	stringSetting("tls-cert", "", nil,
+		"PEM `file` of the server's certificate chain; with tls-key, the server speaks https:// and wss:// on the listen address, and rereads both files on SIGHUP (connections stay open)",
+		func(c *serveConfig, v string) { c.Server.TLSCert = v }),
+	stringSetting("tls-key", "", nil,
+		"PEM `file` of the certificate's private key (with tls-cert)",
+		func(c *serveConfig, v string) { c.Server.TLSKey = v }),
+	listSetting("autocert-host", checkAutocertHost,
+		"public host `name` for which the server obtains and renews its certificate itself with ACME (Let's Encrypt unless autocert-directory-url says otherwise), instead of tls-cert; the CA checks the name with TLS-ALPN-01 on the listen address, which must be reachable on port 443 (or HTTP-01, see autocert-http-listen); repeatable",
+		func(c *serveConfig, v []string) { c.Server.AutocertHosts = v }),
+	stringSetting("autocert-cache-dir", "", nil,
+		"`directory` (created 0700) where autocert keeps its account key and certificates across restarts; required with autocert-host",
+		func(c *serveConfig, v string) { c.Server.AutocertCacheDir = v }),
+	stringSetting("autocert-email", "", checkEmail,
+		"contact `address` of the ACME account, to which the CA may write about certificate problems",
+		func(c *serveConfig, v string) { c.Server.AutocertEmail = v }),
+	stringSetting("autocert-http-listen", "", optional(checkListen),
+		"second `address` (usually :80) that answers ACME HTTP-01 challenges and redirects other GET and HEAD requests to https://",
+		func(c *serveConfig, v string) { c.Server.AutocertHTTPListen = v }),
+	stringSetting("autocert-directory-url", "", optional(checkHTTPURL),
+		"ACME directory `URL` (default: Let's Encrypt's production one), e.g. Let's Encrypt's staging directory, or a private ACME CA",
+		func(c *serveConfig, v string) { c.Server.AutocertDirectoryURL = v }),
+	stringSetting("autocert-directory-ca", "", nil,
+		"PEM `file` of the root certificates trusted for the ACME directory's HTTPS (a private ACME CA; default: the system's roots)",
+		func(c *serveConfig, v string) { c.Server.AutocertDirectoryCA = v }),
 	intSetting("read-limit", int64(32<<20), "a number of bytes, 1 or more, or -1 for no limit", func(n int64) bool { return n >= 1 || n == -1 },
 		"largest WebSocket message accepted, in `bytes`; a larger one is refused with close code 1009 (-1: no limit)",
 		func(c *serveConfig, v int64) { c.Server.ReadLimit = v }),
@@ -57,8 +81,17 @@ var serveSettings = []*setting{
 		"`time` allowed for a client to send the upgrade request's headers (a duration such as 10s)",
 		func(c *serveConfig, v time.Duration) { c.Server.HandshakeTimeout = v }),
 	durationSetting("shutdown-timeout", 10*time.Second,
-		"on SIGINT or SIGTERM, how long to wait for requests in flight (a `duration` such as 10s)",
+		"on SIGINT, how long to wait for requests in flight after closing every connection with 1001 at once (a `duration` such as 10s; SIGTERM drains instead, see drain-batch)",
 		func(c *serveConfig, v time.Duration) { c.ShutdownTimeout = v }),
+	intSetting("drain-batch", server.DefaultDrainBatch, "an integer, 1 or more", atLeast(1),
+		"on SIGTERM, WebSocket `connections` closed at a time with 1012 (service restart), one batch every drain-interval, so that clients reconnect to other nodes a few at a time (batches grow if the last would start after half of drain-timeout)",
+		func(c *serveConfig, v int) { c.Server.DrainBatch = v }),
+	durationSetting("drain-interval", server.DefaultDrainInterval,
+		"on SIGTERM, the `time` between two batches of closes",
+		func(c *serveConfig, v time.Duration) { c.Server.DrainInterval = v }),
+	durationSetting("drain-timeout", server.DefaultDrainTimeout,
+		"on SIGTERM, the `deadline` of the drain: connections and requests still open then are closed without a closing handshake, and duplex serve exits",
+		func(c *serveConfig, v time.Duration) { c.Server.DrainTimeout = v }),
 	listSetting("origin", checkOrigin,
 		"host `pattern` (path.Match syntax, e.g. *.example.com) whose pages may connect across origins; repeatable. By default only same-origin pages may",
 		func(c *serveConfig, v []string) { c.Server.OriginPatterns = v }),
@@ -114,6 +147,64 @@ type serveConfig struct {
 
 	bridges, execs, binaryExecs []string // route specs, checked
 	execMaxProcesses            int
+}
+
+// crossChecks are the rules between settings, checked after each
+// setting's own: the first broken one is reported on the line of the
+// setting named first, from its source.
+var crossChecks = []struct {
+	setting, other string
+	broken         func(c *serveConfig) bool
+	want           string
+}{
+	{"tls-cert", "tls-key", func(c *serveConfig) bool { return c.Server.TLSCert != "" && c.Server.TLSKey == "" }, "want tls-key too, the certificate's private key"},
+	{"tls-key", "tls-cert", func(c *serveConfig) bool { return c.Server.TLSKey != "" && c.Server.TLSCert == "" }, "want tls-cert too, the certificate of that key"},
+	{"autocert-host", "tls-cert", func(c *serveConfig) bool { return len(c.Server.AutocertHosts) > 0 && c.Server.TLSCert != "" },
+		"want either autocert-host or tls-cert and tls-key, not both"},
+	{"autocert-host", "autocert-cache-dir", func(c *serveConfig) bool { return len(c.Server.AutocertHosts) > 0 && c.Server.AutocertCacheDir == "" },
+		"want autocert-cache-dir too: without it every start asks the CA for new certificates, and its rate limits soon refuse them"},
+}
+
+// autocertOnly are the settings that mean nothing without autocert-host.
+var autocertOnly = []string{"autocert-cache-dir", "autocert-email", "autocert-http-listen", "autocert-directory-url", "autocert-directory-ca"}
+
+// check applies crossChecks, and refuses autocert settings without
+// autocert-host.
+func (c *serveConfig) check(values []resolved) error {
+	byName := map[string]resolved{}
+	for _, r := range values {
+		byName[r.s.name] = r
+	}
+	fail := func(name, want string) error {
+		r := byName[name]
+		shown := showValue(r.s, fmt.Sprint(r.v))
+		if l, ok := r.v.([]string); ok {
+			shown = showValue(r.s, strings.Join(l, ";"))
+		}
+		return configErrorf("%s: %s: %s", sourceOf(r), shown, want)
+	}
+	for _, x := range crossChecks {
+		if x.broken(c) {
+			return fail(x.setting, x.want)
+		}
+	}
+	if len(c.Server.AutocertHosts) == 0 {
+		for _, name := range autocertOnly {
+			if r := byName[name]; r.v != "" {
+				return fail(name, "want autocert-host too, the host names to get certificates for")
+			}
+		}
+	}
+	return nil
+}
+
+// sourceOf names where a value came from as errors do: "flag --x",
+// "env DUPLEX_X", "FILE:LINE: key".
+func sourceOf(r resolved) string {
+	if strings.HasPrefix(r.from, "flag ") || strings.HasPrefix(r.from, "env ") || r.from == "default" {
+		return r.from
+	}
+	return r.from + ": " + r.s.Key()
 }
 
 // finish turns what needs several settings into server.Config: the
@@ -573,6 +664,44 @@ func checkListen(s string) error {
 func checkOrigin(s string) error {
 	if _, err := path.Match(s, ""); err != nil || s == "" {
 		return errors.New("want a host pattern such as example.com or *.example.com")
+	}
+	return nil
+}
+
+// optional lets a string setting be empty, and checks it otherwise.
+func optional(check func(string) error) func(string) error {
+	return func(s string) error {
+		if s == "" {
+			return nil
+		}
+		return check(s)
+	}
+}
+
+func checkHTTPURL(s string) error {
+	if u, err := url.Parse(s); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return errors.New("want an https:// URL")
+	}
+	return nil
+}
+
+func checkEmail(s string) error {
+	if s != "" && (!strings.Contains(s, "@") || strings.ContainsAny(s, " \t<>")) {
+		return errors.New("want an email address such as ops@example.com")
+	}
+	return nil
+}
+
+// checkAutocertHost takes a name ACME can issue a certificate for: a DNS
+// name with a dot, not an IP address, a wildcard, a URL or a host:port.
+func checkAutocertHost(h string) error {
+	switch {
+	case h == "" || strings.ContainsAny(h, ":/ ") || strings.Contains(h, "*"):
+		return errors.New("want a bare public host name such as chat.example.com (no scheme, port, path or wildcard)")
+	case net.ParseIP(h) != nil:
+		return errors.New("want a host name, not an IP address")
+	case !strings.Contains(strings.Trim(h, "."), "."):
+		return errors.New("want a public host name, with a dot")
 	}
 	return nil
 }
