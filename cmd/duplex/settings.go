@@ -15,8 +15,8 @@ package main
 // checks it; a check's error says what is wanted ("want 1 or more"), and
 // duplex serve prints it after the setting's source and the bad value. The
 // apply function puts the value where it goes, most often a field of
-// server.Config; what needs several settings at once goes in
-// serveConfig.finish. Add .secret() to a string or list --print-config
+// server.Config; a rule between settings goes in crossChecks, and what
+// needs several settings to build goes in serveConfig.finish. Add .secret() to a string or list --print-config
 // must not show (keys, passwords): it prints REDACTED, errors do not echo
 // the value, and REDACTED itself is refused. The help text is
 // the flag's usage (a `word` in backquotes names the value) and the
@@ -153,15 +153,15 @@ type serveConfig struct {
 // setting's own: the first broken one is reported on the line of the
 // setting named first, from its source.
 var crossChecks = []struct {
-	setting, other string
-	broken         func(c *serveConfig) bool
-	want           string
+	setting string // reported with its source and value
+	broken  func(c *serveConfig) bool
+	want    string
 }{
-	{"tls-cert", "tls-key", func(c *serveConfig) bool { return c.Server.TLSCert != "" && c.Server.TLSKey == "" }, "want tls-key too, the certificate's private key"},
-	{"tls-key", "tls-cert", func(c *serveConfig) bool { return c.Server.TLSKey != "" && c.Server.TLSCert == "" }, "want tls-cert too, the certificate of that key"},
-	{"autocert-host", "tls-cert", func(c *serveConfig) bool { return len(c.Server.AutocertHosts) > 0 && c.Server.TLSCert != "" },
+	{"tls-cert", func(c *serveConfig) bool { return c.Server.TLSCert != "" && c.Server.TLSKey == "" }, "want tls-key too, the certificate's private key"},
+	{"tls-key", func(c *serveConfig) bool { return c.Server.TLSKey != "" && c.Server.TLSCert == "" }, "want tls-cert too, the certificate of that key"},
+	{"autocert-host", func(c *serveConfig) bool { return len(c.Server.AutocertHosts) > 0 && c.Server.TLSCert != "" },
 		"want either autocert-host or tls-cert and tls-key, not both"},
-	{"autocert-host", "autocert-cache-dir", func(c *serveConfig) bool { return len(c.Server.AutocertHosts) > 0 && c.Server.AutocertCacheDir == "" },
+	{"autocert-host", func(c *serveConfig) bool { return len(c.Server.AutocertHosts) > 0 && c.Server.AutocertCacheDir == "" },
 		"want autocert-cache-dir too: without it every start asks the CA for new certificates, and its rate limits soon refuse them"},
 }
 
