@@ -24,6 +24,14 @@ type NamespaceOptions struct {
 	Presence bool
 	// ClientPublish lets clients publish; without it only the API may.
 	ClientPublish bool
+	// Anonymous opens the namespace to connections without a token when
+	// the server authenticates clients (server.AuthConfig): they may then
+	// subscribe, read presence and history, and publish if ClientPublish
+	// allows, and so may every authenticated connection whatever its
+	// token's channel permissions. Without it, the namespace refuses
+	// anonymous connections. A server that does not authenticate ignores
+	// it: everyone is anonymous there, and allowed.
+	Anonymous bool
 }
 
 // DefaultNamespace is the options of the default namespace (names without

@@ -1,7 +1,7 @@
 package server
 
 import (
-	"crypto/subtle"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -22,39 +23,91 @@ import (
 type API struct {
 	// Hub is the channel engine.
 	Hub *pubsub.Hub
-	// Key, when set, is required as "Authorization: apikey <Key>". When
-	// empty, the API answers loopback clients only.
+	// Key, when set, is required as "Authorization: apikey <Key>" (with
+	// Keys, it is one more key, allowed everything). When there is no key
+	// at all, the API answers loopback clients only.
 	Key string
+	// Keys are more keys, each possibly limited to some operations and
+	// channels (see APIKey).
+	Keys []APIKey
 	// MaxBody bounds a request body in bytes (0: 32 MiB).
 	MaxBody int64
 
 	obs *observer // counts publishes; nil when the API runs outside a Server
+
+	ring *apiKeyring // Key and Keys, built by register
 }
 
-// register adds the API's routes to mux.
-func (a *API) register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /api/publish", a.guard(a.publish))
-	mux.HandleFunc("GET /api/channels", a.guard(a.channels))
-	mux.HandleFunc("GET /api/channels/{name}/presence", a.guard(a.presence))
-	mux.HandleFunc("GET /api/channels/{name}/history", a.guard(a.history))
+// legacyKeyName names APIKey.Key (Config.APIKey) among the keys.
+const legacyKeyName = "api-key"
+
+// register checks the keys and adds the API's routes to mux.
+func (a *API) register(mux *http.ServeMux) error {
+	ring, err := newAPIKeyring(a.Keys)
+	if err != nil {
+		return err
+	}
+	if a.Key != "" {
+		for _, k := range a.Keys {
+			if k.Key == a.Key {
+				return fmt.Errorf("API key %q is the same secret as the single API key", k.Name)
+			}
+		}
+		ring.keys = append(ring.keys, APIKey{Name: legacyKeyName, Key: a.Key})
+		ring.hashes = append(ring.hashes, sha256.Sum256([]byte(a.Key)))
+	}
+	a.ring = ring
+	mux.HandleFunc("POST /api/publish", a.guard(APIOpPublish, a.publish))
+	mux.HandleFunc("GET /api/channels", a.guard(APIOpChannels, a.channels))
+	mux.HandleFunc("GET /api/channels/{name}/presence", a.guard(APIOpPresence, a.presence))
+	mux.HandleFunc("GET /api/channels/{name}/history", a.guard(APIOpHistory, a.history))
+	return nil
 }
 
-// guard checks the API key, or the loopback rule without one.
-func (a *API) guard(next http.HandlerFunc) http.HandlerFunc {
+// apiHandler is a route of the API, told the key of the request (nil:
+// no key is configured and the request came from loopback).
+type apiHandler func(w http.ResponseWriter, r *http.Request, key *APIKey)
+
+// guard checks the API key and that it may use op, or the loopback rule
+// without keys.
+func (a *API) guard(op string, next apiHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if a.Key != "" {
-			scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-			if !strings.EqualFold(scheme, "apikey") || subtle.ConstantTimeCompare([]byte(got), []byte(a.Key)) != 1 {
-				w.Header().Set("WWW-Authenticate", `apikey realm="duplex"`)
-				writeAPIError(w, http.StatusUnauthorized, &protoError{Code: codePermissionDenied, Message: "missing or wrong API key (Authorization: apikey <key>)"})
+		if len(a.ring.keys) == 0 {
+			if !isLoopback(r.RemoteAddr) {
+				writeAPIError(w, http.StatusForbidden, &protoError{Code: codePermissionDenied, Message: "no API key is configured, so the API answers loopback clients only"})
 				return
 			}
-		} else if !isLoopback(r.RemoteAddr) {
-			writeAPIError(w, http.StatusForbidden, &protoError{Code: codePermissionDenied, Message: "no API key is configured, so the API answers loopback clients only"})
+			next(w, r, nil)
 			return
 		}
-		next(w, r)
+		key := a.ring.keyOf(r)
+		if key == nil {
+			w.Header().Set("WWW-Authenticate", `apikey realm="duplex"`)
+			writeAPIError(w, http.StatusUnauthorized, &protoError{Code: codePermissionDenied, Message: "missing or wrong API key (Authorization: apikey <key>)"})
+			return
+		}
+		if !key.allowsOp(op) {
+			writeAPIError(w, http.StatusForbidden, apiForbidden("API key %q may not use %s", key.Name, op))
+			return
+		}
+		next(w, r, key)
 	}
+}
+
+// checkChannel reports why key, when limited to some channels, may not
+// touch channel (verb says how), after checking the name and its
+// namespace.
+func (a *API) checkChannel(key *APIKey, verb, channel string) *protoError {
+	if key == nil || len(key.Channels) == 0 {
+		return nil
+	}
+	if _, err := a.Hub.Options(channel); err != nil {
+		return hubError(err)
+	}
+	if !key.allowsChannel(channel) {
+		return apiForbidden("API key %q may not %s %q", key.Name, verb, channel)
+	}
+	return nil
 }
 
 // isLoopback reports whether a request's remote address is a loopback one.
@@ -80,7 +133,7 @@ type batchItem struct {
 	Error *protoError `json:"error,omitempty"`
 }
 
-func (a *API) publish(w http.ResponseWriter, r *http.Request) {
+func (a *API) publish(w http.ResponseWriter, r *http.Request, key *APIKey) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
@@ -118,7 +171,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		}
 		results := make([]batchItem, len(req.Messages))
 		for i, m := range req.Messages {
-			pos, perr := a.publishOne(r, m)
+			pos, perr := a.publishOne(r, key, m)
 			results[i] = batchItem{Position: pos, Error: perr}
 		}
 		writeJSON(w, http.StatusOK, struct {
@@ -126,7 +179,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		}{results})
 		return
 	}
-	pos, perr := a.publishOne(r, req)
+	pos, perr := a.publishOne(r, key, req)
 	if perr != nil {
 		writeAPIError(w, apiStatus(perr), perr)
 		return
@@ -134,9 +187,12 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, pos)
 }
 
-func (a *API) publishOne(r *http.Request, m publishRequest) (*pubsub.Position, *protoError) {
+func (a *API) publishOne(r *http.Request, key *APIKey, m publishRequest) (*pubsub.Position, *protoError) {
 	if len(m.Data) == 0 {
 		return nil, badRequest("publish needs data (any JSON value)")
+	}
+	if perr := a.checkChannel(key, "publish to", m.Channel); perr != nil {
+		return nil, perr
 	}
 	pos, err := a.Hub.Publish(r.Context(), m.Channel, m.Data)
 	if err != nil {
@@ -146,18 +202,25 @@ func (a *API) publishOne(r *http.Request, m publishRequest) (*pubsub.Position, *
 	return &pos, nil
 }
 
-func (a *API) channels(w http.ResponseWriter, r *http.Request) {
+func (a *API) channels(w http.ResponseWriter, r *http.Request, key *APIKey) {
 	list, err := a.Hub.Channels(r.Context())
 	if err != nil {
 		writeAPIError(w, http.StatusInternalServerError, hubError(err))
 		return
+	}
+	if key != nil {
+		list = slices.DeleteFunc(list, func(c pubsub.ChannelInfo) bool { return !key.allowsChannel(c.Channel) })
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Channels []pubsub.ChannelInfo `json:"channels"`
 	}{list})
 }
 
-func (a *API) presence(w http.ResponseWriter, r *http.Request) {
+func (a *API) presence(w http.ResponseWriter, r *http.Request, key *APIKey) {
+	if perr := a.checkChannel(key, "read", r.PathValue("name")); perr != nil {
+		writeAPIError(w, apiStatus(perr), perr)
+		return
+	}
 	clients, err := a.Hub.Presence(r.Context(), r.PathValue("name"))
 	if err != nil {
 		perr := hubError(err)
@@ -167,7 +230,11 @@ func (a *API) presence(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, presenceResult{Clients: clients})
 }
 
-func (a *API) history(w http.ResponseWriter, r *http.Request) {
+func (a *API) history(w http.ResponseWriter, r *http.Request, key *APIKey) {
+	if perr := a.checkChannel(key, "read", r.PathValue("name")); perr != nil {
+		writeAPIError(w, apiStatus(perr), perr)
+		return
+	}
 	q := r.URL.Query()
 	limit := 0
 	if v := q.Get("limit"); v != "" {

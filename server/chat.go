@@ -34,6 +34,10 @@ type ChatHandler struct {
 	// Fallback, when set, serves requests that are not WebSocket upgrades
 	// (for example the chat page).
 	Fallback http.Handler
+	// Auth, when set, authenticates members by the token of their upgrade
+	// request and checks that they may subscribe to the room (and publish,
+	// when they send a text); nil lets everyone in.
+	Auth *Authenticator
 
 	track func(*websocket.Conn, *connRecord) (untrack func())
 	obs   *observer
@@ -52,6 +56,10 @@ func (h *ChatHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Fallback.ServeHTTP(w, r)
 		return
 	}
+	grant, ok := h.Auth.admitChat(w, r, h.Hub, channel)
+	if !ok {
+		return // 401 or 403 with the reason
+	}
 	c, err := websocket.Accept(w, r, &h.Accept)
 	if err != nil {
 		return
@@ -65,7 +73,8 @@ func (h *ChatHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if n <= 0 {
 		n = DefaultSendQueue
 	}
-	m := &chatMember{conn: c, queue: make(chan *outFrame, n), rec: rec, enc: h.obs.plainEncodingOf(), ns: h.obs.namespace(channel)}
+	m := &chatMember{conn: c, queue: make(chan *outFrame, n), rec: rec, enc: h.obs.plainEncodingOf(), ns: h.obs.namespace(channel), grant: grant}
+	defer m.watchExpiry()()
 	err = m.run(h.Hub, channel)
 	rec.end(err)
 	if h.Log != nil && !expectedEnd(err) {
@@ -104,6 +113,7 @@ type chatMember struct {
 	rec       *connRecord      // nil outside a Server
 	enc       *pubsub.Encoding // the plain texts
 	ns        *nsStats         // the chat namespace's counters, nil outside a Server
+	grant     chatGrant        // what the member's token allows
 }
 
 func (m *chatMember) run(hub *pubsub.Hub, channel string) error {
@@ -124,6 +134,10 @@ func (m *chatMember) run(hub *pubsub.Hub, channel string) error {
 		if typ != websocket.MessageText {
 			m.closeFromReader(websocket.StatusUnsupportedData, "chat rooms take text messages")
 			return errors.New("client sent a binary message")
+		}
+		if m.grant.publish != nil {
+			m.closeFromReader(websocket.StatusPolicyViolation, closeReasonChatPublish)
+			return m.grant.publish
 		}
 		js := chatText(data)
 		if _, err := hub.Publish(ctx, channel, js); err != nil {

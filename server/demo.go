@@ -18,8 +18,11 @@ import (
 const TickerNamespace = "ticker"
 
 // TickerNamespaceOptions are the options Config.Demo gives the ticker
-// namespace unless Config.Namespaces sets it already.
-var TickerNamespaceOptions = pubsub.NamespaceOptions{HistorySize: 1, Presence: false, ClientPublish: false}
+// namespace unless Config.Namespaces sets it already: the latest quote of
+// each symbol, no presence, fed by the server only, and open to anonymous
+// connections, so the ticker page works on a server that authenticates
+// clients too (the quotes are public).
+var TickerNamespaceOptions = pubsub.NamespaceOptions{HistorySize: 1, Presence: false, ClientPublish: false, Anonymous: true}
 
 // TickerSymbols are the symbols the demo publisher quotes; the ticker page
 // shows the same list.

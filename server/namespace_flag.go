@@ -17,6 +17,8 @@ import (
 //	ttl=DURATION     how long a message is kept (Go syntax: 90s, 10m; 0: no limit)
 //	presence=on|off  presence, join and leave
 //	publish=clients|api  whether clients may publish, or only the HTTP API
+//	anonymous=on|off     whether connections without a token may use it
+//	                     when the server authenticates clients
 //
 // Keys left out take the values of pubsub.DefaultNamespace, so
 // "ticker:history=1,publish=api" is a namespace whose channels keep their
@@ -71,8 +73,17 @@ func ParseNamespace(spec string) (name string, opts pubsub.NamespaceOptions, err
 			default:
 				return "", opts, fmt.Errorf("namespace %q: publish=%s: want clients or api", spec, v)
 			}
+		case "anonymous":
+			switch v {
+			case "on":
+				opts.Anonymous = true
+			case "off":
+				opts.Anonymous = false
+			default:
+				return "", opts, fmt.Errorf("namespace %q: anonymous=%s: want on or off", spec, v)
+			}
 		default:
-			return "", opts, fmt.Errorf("namespace %q: unknown key %q (history, ttl, presence, publish)", spec, k)
+			return "", opts, fmt.Errorf("namespace %q: unknown key %q (history, ttl, presence, publish, anonymous)", spec, k)
 		}
 	}
 	return name, opts, nil

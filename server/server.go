@@ -45,9 +45,19 @@ type Config struct {
 	Namespaces map[string]pubsub.NamespaceOptions
 	// Broker holds the channels; nil means an in-memory broker.
 	Broker pubsub.Broker
-	// APIKey, when set, protects the HTTP API; when empty, the API answers
-	// loopback clients only.
+	// APIKey, when set, protects the HTTP API, as a key allowed everything;
+	// when there is neither APIKey nor APIKeys, the API answers loopback
+	// clients only.
 	APIKey string
+	// APIKeys are keys of the HTTP API, each with a name and possibly
+	// limited to some operations and channels (see APIKey), so that every
+	// backend can have its own. New checks them: Serve returns what is
+	// wrong.
+	APIKeys []APIKey
+	// Auth configures the authentication of the channel endpoints' clients
+	// with JSON Web Tokens (docs/operations.md, "Authentication"); the zero
+	// value turns it off. New loads the keys: Serve returns what is wrong.
+	Auth AuthConfig
 	// SendQueue bounds each connection's waiting outgoing messages (0:
 	// DefaultSendQueue); a connection that overflows it is closed with 1013.
 	SendQueue int
@@ -136,9 +146,11 @@ type Server struct {
 	shuttingDown atomic.Bool // Shutdown or Drain has begun: /readyz answers 503
 	finishOnce   sync.Once   // the end of Shutdown and Drain, run once
 
-	gatewayErr error     // a bad bridge or exec route; Serve returns it
-	tls        *tlsState // nil without TLS
-	tlsErr     error     // bad TLS settings or files; Serve returns it
+	gatewayErr error          // a bad bridge or exec route; Serve returns it
+	tls        *tlsState      // nil without TLS
+	tlsErr     error          // bad TLS settings or files; Serve returns it
+	configErr  error          // bad API keys or auth settings; Serve returns it
+	auth       *Authenticator // nil when Config.Auth is off
 
 	demo demo // the ticker publisher of Config.Demo
 }
@@ -202,6 +214,9 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), obs: newObserver(cfg.Log, cfg.Namespaces)}
 	s.tls, s.tlsErr = setupTLS(&cfg)
 	s.hub = pubsub.NewHub(pubsub.Config{Broker: cfg.Broker, Namespaces: cfg.Namespaces})
+	if cfg.Auth.Enabled() {
+		s.auth, s.configErr = NewAuthenticator(cfg.Auth, cfg.Log)
+	}
 	accept := websocket.AcceptOptions{
 		Options:          websocket.Options{ReadLimit: cfg.ReadLimit, Compression: cfg.Compression},
 		OriginPatterns:   cfg.OriginPatterns,
@@ -210,11 +225,13 @@ func New(cfg Config) *Server {
 	echoEP := s.obs.endpoint(endpointEcho, nil)
 	s.mux.Handle("GET /echo", echoEP.instrument(&EchoHandler{Accept: accept, Log: cfg.Log, track: s.trackFor(echoEP)}))
 	wsEP := s.obs.endpoint(endpointWS, []string{Subprotocol})
-	s.mux.Handle("GET /ws", wsEP.instrument(&ChannelHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Version: cfg.Version, Log: cfg.Log, track: s.trackSessionFor(wsEP), obs: s.obs}))
+	s.mux.Handle("GET /ws", wsEP.instrument(&ChannelHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Version: cfg.Version, Log: cfg.Log, Auth: s.auth, track: s.trackSessionFor(wsEP), obs: s.obs}))
 	chatEP := s.obs.endpoint(endpointChat, nil)
-	s.mux.Handle("GET /chat/{room}", chatEP.instrument(&ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Log: cfg.Log, track: s.trackFor(chatEP), obs: s.obs, Fallback: appPage("chat")}))
-	api := &API{Hub: s.hub, Key: cfg.APIKey, MaxBody: cfg.ReadLimit, obs: s.obs}
-	api.register(s.mux)
+	s.mux.Handle("GET /chat/{room}", chatEP.instrument(&ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Log: cfg.Log, Auth: s.auth, track: s.trackFor(chatEP), obs: s.obs, Fallback: appPage("chat")}))
+	api := &API{Hub: s.hub, Key: cfg.APIKey, Keys: cfg.APIKeys, MaxBody: cfg.ReadLimit, obs: s.obs}
+	if err := api.register(s.mux); err != nil && s.configErr == nil {
+		s.configErr = err
+	}
 	s.mux.HandleFunc("GET /duplex.js", serveWebFile("duplex.js", "text/javascript; charset=utf-8"))
 	s.mux.HandleFunc("GET /duplex.d.ts", serveWebFile("duplex.d.ts", "application/typescript; charset=utf-8"))
 	s.mountApps()
@@ -292,6 +309,9 @@ func (s *Server) Serve(l net.Listener) error {
 	if s.tlsErr != nil {
 		return s.tlsErr
 	}
+	if s.configErr != nil {
+		return s.configErr
+	}
 	l, err := s.serveTLS(l)
 	if err != nil {
 		return err
@@ -356,5 +376,6 @@ func (s *Server) finish() {
 	s.finishOnce.Do(func() {
 		s.stopDemo()
 		s.hub.Close()
+		s.auth.Close()
 	})
 }

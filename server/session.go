@@ -71,6 +71,10 @@ type ChannelHandler struct {
 	Version string
 	// Log receives a line per connection that ends abnormally; nil is quiet.
 	Log *slog.Logger
+	// Auth, when set, authenticates clients by their tokens and checks
+	// what they may do (docs/protocol.md, "Authentication"); nil lets
+	// every client do what the namespaces allow.
+	Auth *Authenticator
 	// track, when set, registers live connections for shutdown, with the
 	// function that closes one (see session.restart).
 	track func(c *websocket.Conn, rec *connRecord, close func(websocket.StatusCode, string)) (untrack func())
@@ -108,6 +112,10 @@ func (h *ChannelHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Bad Request: the channel endpoint speaks the WebSocket subprotocol "+Subprotocol+"; offer it in Sec-WebSocket-Protocol", http.StatusBadRequest)
 		return
 	}
+	id, ok := h.Auth.handshake(w, r)
+	if !ok {
+		return // 401 with the reason
+	}
 	opts := h.Accept
 	opts.Subprotocols = []string{Subprotocol}
 	c, err := websocket.Accept(w, r, &opts)
@@ -121,6 +129,8 @@ func (h *ChannelHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.track != nil {
 		defer h.track(c, rec, s.restart)()
 	}
+	s.startAuth(id)
+	defer s.auth.stop()
 	err = s.run()
 	rec.end(err)
 	if h.Log != nil && !expectedEnd(err) {
@@ -165,6 +175,8 @@ type session struct {
 	inSize    int // bytes of the command being handled
 
 	closeOnce sync.Once
+	auth      connAuth    // the token's identity and expiry
+	end       *sessionEnd // a close the last command asked for
 
 	// A drain (drain.go) waits for the command being handled (handling is
 	// held meanwhile), drops the ones read after it (draining), then asks
@@ -230,6 +242,10 @@ func (s *session) run() error {
 		if !s.handleUnlessDraining(ctx, data) {
 			s.closeAfterQueued(written, websocket.StatusPolicyViolation, closeReasonBadCommands)
 			return errors.New(closeReasonBadCommands)
+		}
+		if e := s.end; e != nil {
+			s.closeAfterQueued(written, e.code, e.reason)
+			return e
 		}
 	}
 }
@@ -443,6 +459,7 @@ type command struct {
 	Limit   int              `json:"limit"`
 	User    *string          `json:"user"`
 	Info    json.RawMessage  `json:"info"`
+	Token   string           `json:"token"`
 }
 
 // protoError is an error answer.
@@ -547,7 +564,9 @@ func (s *session) sendText(b []byte) {
 func (s *session) execute(ctx context.Context, id uint64, cmd *command) (any, *protoError) {
 	switch cmd.Op {
 	case "connect":
-		return s.connect(cmd)
+		return s.connect(ctx, cmd)
+	case "refresh":
+		return s.refresh(ctx, cmd)
 	case "subscribe":
 		return s.subscribe(ctx, id, cmd)
 	case "unsubscribe":
@@ -566,6 +585,9 @@ func (s *session) execute(ctx context.Context, id uint64, cmd *command) (any, *p
 		if err := s.h.Hub.CheckClientPublish(cmd.Channel); err != nil {
 			return nil, hubError(err)
 		}
+		if perr := s.authorize(opPublish, cmd.Channel); perr != nil {
+			return nil, perr
+		}
 		pos, err := s.h.Hub.Publish(ctx, cmd.Channel, cmd.Data)
 		if err != nil {
 			return nil, hubError(err)
@@ -573,12 +595,18 @@ func (s *session) execute(ctx context.Context, id uint64, cmd *command) (any, *p
 		s.h.obs.namespace(cmd.Channel).published(s.inSize)
 		return pos, nil
 	case "presence":
+		if perr := s.authorize(opRead, cmd.Channel); perr != nil {
+			return nil, perr
+		}
 		clients, err := s.h.Hub.Presence(ctx, cmd.Channel)
 		if err != nil {
 			return nil, hubError(err)
 		}
 		return presenceResult{Clients: clients}, nil
 	case "history":
+		if perr := s.authorize(opRead, cmd.Channel); perr != nil {
+			return nil, perr
+		}
 		return history(ctx, s.h.Hub, cmd.Channel, cmd.Since, cmd.Limit)
 	case "ping":
 		return struct{}{}, nil
@@ -596,7 +624,7 @@ func (s *session) checkChannel(channel string) *protoError {
 	return nil
 }
 
-func (s *session) connect(cmd *command) (any, *protoError) {
+func (s *session) connect(ctx context.Context, cmd *command) (any, *protoError) {
 	switch {
 	case s.connected:
 		return nil, &protoError{Code: codeConnectNotAllowed, Message: "connect was already sent"}
@@ -613,6 +641,9 @@ func (s *session) connect(cmd *command) (any, *protoError) {
 	if len(cmd.Info) > maxInfoLen {
 		return nil, &protoError{Code: codeConnectNotAllowed, Message: fmt.Sprintf("info is %d bytes, at most %d", len(cmd.Info), maxInfoLen)}
 	}
+	if perr := s.connectAuth(ctx, cmd.Token, &user); perr != nil {
+		return nil, perr
+	}
 	s.connected = true
 	s.client.User = user
 	if len(cmd.Info) > 0 && string(cmd.Info) != "null" {
@@ -622,7 +653,8 @@ func (s *session) connect(cmd *command) (any, *protoError) {
 		Client  string `json:"client"`
 		User    string `json:"user"`
 		Version string `json:"version"`
-	}{s.client.Client, user, s.h.Version}, nil
+		TTL     *int64 `json:"ttl,omitempty"`
+	}{s.client.Client, user, s.h.Version, s.auth.ttl()}, nil
 }
 
 // subscribeResult is the answer to subscribe.
@@ -638,6 +670,9 @@ func (s *session) subscribe(ctx context.Context, id uint64, cmd *command) (any, 
 	}
 	if cmd.Since != nil && cmd.Since.Epoch == "" {
 		return nil, badRequest("since needs an offset and an epoch")
+	}
+	if perr := s.authorize(opSubscribe, cmd.Channel); perr != nil {
+		return nil, perr
 	}
 	if cmd.Since != nil {
 		s.replaying.Store(&cmd.Channel)
