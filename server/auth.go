@@ -238,6 +238,22 @@ func (a *Authenticator) Close() {
 	}
 }
 
+// ReadPublicKeys reads the public keys of a PEM file as
+// AuthConfig.PublicKeyFiles takes it, and checks that each can verify
+// tokens (RSA of 2048 bits or more, ECDSA on P-256), so that a program can
+// check a file before it starts a server with it.
+func ReadPublicKeys(path string) ([]crypto.PublicKey, error) {
+	keys, err := loadPublicKeys(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]crypto.PublicKey, len(keys))
+	for i, k := range keys {
+		out[i] = k.key
+	}
+	return out, nil
+}
+
 // loadPublicKeys reads the public keys of a PEM file.
 func loadPublicKeys(path string) ([]verifyKey, error) {
 	b, err := os.ReadFile(path)

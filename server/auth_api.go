@@ -50,6 +50,9 @@ func (k *APIKey) check() error {
 	if k.Name == "" {
 		return fmt.Errorf("an API key has no name")
 	}
+	if strings.ContainsAny(k.Name, ",;|") {
+		return fmt.Errorf("API key name %q has one of , ; |", k.Name)
+	}
 	if len(k.Key) < minAPIKeyLen {
 		return fmt.Errorf("API key %q is %d bytes, at least %d wanted", k.Name, len(k.Key), minAPIKeyLen)
 	}
@@ -69,6 +72,48 @@ func (k *APIKey) allowsOp(op string) bool {
 // allowsChannel reports whether the key may touch channel.
 func (k *APIKey) allowsChannel(channel string) bool {
 	return len(k.Channels) == 0 || matchAnyChannel(k.Channels, channel)
+}
+
+// ParseAPIKey reads an API key as `duplex serve --api-keys` takes it:
+// comma-separated key=value pairs,
+//
+//	name=NAME            what error answers and logs call the key (required)
+//	key=SECRET           the secret, 16 bytes or more, without ',' or ';' (required)
+//	ops=OP|OP...         operations among publish, channels, presence, history (default: all)
+//	channels=PAT|PAT...  channel patterns the key may touch (default: all)
+//
+// so "name=feed,key=…,ops=publish,channels=news:*|live:*" is a key that
+// may only publish, to the news and live namespaces. The key is checked as
+// Config.APIKeys are.
+func ParseAPIKey(spec string) (APIKey, error) {
+	var k APIKey
+	seen := map[string]bool{}
+	for _, kv := range strings.Split(spec, ",") {
+		name, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return APIKey{}, fmt.Errorf("an item is not key=value (name, key, ops, channels)")
+		}
+		if seen[name] {
+			return APIKey{}, fmt.Errorf("%s is given twice", name)
+		}
+		seen[name] = true
+		switch name {
+		case "name":
+			k.Name = v
+		case "key":
+			k.Key = v
+		case "ops":
+			k.Ops = strings.Split(v, "|")
+		case "channels":
+			k.Channels = strings.Split(v, "|")
+		default:
+			return APIKey{}, fmt.Errorf("unknown key %q (name, key, ops, channels)", name)
+		}
+	}
+	if k.Key == "" {
+		return APIKey{}, fmt.Errorf("no key=SECRET")
+	}
+	return k, k.check()
 }
 
 // apiKeyring holds the API's keys by the SHA-256 of their secret, so that

@@ -91,12 +91,12 @@ func ParseNamespace(spec string) (name string, opts pubsub.NamespaceOptions, err
 
 // FormatNamespace writes opts as ParseNamespace reads them after the
 // name's colon, every key given ("history=100,ttl=5m0s,presence=on,
-// publish=clients"), so that `duplex serve --print-config` shows each
-// namespace whole. A key added to ParseNamespace belongs here too
-// (TestFormatNamespaceCoversEveryField fails otherwise).
+// publish=clients,anonymous=off"), so that `duplex serve --print-config`
+// shows each namespace whole. A key added to ParseNamespace belongs here
+// too (TestFormatNamespaceCoversEveryField fails otherwise).
 func FormatNamespace(opts pubsub.NamespaceOptions) string {
 	onOff := map[bool]string{true: "on", false: "off"}
 	publish := map[bool]string{true: "clients", false: "api"}
-	return fmt.Sprintf("history=%d,ttl=%s,presence=%s,publish=%s",
-		opts.HistorySize, opts.HistoryTTL, onOff[opts.Presence], publish[opts.ClientPublish])
+	return fmt.Sprintf("history=%d,ttl=%s,presence=%s,publish=%s,anonymous=%s",
+		opts.HistorySize, opts.HistoryTTL, onOff[opts.Presence], publish[opts.ClientPublish], onOff[opts.Anonymous])
 }
