@@ -22,7 +22,7 @@ type sdkSubscriber struct {
 	c *client.Client
 
 	mu      sync.Mutex
-	lines   []string // "subscribed OFFSET EPOCH resubscribed=… recovered=…" and "message OFFSET EPOCH DATA"
+	lines   []string // "subscribed OFFSET EPOCH resubscribed=… recovered=… err=…", "lost FROM..TO EPOCH", "message OFFSET EPOCH DATA"
 	states  []client.State
 	changed chan struct{} // closed and replaced at each record
 	hold    chan struct{} // when set, dials wait until it is closed
@@ -36,6 +36,10 @@ func (s *sdkSubscriber) subscribe(t *testing.T, ctx context.Context, channel str
 		s.record(fmt.Sprintf("message %d %s %s", m.Offset, m.Epoch, m.Data))
 	}
 	onSubscribed := func(ev client.SubscribedEvent) {
+		if g := ev.Lost; g != nil {
+			s.record(fmt.Sprintf("lost %d..%d %s", g.From, g.To, g.Epoch))
+			return
+		}
 		s.record(fmt.Sprintf("subscribed %d %s resubscribed=%t recovered=%t err=%v", ev.Position.Offset, ev.Position.Epoch, ev.Resubscribed, ev.Recovered, ev.Err))
 	}
 	if _, err := s.c.Subscribe(ctx, channel, onMessage, &client.SubscribeOptions{OnSubscribed: onSubscribed}); err != nil {
