@@ -581,7 +581,7 @@ func (b *Broker) checkStream(ctx context.Context, s *nsStream, ns string, o *pub
 // is lost, the channels start new epochs, and the stream's sequences
 // start over.
 func (b *Broker) streamReplaced(ns, name string) {
-	b.log.Warn("stream lost and created again: its channels' history is gone, they start new epochs", "stream", name)
+	b.log.Warn("stream lost, created again: its channels start new epochs", "stream", name)
 	b.mu.Lock()
 	var chans []*chanState
 	for _, c := range b.chans {
@@ -1092,6 +1092,7 @@ func (b *Broker) consume(c *chanState, serial uint64, msg jetstream.Msg) {
 	// the consumer, resumed at its old sequence, skipped the new epoch's
 	// first messages. Read the stream again from its start.
 	if epoch != c.epoch && c.epoch != "" && off > 1 && !(c.fromStart && c.startGen == b.gen()) {
+		b.log.Info("new epoch seen past its start: reading the channel's stream again from its start", "channel", c.name, "epoch", epoch, "offset", off)
 		c.serial++
 		b.restartLocked(c, restartFromStart)
 		return

@@ -120,7 +120,7 @@ func (p *presence) start(ctx context.Context, notify bool) error {
 		return err
 	}
 	if created && notify {
-		p.b.log.Warn("presence bucket lost and created again: every node writes its clients again", "bucket", p.b.opts.Prefix+"-presence")
+		p.b.log.Warn("presence bucket lost, created again: nodes write their clients again", "bucket", p.b.opts.Prefix+"-presence")
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	w, err := kv.WatchAll(wctx)
