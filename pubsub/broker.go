@@ -29,6 +29,14 @@ import (
 // messages in between are lost for this node. The Hub tells the
 // channel's subscribers so (EventLost) before delivering the message
 // after the gap.
+//
+// A new Broker proves itself with the contract suite that MemoryBroker and
+// the NATS and Redis brokers pass: a test in its package calls
+// brokertest.Run (internal/brokertest) with a function that opens n nodes
+// on a fresh store, and the suite checks every promise of this interface
+// (offsets, order, counted interest, history, epochs, presence, the
+// channel listing, Close), across nodes when the broker has several.
+// What only that broker does (outages, reconnection) gets its own tests.
 type Broker interface {
 	// SetHandler names who receives deliveries. It is called once, before
 	// any other method.
@@ -60,7 +68,9 @@ type Broker interface {
 	// Channels lists the channels the broker holds state for (history,
 	// presence or interest), sorted by name.
 	Channels(ctx context.Context) ([]ChannelInfo, error)
-	// Close releases the broker's resources.
+	// Close releases the broker's resources. A broker shared by several
+	// nodes also withdraws the presence this node added, so the other
+	// nodes deliver the leaves at once instead of after an expiry.
 	Close() error
 }
 

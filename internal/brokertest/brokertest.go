@@ -1,10 +1,13 @@
-// Package brokertest holds the test code the NATS and Redis broker
-// packages share, so both record and wait for deliveries the same way.
+// Package brokertest holds the test code the broker packages share: the
+// contract suite every pubsub.Broker must pass (Run), and the recording of
+// deliveries the NATS and Redis broker tests use, so all brokers are held
+// to the same checks.
 package brokertest
 
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -29,18 +32,45 @@ func Data(n int) []byte { return fmt.Appendf(nil, `{"n":%d}`, n) }
 // lines ("message CHANNEL OFFSET DATA", "join CHANNEL CLIENT USER",
 // "leave CHANNEL CLIENT USER") and wakes waiters, so tests compare exact
 // deliveries without sleeping.
+//
+// It also keeps the delivered messages themselves (Messages) and notes a
+// handler call that overlaps another one for the same channel (Overlaps),
+// which pubsub.Broker forbids.
 type Events struct {
-	mu     sync.Mutex
-	lines  []string
-	notify chan struct{}
+	mu       sync.Mutex
+	lines    []string
+	msgs     []*pubsub.Message
+	inside   map[string]int // handler calls running, by channel
+	overlaps []string
+	notify   chan struct{}
 }
 
 // NewEvents returns an empty Events, ready to be subscribed.
-func NewEvents() *Events { return &Events{notify: make(chan struct{}, 1)} }
+func NewEvents() *Events {
+	return &Events{inside: make(map[string]int), notify: make(chan struct{}, 1)}
+}
 
-func (e *Events) add(s string) {
+// enter notes a handler call for channel and records one that overlaps
+// another; leave must follow.
+func (e *Events) enter(channel, what string) {
 	e.mu.Lock()
-	e.lines = append(e.lines, s)
+	e.inside[channel]++
+	if e.inside[channel] > 1 {
+		e.overlaps = append(e.overlaps, what)
+	}
+	e.mu.Unlock()
+	// Give another call for the channel, if the broker makes one now, the
+	// chance to run while this one is inside.
+	runtime.Gosched()
+}
+
+func (e *Events) leave(channel, line string, m *pubsub.Message) {
+	e.mu.Lock()
+	e.inside[channel]--
+	e.lines = append(e.lines, line)
+	if m != nil {
+		e.msgs = append(e.msgs, m)
+	}
 	e.mu.Unlock()
 	select {
 	case e.notify <- struct{}{}:
@@ -50,17 +80,40 @@ func (e *Events) add(s string) {
 
 // HandleMessage records m as "message CHANNEL OFFSET DATA".
 func (e *Events) HandleMessage(m *pubsub.Message) {
-	e.add(fmt.Sprintf("message %s %d %s", m.Channel, m.Offset, m.Data))
+	line := fmt.Sprintf("message %s %d %s", m.Channel, m.Offset, m.Data)
+	e.enter(m.Channel, line)
+	e.leave(m.Channel, line, m)
 }
 
 // HandleJoin records a join as "join CHANNEL CLIENT USER".
 func (e *Events) HandleJoin(channel string, c pubsub.ClientInfo) {
-	e.add(fmt.Sprintf("join %s %s %s", channel, c.Client, c.User))
+	line := fmt.Sprintf("join %s %s %s", channel, c.Client, c.User)
+	e.enter(channel, line)
+	e.leave(channel, line, nil)
 }
 
 // HandleLeave records a leave as "leave CHANNEL CLIENT USER".
 func (e *Events) HandleLeave(channel string, c pubsub.ClientInfo) {
-	e.add(fmt.Sprintf("leave %s %s %s", channel, c.Client, c.User))
+	line := fmt.Sprintf("leave %s %s %s", channel, c.Client, c.User)
+	e.enter(channel, line)
+	e.leave(channel, line, nil)
+}
+
+// Messages returns the messages delivered so far, in delivery order, as
+// the broker handed them over.
+func (e *Events) Messages() []*pubsub.Message {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]*pubsub.Message(nil), e.msgs...)
+}
+
+// Overlaps returns the lines of the handler calls that started while
+// another call for the same channel was running: a broker must call its
+// handler for one channel one call at a time.
+func (e *Events) Overlaps() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.overlaps...)
 }
 
 // Lines returns a copy of the lines recorded so far, safe to keep while

@@ -7,7 +7,6 @@ import (
 
 	"github.com/duplex-ws/duplex/internal/brokertest"
 	"github.com/duplex-ws/duplex/internal/redistest"
-	"github.com/duplex-ws/duplex/pubsub"
 )
 
 // testCtx bounds a test in time.
@@ -46,11 +45,3 @@ func (e *events) waitLines(t testing.TB, ctx context.Context, n int) []string {
 
 // data returns the payload of the nth test message.
 func data(n int) []byte { return brokertest.Data(n) }
-
-func offsetsOf(msgs []*pubsub.Message) []uint64 {
-	out := []uint64{}
-	for _, m := range msgs {
-		out = append(out, m.Offset)
-	}
-	return out
-}
