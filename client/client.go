@@ -46,9 +46,30 @@ type Options struct {
 	Dial websocket.DialOptions
 
 	// User and Info are sent with connect and tell other subscribers who
-	// this client is (presence, join, leave). Info is encoded as JSON.
+	// this client is (presence, join, leave). Info is encoded as JSON. On a
+	// server that authenticates, the user is the token's instead.
 	User string
 	Info any
+
+	// Token is the JSON Web Token the client authenticates with on a
+	// server that authenticates clients (docs/protocol.md,
+	// "Authentication"); it is sent with connect. Empty: anonymous, unless
+	// RefreshToken gives one.
+	Token string
+
+	// RefreshToken, when set, returns a fresh token. The client calls it
+	// before connecting when it has no token yet, when the server refused
+	// or expired the last one, or when it expires within its refresh lead
+	// (a fifth of its lifetime, at most 10 s); and, while connected, that
+	// lead before the token expires, to send the new one with refresh, so
+	// the connection never reaches its expiry. A refresh that fails is
+	// tried again every second until the token expires; the server then
+	// closes the connection with CloseTokenExpired and the client
+	// reconnects with a new token. An error from RefreshToken before
+	// connecting counts as a failed connection attempt (backoff, then
+	// again). Calls are never concurrent. Without RefreshToken, a token
+	// that is refused or expires stops the client.
+	RefreshToken func(ctx context.Context) (string, error)
 
 	// MinBackoff and MaxBackoff bound the wait before each reconnection
 	// (zero: DefaultMinBackoff, DefaultMaxBackoff): the n-th consecutive
@@ -161,8 +182,12 @@ type ClientInfo struct {
 // 1009 (a message too big: the next connection will not send it again),
 // 1011, 1012, 1013 (slow consumer, try again later), 1014, failed
 // handshakes. A connect answered with an error (an invalid User or Info)
-// also stops the client. A client that stopped reports StateClosed with the
-// cause, and its calls return ErrClosed wrapping that cause.
+// also stops the client. So do a token the server refuses (an *Error with
+// CodeUnauthorized, then CloseUnauthorized) and one that expires
+// (CloseTokenExpired), unless Options.RefreshToken is set: the client then
+// fetches a new token and reconnects. A client that stopped reports
+// StateClosed with the cause, and its calls return ErrClosed wrapping that
+// cause.
 //
 // # Commands
 //
@@ -202,6 +227,7 @@ type Client struct {
 	conn     *conn         // the connection commands go to; nil while there is none
 	ready    chan struct{} // closed when conn is set; replaced when it is lost
 	subs     map[string]*Subscription
+	tok      tokenState // the token; its own lock
 	stopped  bool
 	stopErr  error
 	clientID string
@@ -258,6 +284,7 @@ func New(url string, opts *Options) *Client {
 		ready: make(chan struct{}),
 		subs:  map[string]*Subscription{},
 	}
+	c.tok.token = o.Token
 	go c.q.run()
 	go c.run()
 	return c
@@ -326,8 +353,12 @@ func (c *Client) stopError() error {
 }
 
 // permanent reports whether err, the end of a connection, forbids
-// reconnecting (see Client).
-func permanent(err error) bool {
+// reconnecting (see Client). A token refused or expired does, unless
+// Options.RefreshToken can get another.
+func (c *Client) permanent(err error) bool {
+	if c.tokenRefused(err) {
+		return c.opts.RefreshToken == nil
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return true // connect refused
@@ -362,7 +393,7 @@ func (c *Client) run() {
 			err = nil // Close
 			break
 		}
-		if permanent(err) {
+		if c.permanent(err) {
 			break
 		}
 		if up >= c.opts.MaxBackoff {
@@ -446,6 +477,11 @@ func (c *Client) session() (time.Duration, error) {
 	// The handshake (dial and connect) is bounded by DialTimeout.
 	hctx, cancel := context.WithTimeout(c.ctx, c.opts.DialTimeout)
 	defer cancel()
+	token, err := c.tokenFor(hctx)
+	if err != nil {
+		return 0, err
+	}
+	hello.Token = token
 	c.mu.Lock()
 	addr := c.urls[c.cur]
 	c.mu.Unlock()
@@ -472,6 +508,7 @@ func (c *Client) session() (time.Duration, error) {
 		Client string `json:"client"`
 	}
 	json.Unmarshal(res, &hi)
+	c.connected(cn, res)
 
 	// From here on commands go to this connection. Subscriptions are
 	// restored under the write lock, so that nothing the application sends

@@ -20,6 +20,7 @@ type command struct {
 	Data    json.RawMessage `json:"data,omitempty"`
 	User    string          `json:"user,omitempty"`
 	Info    json.RawMessage `json:"info,omitempty"`
+	Token   string          `json:"token,omitempty"`
 }
 
 // incoming is any message from the server: an answer (ID set) or a push.

@@ -32,6 +32,7 @@ const (
 	CodeNotSubscribed     = 108 // unsubscribe of a channel that is not subscribed
 	CodeHistoryOff        = 109 // the namespace keeps no history
 	CodePresenceOff       = 110 // the namespace has presence off
+	CodeUnauthorized      = 111 // the token was refused (connect, refresh)
 )
 
 var (
