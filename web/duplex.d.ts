@@ -5,7 +5,7 @@
 export const PROTOCOL: "duplex.v1";
 
 /**
- * Error codes carried by {@link DuplexError}: the server's (100-110) and two
+ * Error codes carried by {@link DuplexError}: the server's (100-111) and two
  * of the SDK's own (1 and 2).
  */
 export const ErrorCode: Readonly<{
@@ -24,6 +24,17 @@ export const ErrorCode: Readonly<{
   NOT_SUBSCRIBED: 108;
   HISTORY_OFF: 109;
   PRESENCE_OFF: 110;
+  /** The token was refused (connect, refresh); the message says why. */
+  UNAUTHORIZED: 111;
+}>;
+
+/**
+ * Close codes of a server that authenticates: the token sent with `connect`
+ * was refused, or the connection's token expired before a newer one replaced it.
+ */
+export const CloseCode: Readonly<{
+  UNAUTHORIZED: 4001;
+  TOKEN_EXPIRED: 4002;
 }>;
 
 /** DuplexError is how a command fails: `code` says why (see {@link ErrorCode}). */
@@ -104,6 +115,20 @@ export interface DuplexOptions {
   /** Sent with `connect`: any JSON value, at most 1 KiB encoded. */
   info?: unknown;
   /**
+   * The token (a JWT) sent with `connect`, on a server that authenticates; the server then
+   * takes the user from it.
+   */
+  token?: string;
+  /**
+   * Fetches a fresh token: called before connecting when there is none, when the last one was
+   * refused or expired or expires within its refresh lead (a fifth of its lifetime, at most
+   * 10 s), and that lead before the token expires, to send the new one with `refresh` so that
+   * the connection lives on. A failure is an "error" event (and, before connecting, a failed
+   * attempt, retried after the backoff). Without it, a token refused or expired closes the
+   * client for good (close code 4001 or 4002).
+   */
+  getToken?: () => string | Promise<string>;
+  /**
    * Shortest reconnection delay in milliseconds (default 100). The n-th
    * consecutive attempt waits a random time between minBackoff and
    * min(maxBackoff, minBackoff * 2^n); n starts over once a connection has
@@ -179,7 +204,8 @@ export class Subscription<T = unknown> {
 /**
  * Duplex is a client of a `duplex serve` channel endpoint. It connects at
  * once, and again after a connection breaks, until close() or a close code
- * after which reconnecting cannot help: 1000, 1002, 1003, 1007, 1008, 1010.
+ * after which reconnecting cannot help: 1000, 1002, 1003, 1007, 1008, 1010,
+ * and 4001 and 4002 (a token refused or expired) unless getToken is given.
  */
 export class Duplex {
   /**
@@ -193,7 +219,7 @@ export class Duplex {
   readonly options: DuplexOptions & { minBackoff: number; maxBackoff: number };
   /** The connection state. */
   readonly state: State;
-  /** This connection's id on the server, from the `connect` answer (when user or info is given). */
+  /** This connection's id on the server, from the `connect` answer (when user, info or a token is given). */
   readonly client: string | undefined;
 
   /**

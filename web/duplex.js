@@ -12,12 +12,21 @@
 // The client reconnects by itself (jittered exponential backoff), subscribes
 // again to every channel with `since` set to the last offset it delivered,
 // and never hands the same offset of a channel to the application twice.
+//
+// On a server that authenticates, give it a token, and a function that
+// fetches a fresh one: it is called before the token expires, and before
+// reconnecting when the token was refused or has expired.
+//
+//   const duplex = new Duplex("/ws", {
+//     token: initialToken,
+//     getToken: () => fetch("/token").then((r) => r.text()),
+//   });
 
 /** The WebSocket subprotocol the SDK speaks. */
 export const PROTOCOL = "duplex.v1";
 
 /**
- * Error codes carried by {@link DuplexError}: the server's (100-110, see
+ * Error codes carried by {@link DuplexError}: the server's (100-111, see
  * docs/protocol.md#errors) and two of the SDK's own (1 and 2).
  */
 export const ErrorCode = Object.freeze({
@@ -36,7 +45,25 @@ export const ErrorCode = Object.freeze({
   NOT_SUBSCRIBED: 108,
   HISTORY_OFF: 109,
   PRESENCE_OFF: 110,
+  /** The token was refused (connect, refresh); the message says why. */
+  UNAUTHORIZED: 111,
 });
+
+/**
+ * Close codes of a server that authenticates (docs/protocol.md#close-codes):
+ * the token sent with `connect` was refused, or the connection's token
+ * expired before a newer one replaced it.
+ */
+export const CloseCode = Object.freeze({
+  UNAUTHORIZED: 4001,
+  TOKEN_EXPIRED: 4002,
+});
+
+// The longest time before its expiry that a token is replaced (ms); a
+// short-lived one is replaced when a fifth of its life is left.
+const MAX_REFRESH_LEAD = 10000;
+// How long to wait before trying a failed refresh again (ms).
+const REFRESH_RETRY = 1000;
 
 // Close codes after which connecting again cannot help: the server ended
 // the session on purpose (1000), the client broke the protocol (1002, 1003,
@@ -203,7 +230,9 @@ export class Subscription extends Emitter {
 /**
  * Duplex is a client of a `duplex serve` channel endpoint. It connects at
  * once, and again after a connection breaks, until close() or a close code
- * after which reconnecting cannot help (1000, 1002, 1003, 1007, 1008, 1010).
+ * after which reconnecting cannot help (1000, 1002, 1003, 1007, 1008, 1010;
+ * and 4001, 4002, a token refused or expired, unless options.getToken can
+ * fetch another).
  *
  * `state` is "connecting", "open", "disconnected" (waiting to reconnect),
  * "closing" or "closed" (for good). Events, with on(event, fn): "state"
@@ -211,8 +240,9 @@ export class Subscription extends Emitter {
  * "connecting", "open", "disconnected" ({code, reason, delay}: the close code
  * and reason, and the milliseconds until the next attempt), "closing",
  * "closed" ({code, reason}); "error" (an Error) for what no promise carries:
- * a refused `connect`, an answer with id 0, a frame that is not JSON, a
- * server that does not speak duplex.v1.
+ * a refused `connect` (a token refused: a DuplexError with code 111), a
+ * failed token refresh or getToken, an answer with id 0, a frame that is not
+ * JSON, a server that does not speak duplex.v1.
  */
 export class Duplex extends Emitter {
   #WebSocket;
@@ -229,6 +259,11 @@ export class Duplex extends Emitter {
   #timer = null;
   #closed;
   #resolveClosed;
+  #token; // the token sent with connect
+  #tokenExpires = 0; // when it expires (performance.now() ms); 0: unknown or never
+  #tokenLead = 0; // how long before then to replace it (ms)
+  #tokenStale = false; // refused or expired: fetch another before connecting
+  #refreshTimer = null;
 
   /**
    * @param {string|string[]} [url] the channel endpoint: ws:, wss:, http:,
@@ -237,6 +272,14 @@ export class Duplex extends Emitter {
    * @param {object} [options]
    * @param {string} [options.user] sent with `connect`: what presence shows
    * @param {*} [options.info] sent with `connect` (any JSON value, at most 1 KiB)
+   * @param {string} [options.token] the token (a JWT) sent with `connect`, on a
+   *   server that authenticates; the server then takes the user from it
+   * @param {() => (string|Promise<string>)} [options.getToken] fetches a fresh
+   *   token: called before connecting when there is none, when the last one was
+   *   refused or expired or expires within its refresh lead (a fifth of its
+   *   lifetime, at most 10 s), and that lead before the token expires, to send
+   *   the new one with `refresh` so that the connection lives on. Without it, a
+   *   token refused or expired closes the client for good
    * @param {number} [options.minBackoff] shortest reconnection delay in ms (default 100)
    * @param {number} [options.maxBackoff] longest reconnection delay in ms (default 5000);
    *   the n-th consecutive attempt waits a random time between minBackoff and
@@ -254,8 +297,9 @@ export class Duplex extends Emitter {
     this.url = this.#urls[0];
     /** The connection state (see the class comment). */
     this.state = "connecting";
-    /** This connection's id on the server, from the `connect` answer (when user or info is given). */
+    /** This connection's id on the server, from the `connect` answer (when user, info or a token is given). */
     this.client = undefined;
+    this.#token = options.token;
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this.#WebSocket !== "function") {
       throw new TypeError("duplex: no WebSocket here; pass options.WebSocket");
@@ -336,6 +380,7 @@ export class Duplex extends Emitter {
   close() {
     if (this.#final) return this.#closed;
     this.#final = true;
+    clearTimeout(this.#refreshTimer);
     if (this.#ws) {
       this.#setState("closing");
       this.#ws.close(1000);
@@ -362,6 +407,64 @@ export class Duplex extends Emitter {
   #open() {
     if (this.#final) return;
     this.#setState("connecting");
+    if (!this.#needToken()) return this.#dial();
+    Promise.resolve().then(() => this.options.getToken()).then((token) => {
+      if (this.#final) return;
+      this.#token = token;
+      this.#tokenStale = false;
+      this.#tokenExpires = 0;
+      this.#dial();
+    }, (err) => {
+      if (this.#final) return;
+      this._emit("error", err);
+      this.#onClose(1006, `getToken failed: ${err && err.message}`); // a failed attempt: back off, try again
+    });
+  }
+
+  // #needToken reports whether getToken must run before connecting.
+  #needToken() {
+    if (typeof this.options.getToken !== "function") return false;
+    if (this.#token === undefined || this.#tokenStale) return true;
+    return this.#tokenExpires !== 0 && performance.now() >= this.#tokenExpires - this.#tokenLead;
+  }
+
+  // #setTTL records the seconds the server says the token has left.
+  #setTTL(ttl) {
+    this.#tokenExpires = 0;
+    if (typeof ttl !== "number") return;
+    this.#tokenExpires = performance.now() + ttl * 1000;
+    this.#tokenLead = Math.min(MAX_REFRESH_LEAD, (ttl * 1000) / 5);
+  }
+
+  // #scheduleRefresh arranges for getToken to run, and its token to be sent
+  // with `refresh` on ws, the token's lead before it expires.
+  #scheduleRefresh(ws, delay) {
+    clearTimeout(this.#refreshTimer);
+    if (typeof this.options.getToken !== "function" || this.#tokenExpires === 0) return;
+    if (delay === undefined) delay = this.#tokenExpires - this.#tokenLead - performance.now();
+    this.#refreshTimer = setTimeout(() => this.#refresh(ws), Math.max(0, delay));
+  }
+
+  #refresh(ws) {
+    const retry = (err) => {
+      if (ws !== this.#ws || !this.#ready) return;
+      this._emit("error", err);
+      const left = this.#tokenExpires - performance.now();
+      if (left > 0) this.#scheduleRefresh(ws, Math.min(REFRESH_RETRY, left)); // else the server closes with 4002
+    };
+    Promise.resolve().then(() => this.options.getToken()).then((token) => {
+      if (ws !== this.#ws || !this.#ready) return;
+      this.#send({ op: "refresh", token }, (r) => {
+        this.#token = token;
+        this.#setTTL(r.ttl);
+        this.#scheduleRefresh(ws);
+      }, (err) => {
+        if (err.code !== ErrorCode.DISCONNECTED) retry(err);
+      });
+    }, retry);
+  }
+
+  #dial() {
     let ws;
     try {
       ws = new this.#WebSocket(this.url, PROTOCOL);
@@ -384,17 +487,24 @@ export class Duplex extends Emitter {
       return void this.close();
     }
     const { user, info } = this.options;
-    if (user === undefined && info === undefined) return this.#onReady();
+    const token = this.#token;
+    if (user === undefined && info === undefined && token === undefined) return this.#onReady();
     const cmd = { op: "connect" };
     if (user !== undefined) cmd.user = user;
     if (info !== undefined) cmd.info = info;
+    if (token !== undefined) cmd.token = token;
     this.#send(cmd, (r) => {
       this.client = r.client;
+      this.#setTTL(r.ttl);
+      this.#scheduleRefresh(ws);
       this.#onReady();
     }, (err) => {
       if (err.code === ErrorCode.DISCONNECTED) return;
-      this._emit("error", err); // a bad user or info: trying again would not help
-      this.close();
+      this._emit("error", err);
+      // A refused token: the server closes with 4001, after which the
+      // client tries again with a new token if getToken can fetch one.
+      if (err.code === ErrorCode.UNAUTHORIZED) return void (this.#tokenStale = true);
+      this.close(); // a bad user or info: trying again would not help
     });
   }
 
@@ -491,12 +601,15 @@ export class Duplex extends Emitter {
     this.#log("closed", code, reason);
     this.#ws = null;
     this.#ready = false;
+    clearTimeout(this.#refreshTimer);
+    const tokenEnded = code === CloseCode.UNAUTHORIZED || code === CloseCode.TOKEN_EXPIRED;
+    if (tokenEnded) this.#tokenStale = true;
     for (const sub of this.#subs.values()) sub.active = false;
     const lost = new DuplexError(ErrorCode.DISCONNECTED, `duplex: the connection closed (${code}) before the answer`, code);
     const pending = [...this.#pending.values()];
     this.#pending.clear();
     for (const p of pending) p.onError(lost);
-    if (this.#final || FINAL_CODES.has(code)) {
+    if (this.#final || FINAL_CODES.has(code) || (tokenEnded && typeof this.options.getToken !== "function")) {
       this.#final = true;
       this.#finish(code, reason);
       return;

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/duplex-ws/duplex/server"
 	"github.com/duplex-ws/duplex/web"
 	"github.com/duplex-ws/duplex/websocket"
@@ -427,6 +429,38 @@ func TestDuplexJSServer(t *testing.T) {
 	requireChromium(t)
 	h := newHarness(t, newServerHandler(t))
 	names := []string{"roundtrip", "http-publish", "presence", "recovery", "errors", "connect-refused"}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	h.run(ctx, "ws=/ws&scenarios="+strings.Join(names, ","))
+	h.check(names)
+}
+
+// TestDuplexJSAuth runs duplex.js in Chromium against a server that
+// authenticates with an HS256 secret; /test/token signs the page's tokens.
+func TestDuplexJSAuth(t *testing.T) {
+	requireChromium(t)
+	const secret = "0123456789abcdef0123456789abcdef-web"
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /test/token", func(w http.ResponseWriter, r *http.Request) {
+		ttl, err := strconv.Atoi(r.URL.Query().Get("ttl"))
+		if err != nil {
+			http.Error(w, "ttl", http.StatusBadRequest)
+			return
+		}
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"sub": r.URL.Query().Get("sub"),
+			"exp": time.Now().Add(time.Duration(ttl) * time.Second).Unix(),
+		}).SignedString([]byte(secret))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, tok)
+	})
+	mux.Handle("/", server.New(server.Config{Log: log, Auth: server.AuthConfig{HMACSecret: secret}}).Handler())
+	h := newHarness(t, mux)
+	names := []string{"auth-token", "auth-refused", "auth-expired", "auth-refresh", "auth-get-token"}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	h.run(ctx, "ws=/ws&scenarios="+strings.Join(names, ","))
