@@ -36,7 +36,7 @@ step "bench module: go vet and its tests (the measurements themselves are run by
 (cd bench && "$GO" vet ./... && "$GO" test -count=1 -timeout 10m ./...)
 
 step "fuzz (each target for $FUZZTIME)"
-for pkg in ./websocket/ ./websocket/internal/deflate/ ./server/; do
+for pkg in ./websocket/ ./websocket/internal/deflate/ ./websocket/eventloop/ ./server/; do
 	for target in $("$GO" test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		echo "fuzz $pkg $target"
 		"$GO" test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 5s "$pkg"

@@ -125,17 +125,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 // refuse answers a refused handshake. After a failed hijack, w may still be
 // usable; if it is not, the write fails harmlessly.
 func refuse(w http.ResponseWriter, he *HandshakeError) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	switch he.Check {
-	case CheckMethod:
-		w.Header().Set("Allow", http.MethodGet)
-	case CheckUpgrade:
-		w.Header().Set("Upgrade", "websocket")
-		w.Header().Set("Connection", "Upgrade")
-	case CheckVersion:
-		w.Header().Set("Sec-WebSocket-Version", "13")
-	}
+	setRefusalHeaders(w.Header(), he)
 	w.WriteHeader(he.Status)
 	fmt.Fprintln(w, he.Reason)
 }

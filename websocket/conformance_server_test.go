@@ -4,7 +4,9 @@ package websocket_test
 // server built on Accept and checks the exact bytes, close codes and TCP
 // closes that come back (RFC 6455). Every group runs against two echo
 // servers: one that streams each message through Reader, Writer and
-// io.Copy, and one that reads and writes whole messages with Read and Write.
+// io.Copy, and one that reads and writes whole messages with Read and Write;
+// on Linux, also against the event-loop server of package
+// websocket/eventloop, which drives the same parser from epoll.
 
 import (
 	"bytes"
@@ -28,16 +30,24 @@ import (
 type echoMode int
 
 const (
-	echoStream echoMode = iota // Reader + Writer + io.Copy
-	echoWhole                  // Read + Write
+	echoStream    echoMode = iota // Reader + Writer + io.Copy
+	echoWhole                     // Read + Write
+	echoEventLoop                 // eventloop.Server, Write from OnMessage
 )
 
 func (m echoMode) String() string {
-	if m == echoStream {
+	switch m {
+	case echoStream:
 		return "stream"
+	case echoEventLoop:
+		return "eventloop"
 	}
 	return "whole"
 }
+
+// newEventLoopServer starts the event-loop echo server; it is set (and
+// echoEventLoop added to echoModes) where the event loop runs.
+var newEventLoopServer func(t *testing.T, opts *websocket.AcceptOptions) *confServer
 
 var echoModes = []echoMode{echoStream, echoWhole}
 
@@ -46,16 +56,18 @@ var echoModes = []echoMode{echoStream, echoWhole}
 // ended with, keyed by the client's address, so a test can check what the
 // server saw as well as what it sent.
 type confServer struct {
-	srv  *httptest.Server
 	addr string
 	ends sync.Map // remote address -> chan error
 }
 
 func newConfServer(t *testing.T, mode echoMode, opts *websocket.AcceptOptions) *confServer {
 	t.Helper()
+	if mode == echoEventLoop {
+		return newEventLoopServer(t, opts)
+	}
 	s := &confServer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, opts)
 		if err != nil {
 			s.ended(r.RemoteAddr, err)
@@ -68,10 +80,10 @@ func newConfServer(t *testing.T, mode echoMode, opts *websocket.AcceptOptions) *
 		}
 		s.ended(r.RemoteAddr, err)
 	}))
-	s.addr = s.srv.Listener.Addr().String()
+	s.addr = srv.Listener.Addr().String()
 	t.Cleanup(func() {
 		cancel()
-		s.srv.Close()
+		srv.Close()
 	})
 	return s
 }
@@ -208,21 +220,23 @@ func payloadOf(n int) []byte {
 // ---------------------------------------------------------------------------
 // Opening handshake (RFC 6455 §4.2)
 
+// hsCase is a handshake request and the answer it must get.
+type hsCase struct {
+	name     string
+	patterns bool   // use the server with OriginPatterns
+	method   string // default GET
+	proto    string // default HTTP/1.1
+	lines    []string
+	status   int
+	check    websocket.HandshakeCheck
+	header   [2]string // a header the refusal must carry
+	subproto string    // for 101: the subprotocol chosen, "" for none
+}
+
 func TestServerConformanceHandshake(t *testing.T) {
 	base := baseHandshake()
 	key := func(raw []byte) string { return "Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(raw) }
 
-	type hsCase struct {
-		name     string
-		patterns bool   // use the server with OriginPatterns
-		method   string // default GET
-		proto    string // default HTTP/1.1
-		lines    []string
-		status   int
-		check    websocket.HandshakeCheck
-		header   [2]string // a header the refusal must carry
-		subproto string    // for 101: the subprotocol chosen, "" for none
-	}
 	cases := []hsCase{
 		// Accepted.
 		{name: "valid", lines: base, status: 101},
@@ -263,8 +277,18 @@ func TestServerConformanceHandshake(t *testing.T) {
 		{name: "OriginPatterns subdomain pattern excludes the parent", patterns: true, lines: append(base, "Origin: https://example.com"), status: 403, check: websocket.CheckOrigin},
 	}
 
-	plain := newConfServer(t, echoStream, &websocket.AcceptOptions{Subprotocols: []string{"chat.v2", "chat.v1"}})
-	patterns := newConfServer(t, echoStream, &websocket.AcceptOptions{OriginPatterns: []string{"*.example.com"}})
+	modes := []echoMode{echoStream}
+	if newEventLoopServer != nil {
+		modes = append(modes, echoEventLoop) // the same statuses as Accept
+	}
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) { runHandshakeCases(t, mode, cases) })
+	}
+}
+
+func runHandshakeCases(t *testing.T, mode echoMode, cases []hsCase) {
+	plain := newConfServer(t, mode, &websocket.AcceptOptions{Subprotocols: []string{"chat.v2", "chat.v1"}})
+	patterns := newConfServer(t, mode, &websocket.AcceptOptions{OriginPatterns: []string{"*.example.com"}})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := plain
@@ -357,7 +381,7 @@ func TestServerConformanceFraming(t *testing.T) {
 					}
 					// Whole-message echo is one frame; the streamed echo is
 					// one frame for small messages and several for large ones.
-					if mode == echoWhole || l.n <= 127 {
+					if mode != echoStream || l.n <= 127 {
 						if len(frames) != 1 || !bytes.Equal(frames[0].header, l.header) {
 							t.Fatalf("echo came as %d frames, first header % x; want one frame with header % x", len(frames), frames[0].header, l.header)
 						}
@@ -405,7 +429,7 @@ func TestServerConformanceFraming(t *testing.T) {
 					if err := <-sent; err != nil {
 						t.Fatalf("write: %v", err)
 					}
-					if mode == echoWhole && len(got) != 1 {
+					if mode != echoStream && len(got) != 1 {
 						t.Fatalf("whole-message echo came as %d frames, want 1", len(got))
 					}
 				})

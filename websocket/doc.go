@@ -130,6 +130,15 @@
 //
 // Nothing panics on bad input from the peer.
 //
+// # Event loop
+//
+// Package websocket/eventloop serves connections from a few epoll loops
+// instead of a goroutine each, so that an idle connection holds about 200
+// bytes and no buffer. It drives the same frame parser as Conn
+// (ServerParser) and answers handshakes with the same checks as Accept
+// (AnswerUpgrade, RefusalResponse): one parser and one set of rules, two
+// drivers, and the same HTTP statuses and close codes from both.
+//
 // # Compression
 //
 // With Options.Compression.Enabled, Dial offers and Accept accepts the

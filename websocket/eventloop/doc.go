@@ -1,0 +1,89 @@
+// Package eventloop serves WebSocket connections from a few epoll loops
+// instead of a goroutine per connection, so that an idle connection costs
+// about 200 bytes of user-space memory: no goroutine, no buffer, no
+// net.Conn. It is the event-loop driver of the frame parser that
+// websocket.Conn uses (websocket.ServerParser), with the same handshake
+// checks as websocket.Accept (websocket.AnswerUpgrade), so both answer bad
+// input with the same HTTP statuses and the same close codes.
+//
+//	s := &eventloop.Server{
+//		OnMessage: func(c *eventloop.Conn, typ websocket.MessageType, p []byte) {
+//			c.Write(typ, p) // echo; p is only valid during the call
+//		},
+//	}
+//	ln, _ := net.Listen("tcp", ":8080")
+//	go s.Serve(ln)
+//	...
+//	s.Shutdown(ctx) // every open connection gets a close frame with 1001
+//
+// It runs on Linux only; elsewhere Serve returns ErrUnsupported.
+//
+// # What an idle connection holds
+//
+// A Conn is one struct of about 208 bytes: its file descriptor, its state,
+// a lock, the parser's position (websocket.ServerParser, about 136 bytes,
+// which includes the 14-byte header buffer and 4-byte UTF-8 carry), and
+// nil pointers for the things a busy connection borrows: the bytes of a
+// handshake request or of a message that has only partly arrived, and the
+// bytes of its write queue that the socket did not take at once. A server
+// also keeps one 8-byte slot per file descriptor to find a Conn from an
+// epoll event. Reads go into one 64 KiB buffer per loop; a message that
+// arrives whole in one read is handed to OnMessage in place, without a
+// copy, and only a message split across reads is gathered in a buffer of
+// its own, returned to a pool once delivered. The kernel's socket buffers
+// are not user-space memory and are not counted here.
+//
+// # Events and concurrency
+//
+// Loops (Server.Loops, one per CPU by default) each own a share of the
+// connections. OnOpen, OnMessage and OnClose run on the loop goroutine of
+// their connection, one at a time for that loop: a callback that blocks
+// stalls every connection of its loop, so hand long work to another
+// goroutine. Sockets are non-blocking and every read is parsed
+// incrementally, so a peer that sends a byte at a time, or stops reading,
+// holds up no one.
+//
+// Conn.Write and Conn.Close may be called from any goroutine, at any time.
+// Write writes at once what the socket takes and queues the rest, which the
+// loop sends when the socket is writable; whole messages go out one after
+// another, never interleaved. The queue of a connection is bounded
+// (Server.WriteQueueLimit, default 4 MiB): a Write that would pass the
+// bound returns ErrWriteQueueFull, and the connection is then failed with
+// close code 1008 ("write queue full") and reported to OnClose with
+// ErrWriteQueueFull, because a peer that does not read its messages must
+// not hold the server's memory.
+//
+// # Limits and errors
+//
+// The handshake request may be at most Server.MaxHeaderBytes (default
+// 8 KiB; larger: 431) and must be complete within
+// AcceptOptions.HandshakeTimeout (default 10 s; then the connection is
+// closed without an answer). A malformed request gets 400. The checks of
+// websocket.Accept (method, version, Upgrade, Connection, key, origin)
+// answer with the same statuses, headers and one-line bodies as Accept.
+//
+// After the handshake, the rules and close codes are those of
+// websocket.Conn: 1002 for a protocol error (unmasked frame, RSV bits,
+// reserved opcode, bad control frame, bad fragmentation, bad close frame),
+// 1007 for invalid UTF-8 in text, checked as it arrives, and 1009 for a
+// message over Options.ReadLimit (default 32 MiB), refused from its frame
+// header. On a failure the server sends its close frame, shuts down its
+// side, drains the peer's input for at most a second and closes. When the
+// peer sends a close frame, its code is echoed and the server closes TCP
+// first (RFC 6455 §7.1.1). OnClose receives the error a websocket.Conn
+// would return: *websocket.CloseError (the peer closed; 1006 when TCP
+// ended without a close frame), *websocket.ProtocolError (this side failed
+// the connection, with the code it sent), websocket.ErrClosed wrapped
+// (this side closed with Conn.Close or Server.Shutdown), or
+// ErrWriteQueueFull.
+//
+// # Not supported
+//
+// No extension is negotiated: an offered permessage-deflate is declined,
+// and Serve refuses AcceptOptions with Compression enabled. There is no
+// keepalive (Options.PingInterval is refused); pings from the peer are
+// answered. TLS is not handled: the listener must give connections with a
+// file descriptor (TCP or Unix sockets; terminate TLS in front). Messages
+// are delivered whole to OnMessage; there is no streaming of a message
+// larger than memory.
+package eventloop

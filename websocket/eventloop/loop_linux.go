@@ -1,0 +1,1089 @@
+//go:build linux
+
+package eventloop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/duplex-ws/duplex/websocket"
+	"golang.org/x/sys/unix"
+)
+
+// Connection states.
+const (
+	connHandshake uint8 = iota // reading the request
+	connOpen                   // messages flow
+	connClosing                // this side sent a close frame and waits for the peer's
+	connLinger                 // ending: flush the queue, shut down writing, drain input, close
+	connClosed                 // the socket is closed
+)
+
+// Connection flags.
+const (
+	flagReported uint8 = 1 << iota // OnClose was called (or is not due: never opened)
+	flagOverflow                   // the write queue overflowed; OnClose is due with ErrWriteQueueFull
+	flagPollOut                    // EPOLLOUT is armed
+	flagShutWr                     // the write side is shut down (linger)
+)
+
+const (
+	readBufSize = 64 << 10
+	// tick is how often a loop checks deadlines while it has any.
+	tick = 50 * time.Millisecond
+	// lingerDrain bounds how long and how much a failed connection's input
+	// is drained after the server shut down its side, so that its close
+	// frame is not lost to a TCP reset (RFC 6455 §7.1.1).
+	lingerDrain      = time.Second
+	lingerDrainBytes = 1 << 20
+	// fail reasons longer than a close frame allows are cut.
+	maxCloseReason = 123
+)
+
+// serverImpl is the running server.
+type serverImpl struct {
+	s        *Server
+	ln       net.Listener
+	opts     websocket.AcceptOptions
+	maxHead  int
+	maxQueue int
+	hsTime   time.Duration
+	closeTO  time.Duration
+	loops    []*loop
+	table    fdTable
+	open     atomic.Int64 // connections in the table
+	loopsWG  sync.WaitGroup
+	accepted chan struct{} // closed when acceptLoop returned
+}
+
+// loop is one epoll loop and the connections it owns.
+type loop struct {
+	srv    *serverImpl
+	epfd   int
+	evfd   int // eventfd that wakes the loop
+	buf    []byte
+	events []unix.EpollEvent
+	quit   atomic.Bool
+	woken  atomic.Bool
+
+	mu     sync.Mutex
+	timed  []*Conn // connections with a deadline
+	posted []*Conn // connections with an OnClose due from another goroutine
+}
+
+// Serve accepts connections on ln and serves them until Shutdown or Close,
+// then returns ErrServerClosed; on another accept error it returns that
+// error (connections already open go on being served until Shutdown or
+// Close). The listener must give connections with a file descriptor
+// (*net.TCPConn, *net.UnixConn). Serve closes ln when it returns.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.OnMessage == nil {
+		return errors.New("eventloop: Server.OnMessage is not set")
+	}
+	srv := &serverImpl{s: s, ln: ln}
+	if s.Options != nil {
+		srv.opts = *s.Options
+	}
+	if srv.opts.Compression.Enabled {
+		return errors.New("eventloop: permessage-deflate is not supported (Options.Compression.Enabled)")
+	}
+	if srv.opts.PingInterval > 0 {
+		return errors.New("eventloop: keepalive is not supported (Options.PingInterval)")
+	}
+	srv.maxHead = s.MaxHeaderBytes
+	if srv.maxHead <= 0 {
+		srv.maxHead = DefaultMaxHeaderBytes
+	}
+	srv.maxQueue = s.WriteQueueLimit
+	if srv.maxQueue <= 0 {
+		srv.maxQueue = DefaultWriteQueueLimit
+	}
+	srv.hsTime = srv.opts.HandshakeTimeout
+	if srv.hsTime <= 0 {
+		srv.hsTime = websocket.DefaultHandshakeTimeout
+	}
+	srv.closeTO = srv.opts.CloseTimeout
+	if srv.closeTO <= 0 {
+		srv.closeTO = websocket.DefaultCloseTimeout
+	}
+	n := s.Loops
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+
+	s.mu.Lock()
+	if s.serving || s.closing.Load() {
+		s.mu.Unlock()
+		return errors.New("eventloop: Serve called twice, or after Shutdown")
+	}
+	s.serving = true
+	s.mu.Unlock()
+
+	for range n {
+		l, err := newLoop(srv)
+		if err != nil {
+			for _, l := range srv.loops {
+				l.closeFDs()
+			}
+			return err
+		}
+		srv.loops = append(srv.loops, l)
+	}
+	for _, l := range srv.loops {
+		srv.loopsWG.Add(1)
+		go l.run()
+	}
+	srv.accepted = make(chan struct{})
+	s.mu.Lock()
+	s.impl = srv
+	closing := s.closing.Load()
+	s.mu.Unlock()
+	if closing { // Shutdown or Close came while we started: nobody else stops us
+		close(srv.accepted)
+		ln.Close()
+		srv.stop()
+		return ErrServerClosed
+	}
+	err := srv.acceptLoop()
+	close(srv.accepted)
+	return err
+}
+
+// Shutdown stops accepting, sends every open connection a close frame with
+// 1001 (going away), and waits until the peers answered and every
+// connection is closed, or until ctx ends; then it closes what remains
+// (reported to OnClose as closed by this side) and stops the loops. It
+// returns ctx's error if ctx ended first.
+func (s *Server) Shutdown(ctx context.Context) error {
+	srv := s.begin()
+	if srv == nil {
+		return nil
+	}
+	srv.ln.Close()
+	now := time.Now().UnixNano()
+	srv.table.each(func(c *Conn) {
+		c.mu.Lock()
+		switch c.state {
+		case connHandshake:
+			c.deadline = now // the loop closes it at its next tick
+		case connOpen:
+			c.startClose(websocket.StatusGoingAway, "server shutting down")
+		}
+		c.mu.Unlock()
+		c.loop.addTimed(c)
+	})
+	var err error
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for srv.open.Load() > 0 && err == nil {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-t.C:
+		}
+	}
+	srv.stop()
+	return err
+}
+
+// Close stops accepting and closes every connection at once, without close
+// frames (OnClose reports them as closed by this side), and stops the
+// loops.
+func (s *Server) Close() error {
+	srv := s.begin()
+	if srv == nil {
+		return nil
+	}
+	srv.ln.Close()
+	srv.stop()
+	return nil
+}
+
+// begin marks the server as closing and returns the running server, or
+// nil when Serve has not started it (a later Serve then fails) or it was
+// already stopped.
+func (s *Server) begin() *serverImpl {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Swap(true) {
+		return nil
+	}
+	return s.impl
+}
+
+// stop makes every loop close its connections and return, and waits.
+func (srv *serverImpl) stop() {
+	<-srv.accepted // no connection is added after this
+	for _, l := range srv.loops {
+		l.quit.Store(true)
+		l.wake()
+	}
+	srv.loopsWG.Wait()
+}
+
+// acceptLoop accepts connections and hands each to a loop.
+func (srv *serverImpl) acceptLoop() error {
+	defer srv.ln.Close()
+	var backoff time.Duration
+	next := 0
+	for {
+		nc, err := srv.ln.Accept()
+		if err != nil {
+			if srv.s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors, or a transient error: wait as
+				// net/http does rather than spin.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		fd, err := detachFD(nc)
+		if err != nil {
+			continue // the connection is dropped; nothing to answer it with
+		}
+		l := srv.loops[next%len(srv.loops)]
+		next++
+		c := &Conn{fd: int32(fd), loop: l, state: connHandshake, deadline: time.Now().Add(srv.hsTime).UnixNano()}
+		c.p.Init(&srv.opts.Options)
+		srv.table.put(fd, c)
+		srv.open.Add(1)
+		l.addTimed(c)
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+			c.mu.Lock()
+			c.flags |= flagReported
+			c.closeFD()
+			c.mu.Unlock()
+		}
+	}
+}
+
+// detachFD takes the socket out of nc: a non-blocking duplicate of its
+// descriptor, which the loops own, while nc itself is closed (leaving the
+// runtime's poller).
+func detachFD(nc net.Conn) (int, error) {
+	defer nc.Close()
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("eventloop: a %T has no file descriptor (TLS is not supported)", nc)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var dupErr error
+	if err := rc.Control(func(s uintptr) {
+		fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	if dupErr != nil {
+		return -1, dupErr
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func newLoop(srv *serverImpl) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("eventloop: epoll_create1: %w", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventloop: eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, fmt.Errorf("eventloop: epoll_ctl: %w", err)
+	}
+	return &loop{srv: srv, epfd: epfd, evfd: evfd, buf: make([]byte, readBufSize), events: make([]unix.EpollEvent, 256)}, nil
+}
+
+func (l *loop) closeFDs() {
+	unix.Close(l.epfd)
+	unix.Close(l.evfd)
+}
+
+// wake interrupts the loop's epoll_wait.
+func (l *loop) wake() {
+	if l.woken.Swap(true) {
+		return
+	}
+	var one = [8]byte{1}
+	unix.Write(l.evfd, one[:])
+}
+
+// addTimed makes the loop watch c's deadline.
+func (l *loop) addTimed(c *Conn) {
+	l.mu.Lock()
+	first := len(l.timed) == 0
+	l.timed = append(l.timed, c)
+	l.mu.Unlock()
+	if first {
+		l.wake() // it may sleep without a timeout
+	}
+}
+
+// post asks the loop to report c's end to OnClose.
+func (l *loop) post(c *Conn) {
+	l.mu.Lock()
+	l.posted = append(l.posted, c)
+	l.mu.Unlock()
+	l.wake()
+}
+
+// run is the loop goroutine.
+func (l *loop) run() {
+	defer l.srv.loopsWG.Done()
+	defer l.closeFDs()
+	nextSweep := time.Now().Add(tick)
+	for {
+		if l.quit.Load() {
+			l.closeAll()
+			return
+		}
+		l.mu.Lock()
+		timeout := -1
+		if len(l.timed) > 0 {
+			timeout = int((max(time.Until(nextSweep), 0) + time.Millisecond - 1) / time.Millisecond)
+		}
+		l.mu.Unlock()
+		n, err := unix.EpollWait(l.epfd, l.events, timeout)
+		if err != nil && err != unix.EINTR {
+			panic("eventloop: epoll_wait: " + err.Error()) // only on a bad epoll descriptor: a bug
+		}
+		for i := range max(n, 0) {
+			ev := &l.events[i]
+			fd := int(ev.Fd)
+			if fd == l.evfd {
+				var b [8]byte
+				unix.Read(l.evfd, b[:])
+				l.woken.Store(false)
+				l.runPosted()
+				continue
+			}
+			c := l.srv.table.get(fd)
+			if c == nil || c.loop != l {
+				continue // closed since the event was queued
+			}
+			if ev.Events&unix.EPOLLOUT != 0 {
+				l.writable(c)
+			}
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				l.readable(c)
+			}
+		}
+		if now := time.Now(); !now.Before(nextSweep) {
+			l.sweep(now)
+			nextSweep = now.Add(tick)
+		}
+	}
+}
+
+// runPosted reports the ends that other goroutines decided.
+func (l *loop) runPosted() {
+	l.mu.Lock()
+	posted := l.posted
+	l.posted = nil
+	l.mu.Unlock()
+	for _, c := range posted {
+		c.mu.Lock()
+		due := c.flags&flagOverflow != 0
+		c.mu.Unlock()
+		if due {
+			l.report(c, ErrWriteQueueFull)
+		}
+	}
+}
+
+// sweep acts on the deadlines that passed, and forgets the connections
+// that no longer have one.
+func (l *loop) sweep(now time.Time) {
+	l.mu.Lock()
+	timed := l.timed
+	l.timed = nil
+	l.mu.Unlock()
+	keep := timed[:0]
+	t := now.UnixNano()
+	for _, c := range timed {
+		c.mu.Lock()
+		switch {
+		case c.state == connClosed || c.deadline == 0 || c.state == connOpen:
+			// done with
+		case t < c.deadline:
+			keep = append(keep, c)
+		default:
+			l.expire(c)
+		}
+		c.mu.Unlock()
+	}
+	clear(timed[len(keep):])
+	if cap(keep) > 64 && len(keep) < cap(keep)/4 {
+		keep = append([]*Conn(nil), keep...) // give back the room a burst took
+	}
+	l.mu.Lock()
+	l.timed = append(keep, l.timed...)
+	l.mu.Unlock()
+}
+
+// expire handles a passed deadline; c.mu is held.
+func (l *loop) expire(c *Conn) {
+	switch c.state {
+	case connHandshake, connLinger:
+		c.closeFD()
+	case connClosing:
+		c.closeFD()
+		l.reportLocked(c, closedErr(c.sentCode, "the peer did not answer the close frame"))
+	}
+}
+
+// closeAll closes every connection of the loop, when the server stops.
+func (l *loop) closeAll() {
+	l.srv.table.each(func(c *Conn) {
+		if c.loop != l {
+			return
+		}
+		c.mu.Lock()
+		if c.state == connOpen || c.state == connClosing {
+			code := c.sentCode
+			if code == 0 {
+				code = uint16(websocket.StatusGoingAway)
+			}
+			c.closeFD()
+			l.reportLocked(c, closedErr(code, "server stopped"))
+		} else {
+			c.closeFD()
+		}
+		c.mu.Unlock()
+	})
+	l.runPosted()
+}
+
+// report calls OnClose once for an opened connection.
+func (l *loop) report(c *Conn, err error) {
+	c.mu.Lock()
+	l.reportLocked(c, err)
+	c.mu.Unlock()
+}
+
+// reportLocked is report with c.mu held; it releases the lock around the
+// callback.
+func (l *loop) reportLocked(c *Conn, err error) {
+	if c.flags&flagReported != 0 {
+		return
+	}
+	c.flags |= flagReported
+	if f := l.srv.s.OnClose; f != nil {
+		c.mu.Unlock()
+		f(c, err)
+		c.mu.Lock()
+	}
+}
+
+// closedErr is the error of a connection this side closed, as
+// websocket.Conn reports it.
+func closedErr(code uint16, why string) error {
+	return fmt.Errorf("%w (sent close %v; %s)", websocket.ErrClosed, websocket.StatusCode(code), why)
+}
+
+// readable reads what the socket has and acts on it.
+func (l *loop) readable(c *Conn) {
+	c.mu.Lock()
+	st, fd := c.state, int(c.fd)
+	c.mu.Unlock()
+	if st == connClosed {
+		return
+	}
+	n, err := unix.Read(fd, l.buf)
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return
+	}
+	if n <= 0 {
+		l.eof(c, err)
+		return
+	}
+	b := l.buf[:n]
+	switch st {
+	case connHandshake:
+		l.handshake(c, b)
+	case connOpen, connClosing:
+		l.frames(c, b)
+	case connLinger:
+		c.mu.Lock()
+		c.deadline -= int64(n) * int64(lingerDrain) / lingerDrainBytes // a flood ends the drain sooner
+		c.mu.Unlock()
+	}
+}
+
+// eof handles the end of the peer's input (or a socket error).
+func (l *loop) eof(c *Conn, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state {
+	case connOpen:
+		reason := "transport closed without a close frame"
+		if err != nil {
+			reason += ": " + err.Error()
+		}
+		c.closeFD()
+		l.reportLocked(c, &websocket.CloseError{Code: websocket.StatusAbnormalClosure, Reason: reason})
+	case connClosing:
+		c.closeFD()
+		l.reportLocked(c, closedErr(c.sentCode, "the peer closed TCP without answering"))
+	default:
+		c.closeFD()
+	}
+}
+
+// handshake gathers the request head and answers it.
+func (l *loop) handshake(c *Conn, b []byte) {
+	srv := l.srv
+	next, head, rest, he := gatherHead(c.hs, b, srv.maxHead)
+	c.hs = next
+	if he != nil {
+		l.refuse(c, he)
+		return
+	}
+	if head == nil {
+		return // more to come
+	}
+	resp, subprotocol, err := answerHead(head, &srv.opts)
+	c.mu.Lock()
+	if c.state != connHandshake {
+		c.mu.Unlock()
+		return
+	}
+	if err != nil {
+		c.flags |= flagReported
+		c.queueAll(resp)
+		c.linger(srv.closeTO)
+		c.mu.Unlock()
+		l.addTimed(c)
+		l.handshakeError(c, err)
+		return
+	}
+	c.subprotocol = subprotocol
+	c.state = connOpen
+	c.deadline = 0
+	c.queueAll(resp)
+	c.mu.Unlock()
+	if f := srv.s.OnOpen; f != nil {
+		f(c)
+	}
+	if len(rest) > 0 {
+		l.frames(c, rest)
+	}
+}
+
+// refuse answers a handshake that failed before Accept's checks.
+func (l *loop) refuse(c *Conn, he *websocket.HandshakeError) {
+	c.hs = nil
+	c.mu.Lock()
+	if c.state != connHandshake {
+		c.mu.Unlock()
+		return
+	}
+	c.flags |= flagReported
+	c.queueAll(websocket.RefusalResponse(he))
+	c.linger(l.srv.closeTO)
+	c.mu.Unlock()
+	l.addTimed(c)
+	l.handshakeError(c, he)
+}
+
+// handshakeError reports a refused handshake to OnHandshakeError.
+func (l *loop) handshakeError(c *Conn, err error) {
+	if f := l.srv.s.OnHandshakeError; f != nil {
+		f(c.RemoteAddr(), err)
+	}
+}
+
+// frames parses frames and acts on them.
+func (l *loop) frames(c *Conn, b []byte) {
+	srv := l.srv
+	for len(b) > 0 {
+		n, ev, err := c.p.Parse(b)
+		b = b[n:]
+		if err != nil {
+			var pe *websocket.ProtocolError
+			if !errors.As(err, &pe) {
+				pe = &websocket.ProtocolError{Code: websocket.StatusInternalError, Reason: err.Error()}
+			}
+			l.fail(c, pe)
+			return
+		}
+		switch ev.Kind {
+		case websocket.ParsedData:
+			c.mu.Lock()
+			st := c.state
+			c.mu.Unlock()
+			if st != connOpen { // after our close frame, data is dropped
+				l.dropMessage(c)
+				if st != connClosing {
+					return
+				}
+				continue
+			}
+			if c.msg == nil {
+				if ev.Final {
+					srv.s.OnMessage(c, ev.Type, ev.Payload)
+					continue
+				}
+				c.msg = getBuf(len(ev.Payload))
+			}
+			*c.msg = append(*c.msg, ev.Payload...)
+			if ev.Final {
+				m := c.msg
+				c.msg = nil
+				srv.s.OnMessage(c, ev.Type, *m)
+				putBuf(m)
+			}
+		case websocket.ParsedPing:
+			if f := srv.opts.OnPing; f != nil {
+				f(ev.Payload)
+			}
+			c.mu.Lock()
+			if c.state == connOpen {
+				c.writeFrame(opPong, ev.Payload, false)
+			}
+			c.mu.Unlock()
+		case websocket.ParsedPong:
+			if f := srv.opts.OnPong; f != nil {
+				f(ev.Payload)
+			}
+		case websocket.ParsedClose:
+			l.peerClosed(c, ev.Close)
+			return
+		}
+	}
+}
+
+// dropMessage forgets a partly gathered message.
+func (l *loop) dropMessage(c *Conn) {
+	if c.msg != nil {
+		putBuf(c.msg)
+		c.msg = nil
+	}
+}
+
+// fail ends the connection because the peer broke the protocol: a close
+// frame with pe's code, then the lingering close.
+func (l *loop) fail(c *Conn, pe *websocket.ProtocolError) {
+	l.dropMessage(c)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state {
+	case connOpen:
+		reason := pe.Reason
+		if len(reason) > maxCloseReason {
+			reason = truncateUTF8(reason, maxCloseReason)
+		}
+		c.sendClose(uint16(pe.Code), reason)
+		c.linger(l.srv.closeTO)
+		l.addTimed(c)
+		l.reportLocked(c, pe)
+	case connClosing:
+		c.linger(l.srv.closeTO)
+		l.addTimed(c)
+		l.reportLocked(c, closedErr(c.sentCode, "the peer broke the protocol before answering"))
+	}
+}
+
+// peerClosed answers the peer's close frame: the server echoes its code
+// (unless it sent its own close first) and closes TCP first (§7.1.1).
+func (l *loop) peerClosed(c *Conn, ce *websocket.CloseError) {
+	l.dropMessage(c)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var err error
+	switch c.state {
+	case connOpen:
+		code := uint16(ce.Code)
+		if ce.Code == websocket.StatusNoStatusRcvd {
+			code = 0
+		}
+		c.sendClose(code, "")
+		err = ce
+	case connClosing:
+		err = closedErr(c.sentCode, "the peer answered")
+	default:
+		return
+	}
+	c.linger(l.srv.closeTO)
+	if c.state != connClosed {
+		l.addTimed(c)
+	}
+	l.reportLocked(c, err)
+}
+
+// writable flushes the queue when the socket takes more.
+func (l *loop) writable(c *Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.flush()
+}
+
+// Opcodes of the frames a server sends.
+const (
+	opText   = 0x1
+	opBinary = 0x2
+	opClose  = 0x8
+	opPong   = 0xA
+)
+
+// Write sends one message of type typ. It writes at once what the socket
+// takes and queues the rest for the loop (p is copied, not kept), so it
+// never blocks on the peer. It returns ErrWriteQueueFull when the queue
+// would pass Server.WriteQueueLimit (the connection is then failed with
+// 1008), and websocket.ErrClosed (wrapped) once the connection is closing
+// or closed. It may be called from any goroutine.
+func (c *Conn) Write(typ websocket.MessageType, p []byte) error {
+	var op byte
+	switch typ {
+	case websocket.MessageText:
+		op = opText
+	case websocket.MessageBinary:
+		op = opBinary
+	default:
+		return fmt.Errorf("eventloop: cannot write a message of type %v", typ)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != connOpen {
+		return fmt.Errorf("eventloop: write: %w", websocket.ErrClosed)
+	}
+	return c.writeFrame(op, p, false)
+}
+
+// Close starts the closing handshake: it sends a close frame with code and
+// reason and returns; the loop closes the connection when the peer answers,
+// or after Options.CloseTimeout, and then calls OnClose. code must be one
+// that may be sent (websocket.StatusCode.Sendable) and reason valid UTF-8
+// of at most 123 bytes. Close returns websocket.ErrClosed (wrapped) when
+// the connection is already closing or closed. It may be called from any
+// goroutine.
+func (c *Conn) Close(code websocket.StatusCode, reason string) error {
+	if !code.Sendable() {
+		return fmt.Errorf("eventloop: status code %d may not be sent in a close frame", int(code))
+	}
+	if len(reason) > maxCloseReason {
+		return fmt.Errorf("eventloop: close reason of %d bytes is longer than %d", len(reason), maxCloseReason)
+	}
+	if !utf8.ValidString(reason) {
+		return errors.New("eventloop: close reason is not valid UTF-8")
+	}
+	c.mu.Lock()
+	if c.state != connOpen {
+		c.mu.Unlock()
+		return fmt.Errorf("eventloop: close: %w", websocket.ErrClosed)
+	}
+	c.startClose(code, reason)
+	c.mu.Unlock()
+	c.loop.addTimed(c)
+	return nil
+}
+
+// RemoteAddr returns the peer's address, or nil once the connection is
+// closed.
+func (c *Conn) RemoteAddr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fd < 0 {
+		return nil
+	}
+	sa, err := unix.Getpeername(int(c.fd))
+	if err != nil {
+		return nil
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+	case *unix.SockaddrUnix:
+		return &net.UnixAddr{Name: sa.Name, Net: "unix"}
+	}
+	return nil
+}
+
+// startClose sends this side's close frame; c.mu is held.
+func (c *Conn) startClose(code websocket.StatusCode, reason string) {
+	c.sendClose(uint16(code), reason)
+	c.sentCode = uint16(code)
+	if c.state == connOpen {
+		c.state = connClosing
+		c.deadline = time.Now().Add(c.loop.srv.closeTO).UnixNano()
+	}
+}
+
+// sendClose queues a close frame past the queue's bound (it is small and
+// the last); code 0 sends an empty payload. c.mu is held.
+func (c *Conn) sendClose(code uint16, reason string) {
+	var p []byte
+	if code != 0 {
+		p = make([]byte, 2, 2+len(reason))
+		p[0], p[1] = byte(code>>8), byte(code)
+		p = append(p, reason...)
+	}
+	c.writeFrame(opClose, p, true)
+}
+
+// linger moves c to its lingering close: once the queue is flushed, the
+// write side is shut down and input is drained until EOF or lingerDrain;
+// the whole within closeTO. c.mu is held.
+func (c *Conn) linger(closeTO time.Duration) {
+	if c.state == connClosed || c.state == connLinger {
+		return
+	}
+	c.state = connLinger
+	c.deadline = time.Now().Add(closeTO).UnixNano()
+	c.flush()
+}
+
+// writeFrame writes or queues one frame; c.mu is held. An unbounded frame
+// (a close) may pass the queue's bound.
+func (c *Conn) writeFrame(op byte, p []byte, unbounded bool) error {
+	if c.fd < 0 {
+		return fmt.Errorf("eventloop: write: %w", websocket.ErrClosed)
+	}
+	var hb [10]byte
+	h := appendHeader(hb[:0], op, len(p))
+	if c.out != nil {
+		if !unbounded && len(c.out.buf)-c.out.off+len(h)+len(p) > c.loop.srv.maxQueue {
+			c.overflow()
+			return ErrWriteQueueFull
+		}
+		c.out.buf = append(append(c.out.buf, h...), p...)
+		return nil
+	}
+	n, err := unix.Writev(int(c.fd), [][]byte{h, p})
+	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+		// The peer is gone; the loop sees it on the read side.
+		return fmt.Errorf("eventloop: write: %w", err)
+	}
+	n = max(n, 0)
+	if n == len(h)+len(p) {
+		return nil
+	}
+	if !unbounded && len(h)+len(p)-n > c.loop.srv.maxQueue {
+		c.overflow()
+		return ErrWriteQueueFull
+	}
+	q := &outQueue{buf: make([]byte, 0, len(h)+len(p)-n)}
+	if n < len(h) {
+		q.buf = append(q.buf, h[n:]...)
+		q.buf = append(q.buf, p...)
+	} else {
+		q.buf = append(q.buf, p[n-len(h):]...)
+	}
+	c.out = q
+	c.pollOut(true)
+	return nil
+}
+
+// overflow fails a connection whose queue is full: 1008 and a lingering
+// close, and OnClose from the loop. c.mu is held.
+func (c *Conn) overflow() {
+	if c.state != connOpen {
+		return
+	}
+	c.flags |= flagOverflow
+	c.sendClose(uint16(websocket.StatusPolicyViolation), "write queue full")
+	c.linger(c.loop.srv.closeTO)
+	c.loop.addTimed(c) // a connection's lock comes before its loop's
+	c.loop.post(c)
+}
+
+// flush writes queued bytes; when the queue is empty it releases it and,
+// in a lingering close, shuts down the write side. c.mu is held.
+func (c *Conn) flush() {
+	if c.fd < 0 {
+		return
+	}
+	if q := c.out; q != nil {
+		n, err := unix.Write(int(c.fd), q.buf[q.off:])
+		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+			c.out = nil // the peer is gone; the read side ends the connection
+			if c.state == connLinger {
+				c.closeFD()
+			}
+			return
+		}
+		q.off += max(n, 0)
+		if q.off < len(q.buf) {
+			c.pollOut(true)
+			return
+		}
+		c.out = nil
+		c.pollOut(false)
+	}
+	if c.state == connLinger && c.flags&flagShutWr == 0 {
+		c.flags |= flagShutWr
+		unix.Shutdown(int(c.fd), unix.SHUT_WR)
+		c.deadline = min(c.deadline, time.Now().Add(lingerDrain).UnixNano())
+	}
+}
+
+// pollOut arms or disarms EPOLLOUT; c.mu is held.
+func (c *Conn) pollOut(on bool) {
+	if on == (c.flags&flagPollOut != 0) {
+		return
+	}
+	events := uint32(unix.EPOLLIN | unix.EPOLLRDHUP)
+	if on {
+		events |= unix.EPOLLOUT
+		c.flags |= flagPollOut
+	} else {
+		c.flags &^= flagPollOut
+	}
+	unix.EpollCtl(c.loop.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: events, Fd: c.fd})
+}
+
+// queueAll writes a handshake response, queueing what the socket does not
+// take; c.mu is held.
+func (c *Conn) queueAll(b []byte) {
+	n, err := unix.Write(int(c.fd), b)
+	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+		return
+	}
+	n = max(n, 0)
+	if n < len(b) {
+		c.out = &outQueue{buf: append([]byte(nil), b[n:]...)}
+		c.pollOut(true)
+	}
+}
+
+// closeFD closes the socket and frees what c holds; c.mu is held.
+func (c *Conn) closeFD() {
+	if c.fd < 0 {
+		return
+	}
+	srv := c.loop.srv
+	fd := int(c.fd)
+	srv.table.del(fd) // before close: the number may be reused at once
+	unix.Close(fd)
+	srv.open.Add(-1)
+	c.fd = -1
+	c.state = connClosed
+	c.deadline = 0
+	c.out = nil
+}
+
+// appendHeader appends the header of an unmasked, final server frame.
+func appendHeader(b []byte, op byte, n int) []byte {
+	b = append(b, 0x80|op)
+	switch {
+	case n <= 125:
+		return append(b, byte(n))
+	case n <= 0xFFFF:
+		return append(b, 126, byte(n>>8), byte(n))
+	}
+	return append(b, 127, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// fdTable finds a connection from its descriptor: lookups from the loops
+// take no lock; insertions and deletions (one per connection) take one.
+type fdTable struct {
+	mu    sync.Mutex
+	slots atomic.Pointer[[]atomic.Pointer[Conn]]
+}
+
+func (t *fdTable) get(fd int) *Conn {
+	s := t.slots.Load()
+	if s == nil || fd < 0 || fd >= len(*s) {
+		return nil
+	}
+	return (*s)[fd].Load()
+}
+
+func (t *fdTable) put(fd int, c *Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.slots.Load()
+	if s == nil || fd >= len(*s) {
+		n := 1024
+		if s != nil {
+			n = len(*s)
+		}
+		for n <= fd {
+			n *= 2
+		}
+		grown := make([]atomic.Pointer[Conn], n)
+		if s != nil {
+			for i := range *s {
+				grown[i].Store((*s)[i].Load())
+			}
+		}
+		t.slots.Store(&grown)
+		s = &grown
+	}
+	(*s)[fd].Store(c)
+}
+
+func (t *fdTable) del(fd int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := t.slots.Load(); s != nil && fd < len(*s) {
+		(*s)[fd].Store(nil)
+	}
+}
+
+// each calls fn with every connection in the table.
+func (t *fdTable) each(fn func(c *Conn)) {
+	s := t.slots.Load()
+	if s == nil {
+		return
+	}
+	for i := range *s {
+		if c := (*s)[i].Load(); c != nil {
+			fn(c)
+		}
+	}
+}
+
+// Message buffers for messages that span reads.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func getBuf(hint int) *[]byte {
+	if hint > 64<<10 {
+		b := make([]byte, 0, hint)
+		return &b
+	}
+	return bufPool.Get().(*[]byte)
+}
+
+func putBuf(b *[]byte) {
+	if cap(*b) > 64<<10 {
+		return // a large message's buffer goes back to the garbage collector
+	}
+	*b = (*b)[:0]
+	bufPool.Put(b)
+}
