@@ -14,6 +14,7 @@ import (
 
 	coder "github.com/coder/websocket"
 	"github.com/duplex-ws/duplex/websocket"
+	"github.com/duplex-ws/duplex/websocket/eventloop"
 	"github.com/gobwas/ws"
 	gorilla "github.com/gorilla/websocket"
 	"github.com/lesismal/nbio/logging"
@@ -34,10 +35,12 @@ var servers = map[string]serveFunc{
 	"gobwas":  serveGobwas,
 	"gws":     serveGWS,
 	"nbio":    serveNbio,
+
+	"duplex-eventloop": serveDuplexEventLoop,
 }
 
 // Libs lists the library names in the order the reports use.
-var Libs = []string{"duplex", "gorilla", "coder", "gobwas", "gws", "nbio"}
+var Libs = []string{"duplex", "gorilla", "coder", "gobwas", "gws", "nbio", "duplex-eventloop"}
 
 func libList() string {
 	names := slices.Sorted(func(yield func(string) bool) {
@@ -310,4 +313,21 @@ func serveNbio(ln net.Listener) (func(), error) {
 		return nil, err
 	}
 	return engine.Stop, nil
+}
+
+// serveDuplexEventLoop: duplex's event-loop mode (websocket/eventloop), one
+// epoll loop per CPU, echoing from OnMessage with Conn.Write, which writes
+// at once from the loop goroutine. An idle connection holds only its Conn.
+func serveDuplexEventLoop(ln net.Listener) (func(), error) {
+	s := &eventloop.Server{
+		OnMessage: func(c *eventloop.Conn, typ websocket.MessageType, p []byte) {
+			_ = c.Write(typ, p)
+		},
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	return func() {
+		s.Close()
+		<-served
+	}, nil
 }
