@@ -34,7 +34,10 @@ const (
 )
 
 // The error budget: a connection may earn errorBurst error answers at once,
-// and one more per errorRefill; beyond that it is closed with 1008.
+// and one more per errorRefill; beyond that it is closed with 1008. Only
+// the client's mistakes count: an internal error (code 100, the broker
+// failed) is the server's, and a client that retries through a broker
+// outage must not be closed for it (see answerError).
 const (
 	errorBurst  = 10
 	errorRefill = time.Second
@@ -535,14 +538,19 @@ func (s *session) answer(id uint64, result any) {
 	s.sendText(b)
 }
 
-// answerError queues an error answer and charges the error budget; it
-// returns false once the budget is spent.
+// answerError queues an error answer and, unless the error is the
+// server's own (codeInternal: a broker that failed, a result that could
+// not be encoded), charges the error budget; it returns false once the
+// budget is spent.
 func (s *session) answerError(id uint64, e *protoError) bool {
 	b, _ := json.Marshal(struct {
 		ID    uint64      `json:"id"`
 		Error *protoError `json:"error"`
 	}{id, e})
 	s.sendText(b)
+	if e.Code == codeInternal {
+		return true
+	}
 	now := s.now()
 	if refill := int(now.Sub(s.lastRefill) / errorRefill); refill > 0 {
 		s.budget = min(errorBurst, s.budget+refill)
