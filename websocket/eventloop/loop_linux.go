@@ -923,10 +923,10 @@ func (c *Conn) flush() {
 	if q := c.out; q != nil {
 		n, err := unix.Write(int(c.fd), q.buf[q.off:])
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
-			c.out = nil // the peer is gone; the read side ends the connection
-			if c.state == connLinger {
-				c.closeFD()
-			}
+			// The peer is gone: the loop sees it on the read side (only
+			// the loop closes descriptors, since it reads them unlocked).
+			c.out = nil
+			c.pollOut(false)
 			return
 		}
 		q.off += max(n, 0)
@@ -973,7 +973,8 @@ func (c *Conn) queueAll(b []byte) {
 	}
 }
 
-// closeFD closes the socket and frees what c holds; c.mu is held.
+// closeFD closes the socket and frees what c holds; c.mu is held, and
+// only the loop goroutine calls it (it reads the socket without c.mu).
 func (c *Conn) closeFD() {
 	if c.fd < 0 {
 		return
