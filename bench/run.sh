@@ -12,6 +12,10 @@
 #   bench/run.sh -duration 2s -echo 100x32 -idle 1000,2000
 # or to redraw the report from saved numbers without measuring:
 #   bench/run.sh -from results/side-by-side.json
+# With NODOC=1 nothing is written into docs/ (only the JSON, and the report
+# on standard output), e.g. to compare duplex's event-loop mode with
+# net/http duplex and nbio without replacing the main results:
+#   NODOC=1 bench/run.sh -libs duplex,duplex-eventloop,nbio -idle 1000,19000 -json results/eventloop.json
 set -euo pipefail
 cd "$(dirname "$0")"
 GO="${GO:-go}"
@@ -32,5 +36,8 @@ json=results/side-by-side.json
 for a in "$@"; do
 	if [ "$a" = "-from" ]; then json=""; fi
 done
-"$bin/load" -server "$bin/echoserver" "${pin[@]}" ${json:+-json "$json"} \
-	-doc ../docs/benchmarks.md -plots ../docs/plots "$@"
+doc=(-doc ../docs/benchmarks.md -plots ../docs/plots)
+if [ "${NODOC:-}" = 1 ]; then
+	doc=()
+fi
+"$bin/load" -server "$bin/echoserver" "${pin[@]}" ${json:+-json "$json"} "${doc[@]}" "$@"
