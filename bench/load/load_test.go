@@ -124,9 +124,22 @@ func TestMarkdown(t *testing.T) {
 	md := markdown(res)
 	for _, want := range []string{
 		"#### Echo, 10 connections × 32 B",
-		"Duplex ÷ best peer: messages/s 1.20 (best: gws); server CPU per message 0.50 (best: gorilla, lower is better).",
+		"Duplex (duplex) ÷ best peer: messages/s 1.20 (best: gws); server CPU per message 0.50 (duplex against gorilla, lower is better).",
 		"| nbio | failed: boom |",
 		"| 10 connections × 32 B: messages/s | 300 | 250 | gws | 1.20 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+
+	// A second mode of ours is compared as ours, never as a peer: the
+	// best of ours against the best peer.
+	res.Echo = append(res.Echo, EchoResult{Lib: "duplex-eventloop", Conns: 10, Size: 32, MsgsPerSec: 400, ServerUsMsg: 3})
+	md = markdown(res)
+	for _, want := range []string{
+		"Duplex (duplex-eventloop) ÷ best peer: messages/s 1.60 (best: gws); server CPU per message 0.50 (duplex against gorilla, lower is better).",
+		"| 10 connections × 32 B: messages/s | 400 (duplex-eventloop) | 250 | gws | 1.60 |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)

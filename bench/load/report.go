@@ -90,22 +90,40 @@ func echoRows(res *Results, s echoSpec) []EchoResult {
 	return out
 }
 
-// best returns ours and the best peer by f (higher is better when high),
-// ignoring failed rows.
+// isOurs reports whether lib is one of Duplex's servers: "duplex" (the
+// net/http Conn API) or a mode named "duplex-…" (duplex-eventloop). The
+// ratios compare the best of them with the best peer, so that a mode of
+// ours is never counted as a peer.
+func isOurs(lib string) bool { return lib == ours || strings.HasPrefix(lib, ours+"-") }
+
+// best returns the best of ours and the best peer by f (higher is better
+// when high), ignoring failed rows.
 func best[T any](rows []T, lib func(T) string, failed func(T) bool, f func(T) float64, high bool) (us T, peer T, okUs, okPeer bool) {
+	better := func(a, b T) bool { return (high && f(a) > f(b)) || (!high && f(a) < f(b)) }
 	for _, r := range rows {
 		if failed(r) {
 			continue
 		}
-		if lib(r) == ours {
-			us, okUs = r, true
+		if isOurs(lib(r)) {
+			if !okUs || better(r, us) {
+				us, okUs = r, true
+			}
 			continue
 		}
-		if !okPeer || (high && f(r) > f(peer)) || (!high && f(r) < f(peer)) {
+		if !okPeer || better(r, peer) {
 			peer, okPeer = r, true
 		}
 	}
 	return
+}
+
+// ourValue is a figure of ours for the summary, naming the mode when it is
+// not the default one.
+func ourValue(v, lib string) string {
+	if lib == ours {
+		return v
+	}
+	return v + " (" + lib + ")"
 }
 
 func ratio(a, b float64) string {
@@ -159,12 +177,12 @@ func markdown(res *Results) string {
 		lib := func(r EchoResult) string { return r.Lib }
 		failed := func(r EchoResult) bool { return r.Error != "" }
 		if us, peer, ok1, ok2 := best(rows, lib, failed, func(r EchoResult) float64 { return r.MsgsPerSec }, true); ok1 && ok2 {
-			w("\nDuplex ÷ best peer: messages/s %s (best: %s)", ratio(us.MsgsPerSec, peer.MsgsPerSec), peer.Lib)
-			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": messages/s", num(us.MsgsPerSec), num(peer.MsgsPerSec), peer.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec)})
+			w("\nDuplex (%s) ÷ best peer: messages/s %s (best: %s)", us.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec), peer.Lib)
+			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": messages/s", ourValue(num(us.MsgsPerSec), us.Lib), num(peer.MsgsPerSec), peer.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec)})
 		}
 		if us, peer, ok1, ok2 := best(rows, lib, failed, func(r EchoResult) float64 { return r.ServerUsMsg }, false); ok1 && ok2 {
-			w("; server CPU per message %s (best: %s, lower is better)", ratio(us.ServerUsMsg, peer.ServerUsMsg), peer.Lib)
-			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": server µs per message", num(us.ServerUsMsg), num(peer.ServerUsMsg), peer.Lib, ratio(us.ServerUsMsg, peer.ServerUsMsg)})
+			w("; server CPU per message %s (%s against %s, lower is better)", ratio(us.ServerUsMsg, peer.ServerUsMsg), us.Lib, peer.Lib)
+			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": server µs per message", ourValue(num(us.ServerUsMsg), us.Lib), num(peer.ServerUsMsg), peer.Lib, ratio(us.ServerUsMsg, peer.ServerUsMsg)})
 		}
 		w(".\n\n")
 	}
@@ -184,8 +202,8 @@ func markdown(res *Results) string {
 		}
 		if us, peer, ok1, ok2 := best(res.Handshake, func(r HSResult) string { return r.Lib }, func(r HSResult) bool { return r.Error != "" },
 			func(r HSResult) float64 { return r.PerSec }, true); ok1 && ok2 {
-			w("\nDuplex ÷ best peer: connections/s %s (best: %s).\n", ratio(us.PerSec, peer.PerSec), peer.Lib)
-			sum = append(sum, summary{"connections/s", num(us.PerSec), num(peer.PerSec), peer.Lib, ratio(us.PerSec, peer.PerSec)})
+			w("\nDuplex (%s) ÷ best peer: connections/s %s (best: %s).\n", us.Lib, ratio(us.PerSec, peer.PerSec), peer.Lib)
+			sum = append(sum, summary{"connections/s", ourValue(num(us.PerSec), us.Lib), num(peer.PerSec), peer.Lib, ratio(us.PerSec, peer.PerSec)})
 		}
 		w("\n")
 	}
@@ -217,8 +235,8 @@ func markdown(res *Results) string {
 		}
 		if us, peer, ok1, ok2 := best(res.Idle, func(r IdleResult) string { return r.Lib }, func(r IdleResult) bool { return r.Error != "" },
 			func(r IdleResult) float64 { return r.SlopeBytes }, false); ok1 && ok2 {
-			w("\nDuplex ÷ best peer: bytes per idle connection %s (best: %s, lower is better).\n", ratio(us.SlopeBytes, peer.SlopeBytes), peer.Lib)
-			sum = append(sum, summary{"idle: bytes per connection", num(us.SlopeBytes), num(peer.SlopeBytes), peer.Lib, ratio(us.SlopeBytes, peer.SlopeBytes)})
+			w("\nDuplex (%s) ÷ best peer: bytes per idle connection %s (best: %s, lower is better).\n", us.Lib, ratio(us.SlopeBytes, peer.SlopeBytes), peer.Lib)
+			sum = append(sum, summary{"idle: bytes per connection", ourValue(num(us.SlopeBytes), us.Lib), num(peer.SlopeBytes), peer.Lib, ratio(us.SlopeBytes, peer.SlopeBytes)})
 		}
 		w("\n")
 	}
@@ -315,7 +333,7 @@ func barChart(title, unit string, panels []panel) []byte {
 				bw = float64(barMaxW) * p.values[i] / top
 			}
 			color := "#8c9bab"
-			if l == ours {
+			if isOurs(l) {
 				color = "#d9622b"
 			}
 			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", labelW, y, bw, barH, color)
