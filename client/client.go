@@ -425,6 +425,12 @@ func (c *Client) run() {
 		c.stopErr = err
 		close(c.stopCh)
 	}
+	for _, s := range c.subs {
+		if s.retry != nil {
+			s.retry.Stop() // no connection will come for it
+			s.retry = nil
+		}
+	}
 	c.mu.Unlock()
 	c.cancel()
 	c.setState(StateClosed, err)

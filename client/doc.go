@@ -48,6 +48,27 @@
 // with the dead node fails with ErrDisconnected, as on any disconnection.
 // Client.URL tells which address is in use.
 //
+// # When the server fails
+//
+// A node of a cluster stays up while its broker (NATS, Redis) is down, and
+// answers what needs the broker with *Error 100 (CodeInternal,
+// Error.Retryable): the server's failure, not a refusal. Calls return it
+// like any error, and the application may try again later. The
+// subscriptions the client restores after a reconnection have no caller
+// to return it to, so the client retries them itself: when the server
+// answers such a subscribe with 100, the subscription stays, with its
+// position, and is subscribed again after a jittered backoff (between
+// Options.MinBackoff and Options.MaxBackoff, longer after each failure),
+// until the server accepts. OnSubscribed is told of each failure
+// (SubscribedEvent.Err, with Retrying true and RetryIn), then, as after
+// any reconnection, of the success: Recovered true when the broker still
+// had the messages missed meanwhile, which follow, once each, in order.
+// The connection stays up throughout (the server does not count its
+// failures against the client's budget of bad commands). A refusal (103
+// invalid channel, 104 unknown namespace, 105 permission denied, ...) still
+// ends the subscription: OnSubscribed gets Err with Retrying false. A first
+// Subscribe answered with 100 returns the error instead, as any call.
+//
 // # Calls
 //
 // Every call takes a context and waits, within it, for a connection.

@@ -18,6 +18,15 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("duplex: error %d: %s", e.Code, e.Message)
 }
 
+// Retryable reports whether the error is the server's own failure
+// (CodeInternal), typically its broker (NATS, Redis) unreachable or slow,
+// rather than a refusal of the command: the same command may succeed
+// later, so it is worth sending again after a while. Every other code
+// would be answered again to the same command. The client itself retries
+// the subscriptions it restores after a reconnection (see
+// SubscribedEvent.Retrying); calls leave the decision to the caller.
+func (e *Error) Retryable() bool { return e.Code == CodeInternal }
+
 // The error codes of the duplex.v1 protocol, so callers can test
 // err.(*Error).Code without magic numbers.
 const (

@@ -19,7 +19,9 @@ type SubscribeOptions struct {
 
 	// OnSubscribed, when set, is called each time the subscription is
 	// established: first, and again after every reconnection, before any
-	// message that follows it. See SubscribedEvent.
+	// message that follows it; also when restoring it after a reconnection
+	// failed, with Err set (Retrying says whether the client tries again).
+	// See SubscribedEvent.
 	OnSubscribed func(SubscribedEvent)
 
 	// OnPresence, when set, is told who joins and leaves the channel (when
@@ -28,14 +30,15 @@ type SubscribeOptions struct {
 }
 
 // SubscribedEvent reports that a subscription was established, or, with
-// Err set, refused when the client tried to restore it after a
-// reconnection (the subscription is then over), or, with Lost set, that
-// messages were lost while it stayed subscribed.
+// Err set, that the client could not restore it after a reconnection (with
+// Retrying, it tries again; otherwise the subscription is over), or, with
+// Lost set, that messages were lost while it stayed subscribed.
 type SubscribedEvent struct {
 	Channel string
 	// Position is the channel's latest position when subscribed; with
 	// Lost, the position the subscription goes on from (the last offset
-	// lost).
+	// lost); with Err, the position it would resume from (the last message
+	// delivered).
 	Position Position
 	// Resubscribed is false the first time and true after a reconnection,
 	// and with Lost.
@@ -55,8 +58,25 @@ type SubscribedEvent struct {
 	// link to the broker for longer than the channel's history keeps. It
 	// comes before the message that follows the gap.
 	Lost *Gap
-	// Err is the server's refusal to restore the subscription.
+	// Err is the server's answer when it did not restore the subscription
+	// after a reconnection: an *Error. Unless Retrying is set, it is a
+	// refusal (103 invalid channel, 104 unknown namespace, 105 permission
+	// denied, ...) and the subscription is over: its handler is not called
+	// again.
 	Err error
+	// Retrying, with Err, says that the failure was the server's own
+	// (*Error 100, Error.Retryable: typically its broker is unreachable),
+	// so the subscription is not over: the client keeps it, with its
+	// position, and subscribes again after RetryIn (a jittered backoff
+	// between Options.MinBackoff and Options.MaxBackoff that grows with
+	// each failure), on the same connection or the next one, until the
+	// server accepts. Meanwhile no message arrives; the event that follows
+	// the success says whether the messages missed meanwhile follow
+	// (Recovered), as after any reconnection.
+	Retrying bool
+	// RetryIn is how long the client waits before the next attempt, with
+	// Retrying.
+	RetryIn time.Duration
 }
 
 // Gap names messages of a channel that were lost: offsets From to To,
@@ -104,6 +124,8 @@ type Subscription struct {
 	subscribed bool // answered once
 	firstDone  bool
 	firstErr   error
+	retry      *time.Timer // the next attempt to restore it, after a failure of the server
+	retries    int         // consecutive failures of the server to restore it
 }
 
 // Channel returns the subscription's channel.
@@ -125,8 +147,12 @@ func (s *Subscription) Position() Position {
 // not connected, it waits for the connection within ctx. Refusals are
 // *Error (103 invalid channel name, 104 unknown namespace, 105 permission
 // denied); a channel subscribed already on this client gets *Error 107
-// without asking the server. If ctx ends first, the subscription is
-// abandoned and ctx's error returned. opts may be nil.
+// without asking the server. A failure of the server (*Error 100, its
+// broker unreachable: Error.Retryable) is returned too, and the
+// subscription is not made: call Subscribe again later. (Once established,
+// a subscription survives such failures: see SubscribedEvent.Retrying.)
+// If ctx ends first, the subscription is abandoned and ctx's error
+// returned. opts may be nil.
 func (c *Client) Subscribe(ctx context.Context, channel string, handler func(Message), opts *SubscribeOptions) (*Subscription, error) {
 	s := &Subscription{c: c, channel: channel, handler: handler, first: make(chan struct{})}
 	if opts != nil {
@@ -194,6 +220,10 @@ func (c *Client) Subscribe(ctx context.Context, channel string, handler func(Mes
 // command, with the position to recover from if there is one. c.mu is held.
 func (s *Subscription) subscribeCommand(cn *conn) *command {
 	s.sent = cn
+	if s.retry != nil {
+		s.retry.Stop() // this is the attempt it was waiting for
+		s.retry = nil
+	}
 	cmd := &command{Op: "subscribe", Channel: s.channel}
 	if s.havePos {
 		p := s.pos
@@ -232,10 +262,14 @@ func (c *Client) subscribed(cn *conn, s *Subscription, since bool, a answer) {
 		return
 	}
 	if a.err != nil {
+		if s.subscribed && retryable(a.err) {
+			c.retrySubscribe(cn, s, a.err)
+			return
+		}
 		s.remove(a.err)
 		if s.subscribed {
 			if f := s.opts.OnSubscribed; f != nil {
-				ev := SubscribedEvent{Channel: s.channel, Resubscribed: true, Err: a.err}
+				ev := SubscribedEvent{Channel: s.channel, Position: s.pos, Resubscribed: true, Err: a.err}
 				c.q.push(func() { f(ev) }, false)
 			}
 			c.log.Warn("duplex: subscription refused on reconnection", "channel", s.channel, "err", a.err)
@@ -254,6 +288,7 @@ func (c *Client) subscribed(cn *conn, s *Subscription, since bool, a answer) {
 	}
 	s.havePos = true
 	s.live = cn
+	s.retries = 0
 	if f := s.opts.OnSubscribed; f != nil {
 		ev := SubscribedEvent{Channel: s.channel, Position: Position{Offset: r.Offset, Epoch: r.Epoch}, Resubscribed: s.subscribed, Recovered: r.Recovered}
 		c.q.push(func() {
@@ -269,6 +304,61 @@ func (c *Client) subscribed(cn *conn, s *Subscription, since bool, a answer) {
 	}
 }
 
+// retryable reports whether err, the answer to a subscribe, is a failure
+// of the server that a later attempt may not meet.
+func retryable(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Retryable()
+}
+
+// retrySubscribe handles a failure of the server to restore s on cn: s
+// stays, with its position, and is subscribed again after a backoff that
+// grows with each consecutive failure, unless a new connection does it
+// first. OnSubscribed is told. c.mu is held.
+func (c *Client) retrySubscribe(cn *conn, s *Subscription, err error) {
+	if s.sent == cn {
+		s.sent = nil
+	}
+	s.retries++
+	d := backoff(s.retries, c.opts.MinBackoff, c.opts.MaxBackoff, c.rnd)
+	if s.retry != nil {
+		s.retry.Stop()
+	}
+	s.retry = time.AfterFunc(d, func() { c.resubscribe(s) })
+	c.log.Warn("duplex: subscription not restored, trying again", "channel", s.channel, "err", err, "in", d)
+	if f := s.opts.OnSubscribed; f != nil {
+		ev := SubscribedEvent{Channel: s.channel, Position: s.pos, Resubscribed: true, Err: err, Retrying: true, RetryIn: d}
+		c.q.push(func() {
+			if !s.gone.Load() && !c.dropping.Load() {
+				f(ev)
+			}
+		}, false)
+	}
+}
+
+// resubscribe is the attempt retrySubscribe scheduled: it subscribes s
+// again on the current connection, unless there is none (the next one
+// will) or s was subscribed there already, or removed.
+func (c *Client) resubscribe(s *Subscription) {
+	c.mu.Lock()
+	cn := c.conn
+	due := cn != nil && !s.removed && s.sent != cn
+	c.mu.Unlock()
+	if !due || cn.lockWrite(c.ctx) != nil {
+		return // a connection that failed meanwhile: the next one subscribes
+	}
+	defer cn.unlockWrite()
+	c.mu.Lock()
+	var cmd *command
+	if c.conn == cn && !s.removed && s.sent != cn {
+		cmd = s.subscribeCommand(cn)
+	}
+	c.mu.Unlock()
+	if cmd != nil {
+		c.writeSubscribe(c.ctx, cn, s, cmd)
+	}
+}
+
 // remove takes s out of the client with reason err for a Subscribe still
 // waiting. c.mu is held.
 func (s *Subscription) remove(err error) {
@@ -276,6 +366,10 @@ func (s *Subscription) remove(err error) {
 		return
 	}
 	s.removed = true
+	if s.retry != nil {
+		s.retry.Stop()
+		s.retry = nil
+	}
 	s.gone.Store(true)
 	if s.c.subs[s.channel] == s {
 		delete(s.c.subs, s.channel)
