@@ -17,8 +17,10 @@ import (
 // one channel. Handler methods do not block.
 //
 // A broker that loses a channel's history (a store purged or restarted)
-// must give the channel a new epoch, whose offsets start over at 1, and
-// the Hub delivers the new epoch's messages (see Hub.Subscribe). A broker
+// must give the channel a new epoch, whose offsets start over at 1: the
+// Hub tells the channel's subscribers that the history they followed is
+// lost (EventLost with Gap.Old) before the new epoch's first message, and
+// delivers the new epoch's messages (see Hub.Subscribe). A broker
 // whose link drops fills the gap itself, in offset order, once the link
 // is back, with what its store still holds: the Redis broker re-reads its
 // stream after a reconnection, the NATS broker's ordered consumer

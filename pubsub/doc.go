@@ -30,8 +30,9 @@
 // channel changes whenever its history is lost. A live subscription never
 // misses a message silently either: when the broker skips offsets it no
 // longer holds (a node's link to it was down longer than the history
-// keeps), the subscription receives an EventLost naming them before the
-// message after the gap.
+// keeps), or loses the channel's history and delivers a new epoch, the
+// subscription receives an EventLost naming the loss before the message
+// after it.
 //
 // # Encoding once
 //

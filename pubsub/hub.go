@@ -119,7 +119,8 @@ type SubscribeResult struct {
 // Subscribe adds s to channel. From OnResult on, s receives the channel's
 // messages in offset order, each once: first, when recovering, the missed
 // messages; then every new one. Should the broker later skip offsets it no
-// longer holds, s receives an EventLost before the message after the gap.
+// longer holds, or lose the channel's history and start a new epoch, s
+// receives an EventLost before the message after the gap.
 // With presence on, the channel's subscribers (s included) receive a join.
 func (h *Hub) Subscribe(ctx context.Context, channel string, s Subscriber, opts SubscribeOptions) (SubscribeResult, error) {
 	o, err := h.Options(channel)
@@ -208,32 +209,50 @@ func (h *Hub) Subscribe(ctx context.Context, channel string, s Subscriber, opts 
 }
 
 // deliverLocked hands e to the subscriber unless it is a message at or
-// below the last offset delivered in its epoch. A message of another epoch
-// means the broker lost the channel's history and started a new one, whose
-// offsets start over at 1: it is delivered, and counting restarts from it
-// (the epoch in each message tells the client). A message past the next
-// offset expected (last+1 in the same epoch, 1 in a new one) means the
-// broker no longer held the ones in between (see Broker): an EventLost
-// naming them goes first. sn.mu is held.
+// below the last offset delivered in its epoch. A message past the next
+// offset expected (last+1) means the broker no longer held the ones in
+// between (see Broker): an EventLost naming them goes first. A message of
+// another epoch means the broker lost the channel's history and started a
+// new one, whose offsets start over at 1: an EventLost goes first, saying
+// that what followed the subscription's position in its epoch is gone
+// (Gap.Old) and naming the new epoch's offsets before the message, if any;
+// then the message is delivered and counting restarts from it. A
+// subscription that knows no message of its epoch (its position is offset
+// 0: the channel was empty when it subscribed, and nothing came since) had
+// nothing to lose there, so a new epoch that starts at 1 is no loss to
+// it; nor is anything to one without a position (a broker that gave no
+// epoch). sn.mu is held.
 func (sn *subscription) deliverLocked(e *Event) {
 	if sn.gone {
 		return
 	}
 	if e.Kind == EventMessage {
 		m := e.Message
-		next := uint64(1)
-		if m.Epoch == sn.epoch {
-			if m.Offset <= sn.last {
-				return
-			}
-			next = sn.last + 1
-		}
-		if m.Offset > next && sn.epoch != "" {
-			sn.sub.Deliver(&Event{Kind: EventLost, Channel: sn.channel, Lost: Gap{Epoch: m.Epoch, From: next, To: m.Offset - 1}})
+		if lost, ok := sn.gapBefore(m); ok {
+			sn.sub.Deliver(&Event{Kind: EventLost, Channel: sn.channel, Lost: lost})
+		} else if m.Epoch == sn.epoch && m.Offset <= sn.last {
+			return // delivered already
 		}
 		sn.last, sn.epoch = m.Offset, m.Epoch
 	}
 	sn.sub.Deliver(e)
+}
+
+// gapBefore returns what the subscription loses before m, if anything
+// (see deliverLocked). sn.mu is held.
+func (sn *subscription) gapBefore(m *Message) (Gap, bool) {
+	switch {
+	case sn.epoch == "":
+		return Gap{}, false
+	case m.Epoch == sn.epoch:
+		if m.Offset <= sn.last+1 {
+			return Gap{}, false
+		}
+		return Gap{Epoch: m.Epoch, From: sn.last + 1, To: m.Offset - 1}, true
+	case sn.last == 0 && m.Offset <= 1:
+		return Gap{}, false
+	}
+	return Gap{Epoch: m.Epoch, From: 1, To: max(m.Offset, 1) - 1, Old: Position{Offset: sn.last, Epoch: sn.epoch}}, true
 }
 
 // deliver hands e to the subscription, or buffers it during recovery.

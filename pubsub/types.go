@@ -54,9 +54,11 @@ const (
 	// EventLost reports that messages of a channel will never reach the
 	// subscriber: the broker delivered a message whose offset jumps past
 	// the next one expected (its link was down longer than the channel's
-	// history keeps). It comes right before that message, so a client
-	// learns of the loss before it sees anything newer and can reload its
-	// state, as after a resubscription that could not recover.
+	// history keeps), or a message of a new epoch (the broker lost the
+	// history the subscription followed; see Gap.Old). It comes right
+	// before that message, so a client learns of the loss before it sees
+	// anything newer and can reload its state, as after a resubscription
+	// that could not recover.
 	EventLost
 )
 
@@ -76,10 +78,20 @@ func (k EventKind) String() string {
 }
 
 // Gap names messages of a channel that a subscriber will never receive:
-// offsets From to To, both included, of Epoch.
+// offsets From to To, both included, of Epoch (none when From > To), and,
+// when Old.Epoch is set, whatever came after Old in the epoch before.
 type Gap struct {
 	Epoch    string
 	From, To uint64
+	// Old, when its Epoch is set, says that the broker lost the history
+	// the subscription followed and started a new one, Epoch: the
+	// subscription had reached Old.Offset of Old.Epoch (the last message
+	// it received, or its subscribe position), and whatever that epoch
+	// held after it is gone, unknown to the broker. Epoch's offsets start
+	// at 1, so From is 1, and To is 0 when the new epoch's first message
+	// is its offset 1 (nothing of it is missing). Old is the zero Position
+	// for a gap within one epoch.
+	Old Position
 }
 
 // Event is what a Hub delivers to a subscriber: a message, a presence

@@ -15,7 +15,8 @@ import (
 
 // hubSub is a pubsub.Subscriber of a Hub that records what it receives as
 // lines: "EPOCH:OFFSET DATA" for a message, "join CLIENT" and "leave
-// CLIENT" for presence.
+// CLIENT" for presence, "lost EPOCH:FROM..TO after OLDEPOCH:OFFSET" for a
+// loss ("after …" for a new epoch only).
 type hubSub struct {
 	mu     sync.Mutex
 	lines  []string
@@ -26,9 +27,15 @@ func newHubSub() *hubSub { return &hubSub{notify: make(chan struct{}, 1)} }
 
 func (s *hubSub) Deliver(e *pubsub.Event) {
 	var line string
-	if e.Kind == pubsub.EventMessage {
+	switch e.Kind {
+	case pubsub.EventMessage:
 		line = fmt.Sprintf("%s:%d %s", e.Message.Epoch, e.Message.Offset, e.Message.Data)
-	} else {
+	case pubsub.EventLost:
+		line = fmt.Sprintf("lost %s:%d..%d", e.Lost.Epoch, e.Lost.From, e.Lost.To)
+		if o := e.Lost.Old; o != (pubsub.Position{}) {
+			line += fmt.Sprintf(" after %s:%d", o.Epoch, o.Offset)
+		}
+	default:
 		line = e.Kind.String() + " " + e.Client.Client
 	}
 	s.mu.Lock()
@@ -187,9 +194,11 @@ func waitPresence(t *testing.T, ctx context.Context, hub *pubsub.Hub, clients ..
 
 // NATS restarted on an empty store (its data lost): the channel gets a new
 // epoch and offsets start over; the node that only publishes publishes
-// again; the subscribed node's Hub delivers the new epoch's messages, each
-// once, in order; presence is written again and joins flow; resuming from
-// the old epoch is recovered:false.
+// again; the subscribed node's Hub tells its subscriber, once, that the
+// old epoch is gone after the last message it delivered, then delivers
+// the new epoch's messages, each once, in order, from offset 1; presence
+// is written again and joins flow; resuming from the old epoch is
+// recovered:false.
 func TestRestartEmptyStore(t *testing.T) {
 	s := startNATS(t, t.TempDir(), 0)
 	ctx := testCtx(t)
@@ -223,6 +232,7 @@ func TestRestartEmptyStore(t *testing.T) {
 		}
 	}
 	want := []string{"join c1", msgLine(old, 1, 1), msgLine(old, 2, 2), msgLine(old, 3, 3),
+		fmt.Sprintf("lost %s:1..0 after %s:3", p1.Epoch, old),
 		msgLine(p1.Epoch, 1, 4), msgLine(p1.Epoch, 2, 5), msgLine(p1.Epoch, 3, 6)}
 	if got := n.sub.wait(t, ctx, len(want)); !slices.Equal(got, want) {
 		t.Fatalf("subscriber on b got\n%q\nwant\n%q", got, want)
@@ -238,7 +248,7 @@ func TestRestartEmptyStore(t *testing.T) {
 		for _, m := range res.Messages {
 			got = append(got, fmt.Sprintf("%s:%d %s", m.Epoch, m.Offset, m.Data))
 		}
-		if !slices.Equal(got, want[4:]) || res.Position != (pubsub.Position{Offset: 3, Epoch: p1.Epoch}) {
+		if !slices.Equal(got, want[5:]) || res.Position != (pubsub.Position{Offset: 3, Epoch: p1.Epoch}) {
 			t.Fatalf("history: %q at %+v", got, res.Position)
 		}
 	}
