@@ -118,8 +118,9 @@ func publishWhenBack(ctx context.Context, t *testing.T, node *testServer, channe
 
 // sdkSub is a Go SDK client subscribed to a channel, with a log of what
 // its application sees: "message EPOCH:OFFSET DATA",
-// "subscribed resubscribed=… recovered=… at EPOCH:OFFSET", and the states
-// the client went through.
+// "subscribed resubscribed=… recovered=… at EPOCH:OFFSET" (followed by
+// " lost FROM..TO after OLDEPOCH:OFFSET" for a report of a new epoch), and
+// the states the client went through.
 type sdkSub struct {
 	c   *client.Client
 	sub *client.Subscription
@@ -148,7 +149,14 @@ func newSDKSub(ctx context.Context, t *testing.T, url, channel string) *sdkSub {
 	sub, err := s.c.Subscribe(ctx, channel, func(m client.Message) {
 		s.log.add(fmt.Sprintf("message %s:%d %s", m.Epoch, m.Offset, m.Data))
 	}, &client.SubscribeOptions{OnSubscribed: func(ev client.SubscribedEvent) {
-		s.log.add(fmt.Sprintf("subscribed resubscribed=%t recovered=%t at %s:%d", ev.Resubscribed, ev.Recovered, ev.Position.Epoch, ev.Position.Offset))
+		line := fmt.Sprintf("subscribed resubscribed=%t recovered=%t at %s:%d", ev.Resubscribed, ev.Recovered, ev.Position.Epoch, ev.Position.Offset)
+		if g := ev.Lost; g != nil {
+			line += fmt.Sprintf(" lost %d..%d", g.From, g.To)
+			if g.Old != nil {
+				line += fmt.Sprintf(" after %s:%d", g.Old.Epoch, g.Old.Offset)
+			}
+		}
+		s.log.add(line)
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +192,19 @@ func sdkMessage(epoch string, offset uint64, data string) string {
 // sdkSubscribed is the sdkSub line of a subscription established.
 func sdkSubscribed(resubscribed, recovered bool, epoch string, offset uint64) string {
 	return fmt.Sprintf("subscribed resubscribed=%t recovered=%t at %s:%d", resubscribed, recovered, epoch, offset)
+}
+
+// sdkNewEpoch is the sdkSub line of the report that the channel's history
+// was lost after offset of old, and goes on in epoch from its start.
+func sdkNewEpoch(epoch, old string, offset uint64) string {
+	return fmt.Sprintf("subscribed resubscribed=true recovered=false at %s:0 lost 1..0 after %s:%d", epoch, old, offset)
+}
+
+// newEpochPush is the lost push that tells a subscriber of channel that
+// its history was lost after offset of old, and goes on in epoch from its
+// start.
+func newEpochPush(channel, epoch, old string, offset uint64) string {
+	return fmt.Sprintf(`{"op":"lost","channel":%q,"from":1,"offset":0,"epoch":%q,"old":{"offset":%d,"epoch":%q}}`, channel, epoch, offset, old)
 }
 
 // outageCluster is what the NATS outage tests share: a nats-server, nodes
@@ -369,11 +390,14 @@ func TestNATSOutageSameStore(t *testing.T) {
 }
 
 // NATS restarted on an empty store (its data lost): the channel starts a
-// new epoch at offset 1. The subscriber that stayed connected gets the new
-// epoch's messages from offset 1; the one that reconnects after the
-// outage, resuming from the old epoch, is told recovered:false and then
-// gets the new epoch's messages; a client resuming from the old epoch on
-// either node gets recovered:false; presence is written again.
+// new epoch at offset 1. The subscribers that stayed connected are told
+// once, before the new epoch's first message, that the old epoch is gone
+// after its offset 3 (a lost push with "old"; recovered:false for the Go
+// SDK), then get the new epoch's messages from offset 1; the one that
+// reconnects after the outage, resuming from the old epoch, is told
+// recovered:false and then gets the new epoch's messages; a client
+// resuming from the old epoch on either node gets recovered:false;
+// presence is written again.
 func TestNATSOutageEmptyStore(t *testing.T) {
 	ctx := testContext(t)
 	oc := startOutageCluster(ctx, t, t.TempDir())
@@ -403,12 +427,16 @@ func TestNATSOutageEmptyStore(t *testing.T) {
 	oc.back.expect(ctx, t, "the subscriber that reconnects", afterBack)
 	oc.publish(t, 6, pubsub.Position{Offset: 3, Epoch: e})
 
-	after := slices.Clone(before)
+	oc.raw.expect(newEpochPush(outageChannel, e, old, 3))
+	after := append(slices.Clone(before), sdkNewEpoch(e, old, 3))
 	for k := 4; k <= 6; k++ {
 		oc.raw.expect(push(outageChannel, uint64(k-3), e, fmt.Sprintf(`{"n":%d}`, k)))
 		after = append(after, sdkMessage(e, uint64(k-3), fmt.Sprintf(`{"n":%d}`, k)))
 	}
 	oc.stay.expect(ctx, t, "the subscriber that stays connected", after)
+	if pos := oc.stay.sub.Position(); pos != (client.Position{Offset: 3, Epoch: e}) {
+		t.Fatalf("position of the subscriber that stayed connected: %+v", pos)
+	}
 	oc.back.expect(ctx, t, "the subscriber that reconnects", append(afterBack, sdkMessage(e, 3, `{"n":6}`)))
 	if oc.stay.disconnected() {
 		t.Fatal("the subscriber that stays connected lost its connection")

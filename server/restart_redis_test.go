@@ -22,7 +22,7 @@ type sdkSubscriber struct {
 	c *client.Client
 
 	mu      sync.Mutex
-	lines   []string // "subscribed OFFSET EPOCH resubscribed=… recovered=… err=…", "lost FROM..TO EPOCH", "message OFFSET EPOCH DATA"
+	lines   []string // "subscribed OFFSET EPOCH resubscribed=… recovered=… err=…", "lost FROM..TO EPOCH" (with " after OFFSET OLDEPOCH" for a new epoch), "message OFFSET EPOCH DATA"
 	states  []client.State
 	changed chan struct{} // closed and replaced at each record
 	hold    chan struct{} // when set, dials wait until it is closed
@@ -37,7 +37,14 @@ func (s *sdkSubscriber) subscribe(t *testing.T, ctx context.Context, channel str
 	}
 	onSubscribed := func(ev client.SubscribedEvent) {
 		if g := ev.Lost; g != nil {
-			s.record(fmt.Sprintf("lost %d..%d %s", g.From, g.To, g.Epoch))
+			line := fmt.Sprintf("lost %d..%d %s", g.From, g.To, g.Epoch)
+			if g.Old != nil {
+				line += fmt.Sprintf(" after %d %s", g.Old.Offset, g.Old.Epoch)
+			}
+			if ev.Recovered || !ev.Resubscribed || ev.Position != (client.Position{Offset: g.To, Epoch: g.Epoch}) {
+				line += fmt.Sprintf(" with recovered=%t resubscribed=%t at %d %s", ev.Recovered, ev.Resubscribed, ev.Position.Offset, ev.Position.Epoch)
+			}
+			s.record(line)
 			return
 		}
 		s.record(fmt.Sprintf("subscribed %d %s resubscribed=%t recovered=%t err=%v", ev.Position.Offset, ev.Position.Epoch, ev.Resubscribed, ev.Recovered, ev.Err))
@@ -234,11 +241,12 @@ func TestRedisRestartPersistentClients(t *testing.T) {
 }
 
 // Redis restarts empty (no persistence): the channel's history is lost.
-// A subscriber whose connection stayed open gets the new epoch's messages,
-// offsets from 1, after the old ones (Message.Epoch tells it the history
-// changed; it is not sent a subscribed event). A subscriber whose
-// connection dropped during the outage resubscribes from the old epoch and
-// is told recovered:false with the new epoch, then gets the new messages.
+// A subscriber whose connection stayed open is told once, before the new
+// epoch's first message, that the old epoch is gone after its offset 3
+// (a subscribed event with recovered:false and Lost.Old), then gets the
+// new epoch's messages, offsets from 1. A subscriber whose connection
+// dropped during the outage resubscribes from the old epoch and is told
+// recovered:false with the new epoch, then gets the new messages.
 func TestRedisRestartEmptyClients(t *testing.T) {
 	rs := redistest.Start(t)
 	a, b := startRedisNode(t, rs.URL()), startRedisNode(t, rs.URL())
@@ -271,7 +279,7 @@ func TestRedisRestartEmptyClients(t *testing.T) {
 		t.Fatalf("first publish after the restart at %+v, want offset 1 in epoch %s", p, fresh)
 	}
 	publishN(t, a, channel, 5, 6, 3, fresh)
-	stay.waitLines(t, 15*time.Second, 7)
+	stay.waitLines(t, 15*time.Second, 8)
 	moved.waitLines(t, 15*time.Second, 8)
 
 	want := []string{subscribedLine(0, old, false, false)}
@@ -279,6 +287,7 @@ func TestRedisRestartEmptyClients(t *testing.T) {
 		want = append(want, messageLine(uint64(k), old, k))
 	}
 	movedWant := append(slices.Clone(want), subscribedLine(0, fresh, true, false))
+	want = append(want, fmt.Sprintf("lost 1..0 %s after 3 %s", fresh, old))
 	for k := 4; k <= 6; k++ {
 		want = append(want, messageLine(uint64(k-3), fresh, k))
 		movedWant = append(movedWant, messageLine(uint64(k-3), fresh, k))

@@ -436,14 +436,24 @@ func appendPush(b []byte, e *pubsub.Event) []byte {
 
 // appendLost appends the fields of a lost push (docs/protocol.md, "Lost
 // messages"): the first offset lost, and the position the client goes on
-// from, as after a subscribe answer.
+// from, as after a subscribe answer; and, when the broker lost the
+// channel's history (a new epoch), "old": the position reached in the old
+// epoch, after which its history is gone.
 func appendLost(b []byte, g pubsub.Gap) []byte {
 	b = append(b, `,"from":`...)
 	b = strconv.AppendUint(b, g.From, 10)
 	b = append(b, `,"offset":`...)
 	b = strconv.AppendUint(b, g.To, 10)
 	b = append(b, `,"epoch":`...)
-	return appendJSONString(b, g.Epoch)
+	b = appendJSONString(b, g.Epoch)
+	if g.Old.Epoch != "" {
+		b = append(b, `,"old":{"offset":`...)
+		b = strconv.AppendUint(b, g.Old.Offset, 10)
+		b = append(b, `,"epoch":`...)
+		b = appendJSONString(b, g.Old.Epoch)
+		b = append(b, '}')
+	}
+	return b
 }
 
 // appendJSONString appends s as a JSON string.
