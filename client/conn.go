@@ -32,6 +32,7 @@ type incoming struct {
 	Channel string          `json:"channel"`
 	Offset  uint64          `json:"offset"`
 	From    uint64          `json:"from"` // of a lost push
+	Old     *Position       `json:"old"`  // of a lost push for a new epoch
 	Epoch   string          `json:"epoch"`
 	Data    json.RawMessage `json:"data"`
 	Client  *ClientInfo     `json:"client"`

@@ -24,7 +24,8 @@
 // the same way (Recovered false, with SubscribedEvent.Lost) when the server
 // reports that messages were lost while the client stayed connected (its
 // node's link to the cluster's broker was down longer than the channel's
-// history keeps), so one reload path handles both. Options.
+// history keeps, or the broker lost the channel's history and started a
+// new epoch), so one reload path handles both. Options.
 // OnState reports Connecting, Connected, Disconnected (with the cause) and
 // Closed. Which endings are retried and which stop the client is listed on
 // Client.

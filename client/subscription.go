@@ -55,8 +55,9 @@ type SubscribedEvent struct {
 	// Lost, when set, says that this event is not a subscribe answer but
 	// the server's report (a lost push, docs/protocol.md) that messages of
 	// the live subscription will never come: the server's node lost its
-	// link to the broker for longer than the channel's history keeps. It
-	// comes before the message that follows the gap.
+	// link to the broker for longer than the channel's history keeps, or
+	// the broker lost the channel's history and started a new epoch
+	// (Lost.Old set). It comes before the message that follows the gap.
 	Lost *Gap
 	// Err is the server's answer when it did not restore the subscription
 	// after a reconnection: an *Error. Unless Retrying is set, it is a
@@ -80,10 +81,19 @@ type SubscribedEvent struct {
 }
 
 // Gap names messages of a channel that were lost: offsets From to To,
-// both included, of Epoch.
+// both included, of Epoch (none when From > To), and, with Old, whatever
+// came after Old in the epoch before.
 type Gap struct {
 	From, To uint64
 	Epoch    string
+	// Old, when set, says that the channel's history was lost (the
+	// cluster's broker restarted without its data, or forgot an idle
+	// channel) and Epoch is a new one: the subscription had reached Old
+	// (its last message, or its subscribe position) in the old epoch, and
+	// what came after that there is gone. The new epoch's offsets start
+	// at 1, so From is 1 and To is 0 when nothing of it is missing.
+	// Compare it with the position the application's state was built on.
+	Old *Position
 }
 
 // PresenceEvent reports a join or a leave in a channel.
@@ -103,9 +113,10 @@ var errUnsubscribed = errors.New("duplex: unsubscribed")
 // sees every message once, in offset order: a message already delivered is
 // never delivered again, even when a replay or a race sends it twice.
 // When the channel's epoch changes (its history was lost), offsets start
-// over and delivery continues in the new epoch. Messages the server
-// reports lost (SubscribedEvent.Lost) never come: delivery goes on after
-// them.
+// over and delivery continues in the new epoch; a server that reports it
+// (SubscribedEvent.Lost with Old) does so before the new epoch's first
+// message. Messages the server reports lost (SubscribedEvent.Lost) never
+// come: delivery goes on after them.
 type Subscription struct {
 	c       *Client
 	channel string
@@ -426,8 +437,9 @@ func (c *Client) push(cn *conn, in *incoming) error {
 	return nil
 }
 
-// lost handles a lost push: the subscription goes on from its offset, so
-// that the next message is not taken for a gap and a resumption asks only
+// lost handles a lost push: the subscription goes on from its offset and
+// epoch (a new one when the channel's history was lost), so that the next
+// message is not taken for a gap or a duplicate and a resumption asks only
 // for what follows, and OnSubscribed is told, as after a resubscription
 // that could not recover. A report of offsets already passed is ignored.
 // c.mu is held.
@@ -435,10 +447,17 @@ func (c *Client) lost(s *Subscription, in *incoming) {
 	if in.Epoch == s.pos.Epoch && in.Offset <= s.pos.Offset || in.Epoch == "" {
 		return
 	}
-	c.log.Warn("duplex: messages lost", "channel", s.channel, "from", in.From, "to", in.Offset, "epoch", in.Epoch)
+	g := &Gap{From: in.From, To: in.Offset, Epoch: in.Epoch}
+	if in.Old != nil && in.Old.Epoch != "" {
+		old := *in.Old
+		g.Old = &old
+		c.log.Warn("duplex: channel history lost", "channel", s.channel, "old_epoch", old.Epoch, "after", old.Offset, "epoch", in.Epoch, "from", in.From, "to", in.Offset)
+	} else {
+		c.log.Warn("duplex: messages lost", "channel", s.channel, "from", in.From, "to", in.Offset, "epoch", in.Epoch)
+	}
 	s.pos = Position{Offset: in.Offset, Epoch: in.Epoch}
 	if f := s.opts.OnSubscribed; f != nil {
-		ev := SubscribedEvent{Channel: s.channel, Position: s.pos, Resubscribed: true, Lost: &Gap{From: in.From, To: in.Offset, Epoch: in.Epoch}}
+		ev := SubscribedEvent{Channel: s.channel, Position: s.pos, Resubscribed: true, Lost: g}
 		c.q.push(func() {
 			if !s.gone.Load() && !c.dropping.Load() {
 				f(ev)
