@@ -69,11 +69,13 @@ export interface SubscribedInfo {
   epoch: string;
   /**
    * Set (with recovered false) when this is not a subscribe answer but a report that the messages
-   * `from` to `to` (both included) of `epoch` will never come: the server's node lost its link to
-   * the cluster's broker for longer than the channel's history keeps. It comes before the message
-   * after the gap.
+   * `from` to `to` (both included, none when `from` > `to`) of `epoch` will never come: the server's
+   * node lost its link to the cluster's broker for longer than the channel's history keeps. With
+   * `old`, the channel's history was lost (the broker restarted without its data) and `epoch` is a
+   * new one, whose offsets start at 1: the subscription had reached `old` in the old epoch, and what
+   * came after it there is gone. It comes before the message after the gap.
    */
-  lost?: { from: number; to: number };
+  lost?: { from: number; to: number; old?: Position };
 }
 
 /** A message as the subscription handler receives it. */

@@ -138,9 +138,11 @@ class Emitter {
  * answer, the first and each one after a reconnection, and also, with
  * recovered false and lost: {from, to}, when the server reports that
  * messages of the live subscription were lost (its node's link to the
- * cluster's broker was down longer than the channel's history keeps), before
- * the message after the gap: an application that reloads its state when
- * recovered is false handles both; "join" and "leave"
+ * cluster's broker was down longer than the channel's history keeps), or
+ * lost: {from, to, old: {offset, epoch}} when the channel's history was lost
+ * and a new epoch begins (what followed `old` in the old epoch is gone),
+ * before the message after the gap: an application that reloads its state
+ * when recovered is false handles both; "join" and "leave"
  * (the client: {client, user, info}) when the channel has presence on;
  * "error" (a DuplexError) when the server refuses the subscription, which
  * then ends.
@@ -199,15 +201,19 @@ export class Subscription extends Emitter {
   }
 
   // _lost handles a lost push (messages that will never come): the
-  // subscription goes on from its offset, so that a resumption asks only for
-  // what follows the gap, and "subscribed" listeners hear recovered: false,
-  // as after a resubscription that could not recover. A report of offsets
-  // already passed is ignored.
+  // subscription goes on from its offset and epoch (a new one when the
+  // channel's history was lost: `old` says where the old one was left), so
+  // that the next message is not taken for a duplicate and a resumption asks
+  // only for what follows the gap, and "subscribed" listeners hear
+  // recovered: false, as after a resubscription that could not recover. A
+  // report of offsets already passed is ignored.
   _lost(msg) {
     if (!this.active || (msg.epoch === this.epoch && msg.offset <= this.offset)) return false;
     this.offset = msg.offset;
     this.epoch = msg.epoch;
-    this._emit("subscribed", { recovered: false, offset: msg.offset, epoch: msg.epoch, lost: { from: msg.from, to: msg.offset } });
+    const lost = { from: msg.from, to: msg.offset };
+    if (msg.old && typeof msg.old === "object") lost.old = { offset: msg.old.offset, epoch: msg.old.epoch };
+    this._emit("subscribed", { recovered: false, offset: msg.offset, epoch: msg.epoch, lost });
     return true;
   }
 
@@ -590,7 +596,7 @@ export class Duplex extends Emitter {
     if (msg.op === "message") {
       if (!sub._deliver(msg)) this.#log("dropped", msg.channel, msg.offset, msg.epoch);
     } else if (msg.op === "lost") {
-      this.#log("lost", msg.channel, msg.from, msg.offset, msg.epoch);
+      this.#log("lost", msg.channel, msg.from, msg.offset, msg.epoch, msg.old ?? "");
       sub._lost(msg);
     } else if ((msg.op === "join" || msg.op === "leave") && sub.active) {
       sub._emit(msg.op, msg.client);

@@ -272,7 +272,7 @@ func serveSDK() http.Handler {
 func TestDuplexJSFakeServer(t *testing.T) {
 	requireChromium(t)
 	h := newHarness(t, serveSDK())
-	names := []string{"fake-dedupe-connect", "fake-lost"}
+	names := []string{"fake-dedupe-connect", "fake-lost", "fake-lost-epoch"}
 	for _, code := range []int{1001, 1005, 1006, 1009, 1011, 1012, 1013, 1014, 4000} {
 		names = append(names, "fake-reconnect-"+strconv.Itoa(code))
 	}
@@ -292,7 +292,9 @@ func TestDuplexJSFakeServer(t *testing.T) {
 // next command arrives, and behaves on the next connection; ?script=lost
 // answers subscribe, pushes messages and lost pushes (one of offsets
 // already passed), answers a ping, closes with 4000, and on the next
-// connection answers the subscribe as recovered.
+// connection answers the subscribe as recovered; ?script=epoch does the
+// same with a lost push of a new epoch (the history was lost after offset
+// 3 of e1), sent twice, and the new epoch's messages from offset 1.
 func (h *harness) fake(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	tag := q.Get("tag")
@@ -385,6 +387,40 @@ func (h *harness) fake(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, f := range []string{message("ls", 1), lost(2, 4), message("ls", 5), lost(2, 3), message("ls", 5), lost(6, 9)} {
+			if !send(f) {
+				return
+			}
+		}
+		if cmd, ok = read(); !ok || !answer(cmd, `{}`) { // ping
+			return
+		}
+		c.Close(4000, "")
+	case "epoch":
+		messageIn := func(offset int, epoch string) string {
+			return fmt.Sprintf(`{"op":"message","channel":"ep","offset":%d,"epoch":%q,"data":{"n":%d}}`, offset, epoch, offset)
+		}
+		if nth > 1 {
+			cmd, ok := read() // subscribe with since
+			if !ok || !answer(cmd, `{"recovered":true,"offset":3,"epoch":"e2"}`) || !send(messageIn(3, "e2")) {
+				return
+			}
+			if cmd, ok = read(); !ok || !answer(cmd, `{}`) { // ping
+				return
+			}
+			drain()
+			return
+		}
+		cmd, ok := read() // subscribe
+		if !ok || !answer(cmd, `{"recovered":false,"offset":1,"epoch":"e1"}`) {
+			return
+		}
+		lost := `{"op":"lost","channel":"ep","from":1,"offset":0,"epoch":"e2","old":{"offset":3,"epoch":"e1"}}`
+		for _, f := range []string{
+			messageIn(2, "e1"), messageIn(3, "e1"),
+			lost, messageIn(1, "e2"),
+			lost, messageIn(1, "e2"), // passed already: ignored, and a duplicate
+			messageIn(2, "e2"),
+		} {
 			if !send(f) {
 				return
 			}
