@@ -48,8 +48,10 @@ func TestThreeNodesRedis(t *testing.T) {
 
 // A Redis outage: nodes keep their connections and answer broker calls
 // with error 100; Redis comes back empty (no persistence), so the channel
-// has a new epoch: live subscribers receive its messages, and a client
-// resubscribing from the old epoch, on any node, gets recovered:false.
+// has a new epoch: live subscribers are told that the old one is gone
+// after their last message (a lost push with "old"), then receive its
+// messages, and a client resubscribing from the old epoch, on any node,
+// gets recovered:false.
 func TestRedisOutage(t *testing.T) {
 	rs := redistest.Start(t)
 	a, b := startRedisNode(t, rs.URL()), startRedisNode(t, rs.URL())
@@ -85,6 +87,7 @@ func TestRedisOutage(t *testing.T) {
 	defer cancel()
 	bounded := *sub
 	bounded.ctx = wait
+	bounded.expect(newEpochPush("live:feed", p2.Epoch, p1.Epoch, 1))
 	bounded.expect(push("live:feed", 1, p2.Epoch, `{"n":2}`))
 	for _, node := range []*testServer{a, b} {
 		c := node.dial(ctx, t)

@@ -143,7 +143,8 @@ func TestRedisOutageReadyz(t *testing.T) {
 	t.Logf("/readyz ready %v after Redis restarted", took.Round(time.Millisecond))
 
 	// The same connections work again. Redis came back empty: the channel
-	// starts a new epoch, which the live subscriber receives.
+	// starts a new epoch, which the live subscriber is told of (the old
+	// one is gone after its offset 1), then receives.
 	f := parseFrame(t, within(t, c, 10*time.Second).call(`{"id":8,"op":"publish","channel":"live:feed","data":{"n":2}}`))
 	var p2 struct {
 		Offset uint64 `json:"offset"`
@@ -152,6 +153,7 @@ func TestRedisOutageReadyz(t *testing.T) {
 	if f.Error != nil || f.Result == nil || json.Unmarshal(f.Result, &p2) != nil || p2.Offset != 1 || p2.Epoch == p1.Epoch || p2.Epoch == "" {
 		t.Fatalf("publish after the outage: %+v %s, want offset 1 in a new epoch", f.Error, f.Result)
 	}
+	within(t, sub, 15*time.Second).expect(newEpochPush("live:feed", p2.Epoch, p1.Epoch, 1))
 	within(t, sub, 15*time.Second).expect(push("live:feed", 1, p2.Epoch, `{"n":2}`))
 }
 
