@@ -31,7 +31,8 @@ type trackedConn struct {
 	// close runs the closing handshake with the code and reason given;
 	// it also tells the server's metrics and log the code it sends.
 	close func(code websocket.StatusCode, reason string)
-	begun bool // a close was started
+	begun bool          // a close was started
+	done  chan struct{} // closed when close has returned
 }
 
 // The close reasons sent at shutdown.
@@ -43,7 +44,11 @@ const (
 // Track registers c until the returned function is called. A connection
 // whose handler tracks it after CloseAll or Drain took its list (an upgrade
 // that was in flight when shutdown began) is closed at once, with the same
-// code, rather than left open.
+// code, rather than left open. When a close has begun, the returned
+// function waits for its closing handshake to end, so that the handler,
+// which calls it on its way out, does not cut the handshake short (its
+// read loop ends as soon as the close begins, before the close frame may
+// have gone out).
 func (t *ConnTracker) Track(c *websocket.Conn) (untrack func()) {
 	return t.trackWith(c, func(code websocket.StatusCode, reason string) { c.Close(code, reason) })
 }
@@ -53,25 +58,42 @@ func (t *ConnTracker) Track(c *websocket.Conn) (untrack func()) {
 // answers the command in flight) and the server's metrics and log see the
 // code it sent.
 func (t *ConnTracker) trackWith(c *websocket.Conn, close func(code websocket.StatusCode, reason string)) (untrack func()) {
-	tc := &trackedConn{c: c, close: close}
+	tc := &trackedConn{c: c, close: close, done: make(chan struct{})}
 	t.mu.Lock()
 	if t.conns == nil {
 		t.conns = make(map[*websocket.Conn]*trackedConn)
 	}
 	t.conns[c] = tc
 	if t.closing {
-		tc.begun = true
-		go close(t.code, t.reason)
+		tc.start(t.code, t.reason)
 	}
 	t.mu.Unlock()
 	return func() {
 		t.mu.Lock()
+		if tc.begun {
+			t.mu.Unlock()
+			<-tc.done
+			t.mu.Lock()
+		}
 		delete(t.conns, c)
 		if t.closing && len(t.conns) == 0 {
 			t.signalEmpty()
 		}
 		t.mu.Unlock()
 	}
+}
+
+// start begins closing tc with code and reason, in its own goroutine,
+// unless a close has begun already; the tracker's lock is held.
+func (tc *trackedConn) start(code websocket.StatusCode, reason string) {
+	if tc.begun {
+		return
+	}
+	tc.begun = true
+	go func() {
+		defer close(tc.done)
+		tc.close(code, reason)
+	}()
 }
 
 // signalEmpty closes t.empty once; t.mu is held.
@@ -96,7 +118,6 @@ func (t *ConnTracker) begin(code websocket.StatusCode, reason string) []*tracked
 	list := make([]*trackedConn, 0, len(t.conns))
 	for _, tc := range t.conns {
 		if !tc.begun {
-			tc.begun = true
 			list = append(list, tc)
 		}
 	}
@@ -108,22 +129,24 @@ func (t *ConnTracker) begin(code websocket.StatusCode, reason string) []*tracked
 
 // CloseAll closes every tracked connection with 1001 "server shutting
 // down", all at once, and waits until their closing handshakes end or ctx
-// ends, returning ctx's error in that case. Connections tracked later are
-// closed as Track registers them.
+// ends; then the connections still open are closed without a handshake
+// and CloseAll returns ctx's error. Connections tracked later are closed
+// as Track registers them.
 func (t *ConnTracker) CloseAll(ctx context.Context) error {
 	conns := t.begin(websocket.StatusGoingAway, shutdownReason)
-	var wg sync.WaitGroup
+	t.mu.Lock()
 	for _, tc := range conns {
-		wg.Go(func() { tc.close(websocket.StatusGoingAway, shutdownReason) })
+		tc.start(websocket.StatusGoingAway, shutdownReason)
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	t.mu.Unlock()
+	for _, tc := range conns {
+		select {
+		case <-tc.done:
+		case <-ctx.Done():
+			return t.closeNow(ctx.Err())
+		}
 	}
+	return nil
 }
 
 // Drain closes the tracked connections with 1012 (service restart)
@@ -151,9 +174,11 @@ func (t *ConnTracker) Drain(ctx context.Context, batch int, interval time.Durati
 				return t.closeNow(ctx.Err())
 			}
 		}
+		t.mu.Lock()
 		for _, tc := range conns[i:min(i+batch, len(conns))] {
-			go tc.close(websocket.StatusServiceRestart, restartReason)
+			tc.start(websocket.StatusServiceRestart, restartReason) // unless CloseAll did meanwhile
 		}
+		t.mu.Unlock()
 	}
 	t.mu.Lock()
 	empty := t.empty

@@ -114,9 +114,12 @@ func certAttrs(c *x509.Certificate) []any {
 		"dns_names", c.DNSNames, "not_after", c.NotAfter.UTC().Format(time.RFC3339)}
 }
 
-// checkAutocertHost checks a host name for ACME: a DNS name with a dot,
-// not an IP address, a wildcard, a URL or a host:port.
-func checkAutocertHost(h string) error {
+// CheckAutocertHost checks a name of Config.AutocertHosts: a DNS name
+// with a dot, not an IP address, a wildcard, a URL or a host:port, none
+// of which autocert can get a certificate for. The server checks its
+// names when it starts; a configuration layer can check each at its
+// source.
+func CheckAutocertHost(h string) error {
 	switch {
 	case h == "":
 		return errors.New("an empty host name")
@@ -135,7 +138,7 @@ func checkAutocertHost(h string) error {
 // setupAutocert prepares automatic certificates for cfg.AutocertHosts.
 func setupAutocert(cfg *Config) (*tlsState, error) {
 	for _, h := range cfg.AutocertHosts {
-		if err := checkAutocertHost(h); err != nil {
+		if err := CheckAutocertHost(h); err != nil {
 			return nil, fmt.Errorf("TLS: AutocertHosts: %w", err)
 		}
 	}
