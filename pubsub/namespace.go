@@ -32,6 +32,62 @@ type NamespaceOptions struct {
 	// anonymous connections. A server that does not authenticate ignores
 	// it: everyone is anonymous there, and allowed.
 	Anonymous bool
+	// SlowConsumer says what a connection whose send queue is full does
+	// with this namespace's messages (the zero value, SlowConsumerClose,
+	// closes the connection). Transports apply it; the Hub does not.
+	SlowConsumer SlowConsumerPolicy
+	// ConflateKey, with SlowConsumerConflate, names a top-level field of
+	// the messages' data (a JSON object) whose value, with the channel,
+	// keys the conflation: a waiting message is replaced by a newer one of
+	// the same channel and value. Empty: the channel alone is the key.
+	ConflateKey string
+}
+
+// SlowConsumerPolicy is what a transport does with a namespace's messages
+// when a subscriber's connection does not read fast enough and its send
+// queue is full. Answers to commands and presence events are never dropped
+// or replaced, whatever the policy.
+type SlowConsumerPolicy int
+
+// The slow-consumer policies.
+const (
+	// SlowConsumerClose closes the connection (WebSocket close code 1013):
+	// the client reconnects and recovers what it missed from history. It
+	// is the zero value, as it loses nothing silently.
+	SlowConsumerClose SlowConsumerPolicy = iota
+	// SlowConsumerDropOldest drops the oldest waiting messages of such
+	// namespaces to make room, and tells the client which offsets it lost,
+	// so that it can fetch them from history or treat them as gone.
+	SlowConsumerDropOldest
+	// SlowConsumerConflate keeps, of the waiting messages with the same
+	// key (see NamespaceOptions.ConflateKey), only the newest: for
+	// channels where only the latest value matters, such as prices.
+	SlowConsumerConflate
+)
+
+// String returns the policy's name as duplex serve --namespace spells it:
+// close, drop-oldest or conflate.
+func (p SlowConsumerPolicy) String() string {
+	switch p {
+	case SlowConsumerClose:
+		return "close"
+	case SlowConsumerDropOldest:
+		return "drop-oldest"
+	case SlowConsumerConflate:
+		return "conflate"
+	}
+	return fmt.Sprintf("SlowConsumerPolicy(%d)", int(p))
+}
+
+// ParseSlowConsumerPolicy returns the policy a name (see String) stands
+// for, or an error listing the names.
+func ParseSlowConsumerPolicy(name string) (SlowConsumerPolicy, error) {
+	for _, p := range []SlowConsumerPolicy{SlowConsumerClose, SlowConsumerDropOldest, SlowConsumerConflate} {
+		if p.String() == name {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("slow-consumer policy %q: want close, drop-oldest or conflate", name)
 }
 
 // DefaultNamespace is the options of the default namespace (names without

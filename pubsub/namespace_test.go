@@ -178,3 +178,23 @@ func TestCheckClientPublish(t *testing.T) {
 		t.Errorf("Publish(api:x) = %+v, %v", p, err)
 	}
 }
+
+// The slow-consumer policies read back from their names; the zero value
+// is close; an unknown name is refused with the list.
+func TestSlowConsumerPolicyNames(t *testing.T) {
+	for p, name := range map[SlowConsumerPolicy]string{SlowConsumerClose: "close", SlowConsumerDropOldest: "drop-oldest", SlowConsumerConflate: "conflate"} {
+		got, err := ParseSlowConsumerPolicy(name)
+		if p.String() != name || err != nil || got != p {
+			t.Errorf("%d: String %q, Parse(%q) = %v, %v", int(p), p.String(), name, got, err)
+		}
+	}
+	if (NamespaceOptions{}).SlowConsumer != SlowConsumerClose || DefaultNamespace.SlowConsumer != SlowConsumerClose {
+		t.Error("the zero policy is not close")
+	}
+	if _, err := ParseSlowConsumerPolicy("drop"); err == nil || err.Error() != `slow-consumer policy "drop": want close, drop-oldest or conflate` {
+		t.Errorf("Parse(drop) = %v", err)
+	}
+	if s := SlowConsumerPolicy(7).String(); s != "SlowConsumerPolicy(7)" {
+		t.Errorf("String of 7 = %q", s)
+	}
+}

@@ -14,15 +14,19 @@ import (
 // TickerNamespace is the namespace of the demo stock ticker (Config.Demo):
 // the quotes of symbol S go to the channel ticker:S. It keeps one message
 // per channel (the latest quote, so a page that arrives sees a price at
-// once), has no presence, and only the server publishes there.
+// once), has no presence, only the server publishes there, and a
+// subscriber that falls behind gets only the latest quote of each symbol
+// (conflation) rather than being disconnected.
 const TickerNamespace = "ticker"
 
 // TickerNamespaceOptions are the options Config.Demo gives the ticker
 // namespace unless Config.Namespaces sets it already: the latest quote of
-// each symbol, no presence, fed by the server only, and open to anonymous
+// each symbol, no presence, fed by the server only, open to anonymous
 // connections, so the ticker page works on a server that authenticates
-// clients too (the quotes are public).
-var TickerNamespaceOptions = pubsub.NamespaceOptions{HistorySize: 1, Presence: false, ClientPublish: false, Anonymous: true}
+// clients too (the quotes are public), and conflating, so a page that
+// falls behind gets the latest quote of each symbol instead of being
+// disconnected.
+var TickerNamespaceOptions = pubsub.NamespaceOptions{HistorySize: 1, Presence: false, ClientPublish: false, Anonymous: true, SlowConsumer: pubsub.SlowConsumerConflate}
 
 // TickerSymbols are the symbols the demo publisher quotes; the ticker page
 // shows the same list.

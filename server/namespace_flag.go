@@ -19,10 +19,15 @@ import (
 //	publish=clients|api  whether clients may publish, or only the HTTP API
 //	anonymous=on|off     whether connections without a token may use it
 //	                     when the server authenticates clients
+//	slow=close|drop-oldest|conflate  what a subscriber's full send queue does
+//	                 with the namespace's messages (pubsub.SlowConsumerPolicy)
+//	conflate-key=FIELD  with slow=conflate, the top-level field of the data
+//	                 whose value, with the channel, keys the conflation
 //
 // Keys left out take the values of pubsub.DefaultNamespace, so
-// "ticker:history=1,publish=api" is a namespace whose channels keep their
-// latest price and that only the API feeds.
+// "ticker:history=1,publish=api,slow=conflate" is a namespace whose
+// channels keep their latest price, that only the API feeds, and whose
+// slow subscribers get only the newest price of each channel.
 func ParseNamespace(spec string) (name string, opts pubsub.NamespaceOptions, err error) {
 	name, settings, _ := strings.Cut(spec, ":")
 	if name == "" {
@@ -82,9 +87,23 @@ func ParseNamespace(spec string) (name string, opts pubsub.NamespaceOptions, err
 			default:
 				return "", opts, fmt.Errorf("namespace %q: anonymous=%s: want on or off", spec, v)
 			}
+		case "slow":
+			p, err := pubsub.ParseSlowConsumerPolicy(v)
+			if err != nil {
+				return "", opts, fmt.Errorf("namespace %q: slow=%s: want close, drop-oldest or conflate", spec, v)
+			}
+			opts.SlowConsumer = p
+		case "conflate-key":
+			if v == "" {
+				return "", opts, fmt.Errorf("namespace %q: conflate-key is empty: want the name of a field of the messages' data", spec)
+			}
+			opts.ConflateKey = v
 		default:
-			return "", opts, fmt.Errorf("namespace %q: unknown key %q (history, ttl, presence, publish, anonymous)", spec, k)
+			return "", opts, fmt.Errorf("namespace %q: unknown key %q (history, ttl, presence, publish, anonymous, slow, conflate-key)", spec, k)
 		}
+	}
+	if opts.ConflateKey != "" && opts.SlowConsumer != pubsub.SlowConsumerConflate {
+		return "", opts, fmt.Errorf("namespace %q: conflate-key=%s needs slow=conflate", spec, opts.ConflateKey)
 	}
 	return name, opts, nil
 }
