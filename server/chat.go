@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/duplex-ws/duplex/pubsub"
 	"github.com/duplex-ws/duplex/websocket"
@@ -27,8 +28,13 @@ type ChatHandler struct {
 	Hub *pubsub.Hub
 	// Accept configures the upgrade.
 	Accept websocket.AcceptOptions
-	// SendQueue bounds each member's waiting messages (0: DefaultSendQueue).
+	// SendQueue bounds each member's waiting messages (0: DefaultSendQueue);
+	// when it is full, the chat namespace's SlowConsumer policy applies
+	// (a plain client is not told what it lost).
 	SendQueue int
+	// Limits bound what each member may do: MessageRate, MessageBurst and
+	// IdleTimeout apply here (zero fields: the defaults).
+	Limits Limits
 	// Log receives a line per connection that ends abnormally; nil is quiet.
 	Log *slog.Logger
 	// Fallback, when set, serves requests that are not WebSocket upgrades
@@ -41,6 +47,9 @@ type ChatHandler struct {
 
 	track func(*websocket.Conn, *connRecord) (untrack func())
 	obs   *observer
+
+	encOnce sync.Once
+	enc     *pubsub.Encoding // plain texts, framed once per event
 }
 
 // ServeHTTP checks the room name (400 when invalid, page or not), hands a
@@ -73,7 +82,8 @@ func (h *ChatHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if n <= 0 {
 		n = DefaultSendQueue
 	}
-	m := &chatMember{conn: c, queue: make(chan *outFrame, n), rec: rec, enc: h.obs.plainEncodingOf(), ns: h.obs.namespace(channel), grant: grant}
+	m := &chatMember{conn: c, queue: newSendQueue(n, false, h.obs), lim: newConnLimits(h.Limits, h.obs), budget: newErrorBudget(time.Now()),
+		rec: rec, enc: h.encoding(), ns: h.obs.namespace(channel), grant: grant}
 	defer m.watchExpiry()()
 	err = m.run(h.Hub, channel)
 	rec.end(err)
@@ -108,7 +118,9 @@ func equalFoldASCII(a, b string) bool {
 // chatMember is one plain connection in a chat room.
 type chatMember struct {
 	conn      *websocket.Conn
-	queue     chan *outFrame
+	queue     *sendQueue
+	lim       *connLimits
+	budget    errorBudget
 	closeOnce sync.Once
 	rec       *connRecord      // nil outside a Server
 	enc       *pubsub.Encoding // the plain texts
@@ -125,11 +137,14 @@ func (m *chatMember) run(hub *pubsub.Hub, channel string) error {
 		return err
 	}
 	defer hub.Unsubscribe(context.Background(), channel, m)
+	m.lim.idle = startIdleWatch(m.conn, m.lim.lim.IdleTimeout, m.closeIdle)
+	defer m.lim.end()
 	for {
 		typ, data, err := m.conn.Read(ctx)
 		if err != nil {
 			return err
 		}
+		m.lim.idle.heard()
 		m.rec.read()
 		if typ != websocket.MessageText {
 			m.closeFromReader(websocket.StatusUnsupportedData, "chat rooms take text messages")
@@ -138,6 +153,14 @@ func (m *chatMember) run(hub *pubsub.Hub, channel string) error {
 		if m.grant.publish != nil {
 			m.closeFromReader(websocket.StatusPolicyViolation, closeReasonChatPublish)
 			return m.grant.publish
+		}
+		if now := time.Now(); m.lim.allowMessage(now) != nil {
+			// Not relayed; a member that keeps at it is closed.
+			if !m.budget.spend(now) {
+				m.closeFromReader(websocket.StatusPolicyViolation, closeReasonRate)
+				return errors.New(closeReasonRate)
+			}
+			continue
 		}
 		js := chatText(data)
 		if _, err := hub.Publish(ctx, channel, js); err != nil {
@@ -153,8 +176,8 @@ func (m *chatMember) writeLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case f := <-m.queue:
-			if err := writeQueued(m.conn, m.queue, f, m.rec); err != nil {
+		case <-m.queue.ready:
+			if err := m.queue.flush(m.conn, m.rec); err != nil {
 				return
 			}
 		}
@@ -188,19 +211,28 @@ func (m *chatMember) Deliver(e *pubsub.Event) {
 	if f == nil {
 		return
 	}
-	select {
-	case m.queue <- f:
-	default:
+	ok, st := m.queue.push(f)
+	m.rec.queued(st)
+	if !ok {
 		m.rec.slowConsumer()
 		m.closeWith(websocket.StatusTryAgainLater, closeReasonSlow)
 	}
 }
 
-// plainEncoding turns a message into the text a plain client sees, for
-// handlers used outside a Server (see buildPlain).
-var plainEncoding = pubsub.NewEncoding(func(e *pubsub.Event) any {
-	return (*observer)(nil).frame(e, buildPlain(e))
-})
+// closeIdle closes the member's connection after its idle timeout, with
+// 1001 "idle timeout".
+func (m *chatMember) closeIdle() {
+	m.lim.obs.refused(limitIdleTimeout)
+	m.rec.sent(websocket.StatusGoingAway, closeReasonIdle)
+	m.closeWith(websocket.StatusGoingAway, closeReasonIdle)
+}
+
+// encoding returns the handler's encoding of plain texts, built once per
+// event for every member, with what the send queues and the metrics need.
+func (h *ChatHandler) encoding() *pubsub.Encoding {
+	h.encOnce.Do(func() { h.enc = newQueueEncoding(h.obs, h.Hub, buildPlain) })
+	return h.enc
+}
 
 // buildPlain frames the text a plain client sees of a message: a JSON
 // string's value, or any other JSON value's encoding.

@@ -77,7 +77,7 @@ func (s *session) restart(code websocket.StatusCode, reason string) {
 	s.draining = true
 	s.handling.Unlock()
 	select {
-	case s.restartReq <- closeRequest{n: len(s.queue), code: code, reason: reason}:
+	case s.restartReq <- closeRequest{n: s.queue.len(), code: code, reason: reason}:
 	case <-s.written: // the connection is ending already
 	}
 	<-s.written
@@ -98,14 +98,8 @@ func (s *session) handleUnlessDraining(ctx context.Context, data []byte) bool {
 // (those queued before the request, fewer if the writer had taken some
 // already), then runs the closing handshake.
 func (s *session) closeAfter(req closeRequest) {
-	for range req.n {
-		select {
-		case f := <-s.queue:
-			if err := writeQueued(s.conn, s.queue, f, s.rec); err != nil {
-				return
-			}
-		default:
-		}
+	if err := s.queue.flushN(s.conn, s.rec, req.n); err != nil {
+		return
 	}
 	s.closeOnce.Do(func() {
 		s.rec.sent(req.code, req.reason)

@@ -34,11 +34,11 @@ func FuzzCommand(f *testing.F) {
 		defer hub.UnsubscribeAll(ctx, s)
 		// Twice: a second command meets the state the first one left.
 		for range 2 {
-			before := len(s.queue)
+			before := s.queue.len()
 			if !s.handle(ctx, data) {
 				return // the error budget is spent: the connection closes
 			}
-			if len(s.queue) == before {
+			if s.queue.len() == before {
 				t.Fatalf("no answer queued for %q", data)
 			}
 		}

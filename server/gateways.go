@@ -138,7 +138,7 @@ func (s *Server) mountGateways(accept websocket.AcceptOptions) {
 			s.gatewayErr = fmt.Errorf("route %s is already taken", path)
 			return
 		}
-		s.mux.Handle(pattern, ep.instrument(h))
+		s.mux.Handle(pattern, ep.instrument(s.admission.guard(h)))
 	}
 	for _, b := range s.cfg.Bridges {
 		ep := s.obs.endpoint(endpointBridge, b.Subprotocols)

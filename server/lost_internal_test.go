@@ -20,19 +20,19 @@ func TestLostPushAndChat(t *testing.T) {
 	if got := string(appendPush(nil, newEpoch)); got != wantNew {
 		t.Fatalf("lost push of a new epoch %s, want %s", got, wantNew)
 	}
-	f, _ := lost.Encoded(pushEncoding).(*outFrame)
+	f, _ := lost.Encoded((&ChannelHandler{}).encoding()).(*outFrame)
 	if f == nil || f.size != len(want) || f.pub != 0 {
 		t.Fatalf("lost push framed as %+v, want %d bytes and no publish time", f, len(want))
 	}
 
-	m := &chatMember{queue: make(chan *outFrame, 2), enc: plainEncoding}
+	m := &chatMember{queue: newSendQueue(2, false, nil), enc: (&ChatHandler{}).encoding()}
 	m.Deliver(lost)
 	m.Deliver(newEpoch)
-	if n := len(m.queue); n != 0 {
+	if n := m.queue.len(); n != 0 {
 		t.Fatalf("a plain chat member was sent %d frames for a loss, want none", n)
 	}
 	m.Deliver(&pubsub.Event{Kind: pubsub.EventMessage, Channel: "chat:lobby", Message: &pubsub.Message{Channel: "chat:lobby", Offset: 6, Epoch: "e1", Data: []byte(`"hi"`)}})
-	if n := len(m.queue); n != 1 {
+	if n := m.queue.len(); n != 1 {
 		t.Fatalf("a plain chat member was sent %d frames for a message, want 1", n)
 	}
 }

@@ -55,11 +55,10 @@ type observer struct {
 	queueDrops  *prometheus.CounterVec
 	closesSent  *prometheus.CounterVec
 	closesRecv  *prometheus.CounterVec
+	conflated   *prometheus.CounterVec
+	refusals    *prometheus.CounterVec
 
 	ns map[string]*nsStats // by namespace name; read-only after newObserver
-
-	push  *pubsub.Encoding // duplex.v1 pushes, as *outFrame
-	plain *pubsub.Encoding // plain chat texts, as *outFrame
 }
 
 // The values of the via label of the messages published: over a
@@ -86,6 +85,7 @@ type endpointStats struct {
 	accepted     prometheus.Counter
 	slow         prometheus.Counter
 	drops        prometheus.Counter
+	conflated    prometheus.Counter
 }
 
 func newObserver(log *slog.Logger, namespaces map[string]pubsub.NamespaceOptions) *observer {
@@ -99,6 +99,10 @@ func newObserver(log *slog.Logger, namespaces map[string]pubsub.NamespaceOptions
 		Name: "duplex_slow_consumer_closes_total", Help: "Connections closed with 1013 because their send queue was full."}, []string{"endpoint"})
 	o.queueDrops = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "duplex_send_queue_drops_total", Help: "Outgoing messages that did not fit a connection's full send queue and were dropped."}, []string{"endpoint"})
+	o.conflated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "duplex_send_queue_conflated_total", Help: "Waiting messages of conflating namespaces replaced in a send queue by a newer one with the same key."}, []string{"endpoint"})
+	o.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "duplex_limit_refusals_total", Help: "Handshakes, messages, commands and connections refused or ended by a limit, by limit (docs/operations.md, Limits)."}, []string{"limit"})
 	o.closesSent = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "duplex_close_codes_sent_total", Help: "Close frames the server started, by endpoint and status code."}, []string{"endpoint", "code"})
 	o.closesRecv = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -115,7 +119,7 @@ func newObserver(log *slog.Logger, namespaces map[string]pubsub.NamespaceOptions
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "duplex_delivery_latency_seconds", Help: "From a message's acceptance by the broker to its handing to a subscriber's connection, by namespace.",
 		Buckets: latencyBuckets}, []string{"namespace"})
-	o.reg.MustRegister(o.connections, o.handshakes, o.slowCloses, o.queueDrops, o.closesSent, o.closesRecv,
+	o.reg.MustRegister(o.connections, o.handshakes, o.slowCloses, o.queueDrops, o.conflated, o.refusals, o.closesSent, o.closesRecv,
 		in, inBytes, out, outBytes, latency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for name := range namespaces {
@@ -126,8 +130,9 @@ func newObserver(log *slog.Logger, namespaces map[string]pubsub.NamespaceOptions
 			latency: latency.WithLabelValues(name),
 		}
 	}
-	o.push = pubsub.NewEncoding(func(e *pubsub.Event) any { return o.frame(e, buildPush(e)) })
-	o.plain = pubsub.NewEncoding(func(e *pubsub.Event) any { return o.frame(e, buildPlain(e)) })
+	for _, l := range limitNames {
+		o.refusals.WithLabelValues(l)
+	}
 	return o
 }
 
@@ -138,10 +143,11 @@ func (o *observer) endpoint(name string, subprotocols []string) *endpointStats {
 	}
 	return &endpointStats{
 		obs: o, name: name, subprotocols: subprotocols,
-		current:  o.connections.WithLabelValues(name),
-		accepted: o.handshakes.WithLabelValues(name, "accepted", "101"),
-		slow:     o.slowCloses.WithLabelValues(name),
-		drops:    o.queueDrops.WithLabelValues(name),
+		current:   o.connections.WithLabelValues(name),
+		accepted:  o.handshakes.WithLabelValues(name, "accepted", "101"),
+		slow:      o.slowCloses.WithLabelValues(name),
+		drops:     o.queueDrops.WithLabelValues(name),
+		conflated: o.conflated.WithLabelValues(name),
 	}
 }
 
@@ -177,6 +183,8 @@ type outFrame struct {
 	ns   *nsStats // nil for answers
 	size int      // payload bytes
 	pub  int64    // Message.Time in Unix nanoseconds; 0: no latency
+	q    queueInfo
+	lost *lostRange // set on a send queue's marker of dropped messages (see sendQueue)
 }
 
 // frame completes an event's encoding f with what the metrics need.
@@ -209,22 +217,6 @@ func writtenFrames(batch []*outFrame, when time.Time) {
 			f.ns.latency.Observe(float64(now-f.pub) / 1e9)
 		}
 	}
-}
-
-// pushEncodingOf and plainEncodingOf return the encodings a handler uses:
-// its server's, or, for a handler used on its own, ones without metrics.
-func (o *observer) pushEncodingOf() *pubsub.Encoding {
-	if o == nil {
-		return pushEncoding
-	}
-	return o.push
-}
-
-func (o *observer) plainEncodingOf() *pubsub.Encoding {
-	if o == nil {
-		return plainEncoding
-	}
-	return o.plain
 }
 
 // connRecord is one WebSocket connection as the metrics and the log see
@@ -346,6 +338,9 @@ func (ep *endpointStats) closed(rec *connRecord) {
 	case errors.As(rec.err, &pe):
 		by, code, reason = "server", pe.Code, pe.Reason
 		ep.obs.closesSent.WithLabelValues(ep.name, strconv.Itoa(int(code))).Inc()
+		if code == websocket.StatusMessageTooBig {
+			ep.obs.refused(limitMessageSize)
+		}
 	case websocket.CloseStatus(rec.err) >= 0:
 		var ce *websocket.CloseError
 		errors.As(rec.err, &ce)

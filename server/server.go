@@ -59,8 +59,14 @@ type Config struct {
 	// value turns it off. New loads the keys: Serve returns what is wrong.
 	Auth AuthConfig
 	// SendQueue bounds each connection's waiting outgoing messages (0:
-	// DefaultSendQueue); a connection that overflows it is closed with 1013.
+	// DefaultSendQueue); when it is full, the slow-consumer policy of the
+	// messages' namespace applies (pubsub.NamespaceOptions.SlowConsumer):
+	// by default the connection is closed with 1013.
 	SendQueue int
+	// Limits bound connections, accept rate, message rate, channels and
+	// idle time (see Limits; the zero value has every limit on, at its
+	// default).
+	Limits Limits
 	// Compression configures permessage-deflate for every WebSocket
 	// endpoint; the zero value leaves it off. See CompressionMode for the
 	// settings `duplex serve --compression` names.
@@ -150,7 +156,10 @@ type Server struct {
 	tls        *tlsState      // nil without TLS
 	tlsErr     error          // bad TLS settings or files; Serve returns it
 	configErr  error          // bad API keys or auth settings; Serve returns it
+	limitsErr  error          // a bad Config.Limits; Serve returns it
 	auth       *Authenticator // nil when Config.Auth is off
+
+	admission *admission // connection and accept-rate limits of every WebSocket endpoint
 
 	demo demo // the ticker publisher of Config.Demo
 }
@@ -217,17 +226,18 @@ func New(cfg Config) *Server {
 	if cfg.Auth.Enabled() {
 		s.auth, s.configErr = NewAuthenticator(cfg.Auth, cfg.Log)
 	}
+	s.admission, s.limitsErr = newAdmission(cfg.Limits, s.obs)
 	accept := websocket.AcceptOptions{
 		Options:          websocket.Options{ReadLimit: cfg.ReadLimit, Compression: cfg.Compression},
 		OriginPatterns:   cfg.OriginPatterns,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 	}
 	echoEP := s.obs.endpoint(endpointEcho, nil)
-	s.mux.Handle("GET /echo", echoEP.instrument(&EchoHandler{Accept: accept, Log: cfg.Log, track: s.trackFor(echoEP)}))
+	s.mux.Handle("GET /echo", echoEP.instrument(s.admission.guard(&EchoHandler{Accept: accept, Log: cfg.Log, track: s.trackFor(echoEP)})))
 	wsEP := s.obs.endpoint(endpointWS, []string{Subprotocol})
-	s.mux.Handle("GET /ws", wsEP.instrument(&ChannelHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Version: cfg.Version, Log: cfg.Log, Auth: s.auth, track: s.trackSessionFor(wsEP), obs: s.obs}))
+	s.mux.Handle("GET /ws", wsEP.instrument(s.admission.guard(&ChannelHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Limits: cfg.Limits, Version: cfg.Version, Log: cfg.Log, Auth: s.auth, track: s.trackSessionFor(wsEP), obs: s.obs})))
 	chatEP := s.obs.endpoint(endpointChat, nil)
-	s.mux.Handle("GET /chat/{room}", chatEP.instrument(&ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Log: cfg.Log, Auth: s.auth, track: s.trackFor(chatEP), obs: s.obs, Fallback: appPage("chat")}))
+	s.mux.Handle("GET /chat/{room}", chatEP.instrument(s.admission.guard(&ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Limits: cfg.Limits, Log: cfg.Log, Auth: s.auth, track: s.trackFor(chatEP), obs: s.obs, Fallback: appPage("chat")})))
 	api := &API{Hub: s.hub, Key: cfg.APIKey, Keys: cfg.APIKeys, MaxBody: cfg.ReadLimit, obs: s.obs}
 	if err := api.register(s.mux); err != nil && s.configErr == nil {
 		s.configErr = err
@@ -237,12 +247,15 @@ func New(cfg Config) *Server {
 	s.mountApps()
 	s.mountObservability()
 	s.mountGateways(accept)
+	hw := &handshakeWatch{timeout: cfg.HandshakeTimeout, obs: s.obs}
 	s.http = &http.Server{
 		Addr:              cfg.Listen,
-		Handler:           s.mux,
+		Handler:           hw.wrap(s.mux),
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+		ConnContext:       hw.connContext,
+		ConnState:         hw.connState,
 	}
 	return s
 }
@@ -305,6 +318,9 @@ func writeWebFile(w http.ResponseWriter, name, contentType string) {
 func (s *Server) Serve(l net.Listener) error {
 	if s.gatewayErr != nil {
 		return s.gatewayErr
+	}
+	if s.limitsErr != nil {
+		return s.limitsErr
 	}
 	if s.tlsErr != nil {
 		return s.tlsErr

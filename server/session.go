@@ -68,8 +68,13 @@ type ChannelHandler struct {
 	// Accept configures the upgrade (origins, limits, compression).
 	Accept websocket.AcceptOptions
 	// SendQueue is each connection's bound on waiting outgoing messages;
-	// 0 means DefaultSendQueue.
+	// 0 means DefaultSendQueue. What happens when it is full depends on
+	// the namespace (pubsub.NamespaceOptions.SlowConsumer).
 	SendQueue int
+	// Limits bound what each connection may do: MessageRate and
+	// MessageBurst, MaxChannels, MaxConnectionsPerUser and IdleTimeout
+	// apply here (zero fields: the defaults); the others are a Server's.
+	Limits Limits
 	// Version is reported in the connect answer.
 	Version string
 	// Log receives a line per connection that ends abnormally; nil is quiet.
@@ -83,9 +88,13 @@ type ChannelHandler struct {
 	track func(c *websocket.Conn, rec *connRecord, close func(websocket.StatusCode, string)) (untrack func())
 	// obs, when set, counts the traffic in its server's metrics.
 	obs *observer
-	// now, when set, replaces time.Now for the error budget, so that tests
-	// can refill it without waiting.
+	// now, when set, replaces time.Now for the error budget and the
+	// message rate, so that tests can refill them without waiting.
 	now func() time.Time
+
+	users   userCounts // connections per user id
+	encOnce sync.Once
+	enc     *pubsub.Encoding // pushes, framed once per event
 }
 
 // clock returns the time source of the sessions.
@@ -119,16 +128,24 @@ func (h *ChannelHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return // 401 with the reason
 	}
+	userSlot, ok := h.claimHandshakeUser(w, id)
+	if !ok {
+		return // 429 with the reason
+	}
 	opts := h.Accept
 	opts.Subprotocols = []string{Subprotocol}
 	c, err := websocket.Accept(w, r, &opts)
 	if err != nil {
+		if userSlot != nil {
+			userSlot()
+		}
 		return // Accept answered with the status and reason
 	}
 	defer c.CloseNow()
 	rec := recordOf(r)
 	s := newSession(h, c)
 	s.rec = rec
+	s.lim.adoptUser(userSlot)
 	if h.track != nil {
 		defer h.track(c, rec, s.restart)()
 	}
@@ -166,7 +183,8 @@ type session struct {
 	h      *ChannelHandler
 	conn   *websocket.Conn
 	client pubsub.ClientInfo
-	queue  chan *outFrame
+	queue  *sendQueue
+	lim    *connLimits
 	drain  chan struct{} // closed by the reader: write what is queued, then stop
 	rec    *connRecord   // metrics and log of the connection; nil outside a Server
 	enc    *pubsub.Encoding
@@ -194,9 +212,8 @@ type session struct {
 	subscribed bool // a subscribe was accepted (connect is then refused)
 	subs       map[string]bool
 
-	now        func() time.Time
-	budget     int
-	lastRefill time.Time
+	now    func() time.Time
+	budget errorBudget
 }
 
 func newSession(h *ChannelHandler, c *websocket.Conn) *session {
@@ -209,15 +226,15 @@ func newSession(h *ChannelHandler, c *websocket.Conn) *session {
 		h:          h,
 		conn:       c,
 		client:     pubsub.ClientInfo{Client: newClientID()},
-		queue:      make(chan *outFrame, n),
-		enc:        h.obs.pushEncodingOf(),
+		queue:      newSendQueue(n, true, h.obs),
+		lim:        newConnLimits(h.Limits, h.obs),
+		enc:        h.encoding(),
 		drain:      make(chan struct{}),
 		restartReq: make(chan closeRequest, 1),
 		written:    make(chan struct{}),
 		subs:       make(map[string]bool),
 		now:        now,
-		budget:     errorBurst,
-		lastRefill: now(),
+		budget:     newErrorBudget(now()),
 	}
 }
 
@@ -232,19 +249,23 @@ func (s *session) run() error {
 		s.writeLoop(ctx)
 	}()
 	defer s.h.Hub.UnsubscribeAll(context.Background(), s)
+	s.lim.idle = startIdleWatch(s.conn, s.lim.lim.IdleTimeout, s.closeIdle)
+	defer s.lim.end()
 	for {
 		typ, data, err := s.conn.Read(ctx)
 		if err != nil {
 			return err
 		}
+		s.lim.idle.heard()
 		s.rec.read()
 		if typ != websocket.MessageText {
 			s.closeAfterQueued(written, websocket.StatusUnsupportedData, "duplex.v1 takes JSON text messages")
 			return errors.New("client sent a binary message")
 		}
 		if !s.handleUnlessDraining(ctx, data) {
-			s.closeAfterQueued(written, websocket.StatusPolicyViolation, closeReasonBadCommands)
-			return errors.New(closeReasonBadCommands)
+			reason := s.lim.budgetReason()
+			s.closeAfterQueued(written, websocket.StatusPolicyViolation, reason)
+			return errors.New(reason)
 		}
 		if e := s.end; e != nil {
 			s.closeAfterQueued(written, e.code, e.reason)
@@ -286,66 +307,18 @@ func (s *session) writeLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case f := <-s.queue:
-			if err := writeQueued(s.conn, s.queue, f, s.rec); err != nil {
+		case <-s.queue.ready:
+			if err := s.queue.flush(s.conn, s.rec); err != nil {
 				return
 			}
 		case req := <-s.restartReq:
 			s.closeAfter(req)
 			return
 		case <-s.drain:
-			for {
-				select {
-				case f := <-s.queue:
-					if err := writeQueued(s.conn, s.queue, f, s.rec); err != nil {
-						return
-					}
-				default:
-					return
-				}
-			}
+			s.queue.flush(s.conn, s.rec)
+			return
 		}
 	}
-}
-
-// maxWriteBatch is how many queued messages a connection's writer sends in
-// one vectored write.
-const maxWriteBatch = 64
-
-// writeQueued writes first and whatever else is already queued, up to
-// maxWriteBatch messages, with one WritePrepared: under load, a subscriber
-// receives many pushes per system call. Once written, the messages are
-// counted (rec and the namespaces' metrics) and their latency observed.
-//
-// The write runs without a context (a Background one costs no deadline
-// bookkeeping per write, about a tenth of the server's CPU in a large
-// fan-out): a writer stuck on a client that does not read is released by
-// closing the connection (slow-consumer close, CloseNow), never by a
-// context.
-func writeQueued(c *websocket.Conn, queue chan *outFrame, first *outFrame, rec *connRecord) error {
-	var farr [maxWriteBatch]*outFrame
-	var parr [maxWriteBatch]*websocket.PreparedMessage
-	frames := append(farr[:0], first)
-	batch := append(parr[:0], first.pm)
-more:
-	for len(batch) < maxWriteBatch {
-		select {
-		case f := <-queue:
-			frames = append(frames, f)
-			batch = append(batch, f.pm)
-		default:
-			break more
-		}
-	}
-	handed := time.Now()
-	err := c.WritePrepared(context.Background(), batch...)
-	if err == nil {
-		rec.wrote(len(batch))
-		writtenFrames(frames, handed)
-	}
-	clear(batch)
-	clear(frames)
-	return err
 }
 
 // closeWith closes the connection once, from its own goroutine, so that a
@@ -356,12 +329,13 @@ func (s *session) closeWith(code websocket.StatusCode, reason string) {
 	})
 }
 
-// send queues a message; a full queue closes the connection as a slow
-// consumer (1013) rather than blocking anyone.
+// send queues a message; a full queue that the namespace's policy cannot
+// make room in closes the connection as a slow consumer (1013) rather than
+// blocking anyone.
 func (s *session) send(f *outFrame) {
-	select {
-	case s.queue <- f:
-	default:
+	ok, st := s.queue.push(f)
+	s.rec.queued(st)
+	if !ok {
 		s.rec.slowConsumer()
 		s.closeWith(websocket.StatusTryAgainLater, closeReasonSlow)
 	}
@@ -384,12 +358,13 @@ func (s *session) Deliver(e *pubsub.Event) {
 	s.send(f)
 }
 
-// pushEncoding turns events into duplex.v1 pushes, framed once, for
-// handlers used outside a Server (a Server's own encoding also counts
-// them in its metrics).
-var pushEncoding = pubsub.NewEncoding(func(e *pubsub.Event) any {
-	return (*observer)(nil).frame(e, buildPush(e))
-})
+// encoding returns the handler's encoding of duplex.v1 pushes, built
+// once per event for every subscriber, with what the send queues and the
+// metrics need.
+func (h *ChannelHandler) encoding() *pubsub.Encoding {
+	h.encOnce.Do(func() { h.enc = newQueueEncoding(h.obs, h.Hub, buildPush) })
+	return h.enc
+}
 
 // buildPush frames the duplex.v1 push of e, or returns nil.
 func buildPush(e *pubsub.Event) *outFrame {
@@ -510,6 +485,9 @@ func (s *session) handle(ctx context.Context, data []byte) bool {
 	if !ok {
 		return s.answerError(0, badRequest("id must be an integer from 1 to 2^53-1, got %s", orMissing(head.ID)))
 	}
+	if perr := s.lim.allowMessage(s.now()); perr != nil {
+		return s.answerError(id, perr)
+	}
 	s.inSize = len(data)
 	var cmd command
 	if err := json.Unmarshal(data, &cmd); err != nil {
@@ -561,13 +539,8 @@ func (s *session) answerError(id uint64, e *protoError) bool {
 	if e.Code == codeInternal {
 		return true
 	}
-	now := s.now()
-	if refill := int(now.Sub(s.lastRefill) / errorRefill); refill > 0 {
-		s.budget = min(errorBurst, s.budget+refill)
-		s.lastRefill = s.lastRefill.Add(time.Duration(refill) * errorRefill)
-	}
-	s.budget--
-	return s.budget >= 0
+	s.lim.lastCode = e.Code
+	return s.budget.spend(s.now())
 }
 
 func (s *session) sendText(b []byte) {
@@ -662,6 +635,10 @@ func (s *session) connect(ctx context.Context, cmd *command) (any, *protoError) 
 	if perr := s.connectAuth(ctx, cmd.Token, &user); perr != nil {
 		return nil, perr
 	}
+	if perr := s.lim.claimUser(&s.h.users, user); perr != nil {
+		s.end = &sessionEnd{code: websocket.StatusPolicyViolation, reason: closeReasonUser}
+		return nil, perr
+	}
 	s.connected = true
 	s.client.User = user
 	if len(cmd.Info) > 0 && string(cmd.Info) != "null" {
@@ -691,6 +668,12 @@ func (s *session) subscribe(ctx context.Context, id uint64, cmd *command) (any, 
 	}
 	if perr := s.authorize(opSubscribe, cmd.Channel); perr != nil {
 		return nil, perr
+	}
+	if s.lim.atChannelLimit(len(s.subs)) {
+		if bad := s.checkChannel(cmd.Channel); bad != nil {
+			return nil, bad
+		}
+		return nil, s.lim.refuseChannels()
 	}
 	if cmd.Since != nil {
 		s.replaying.Store(&cmd.Channel)
