@@ -110,12 +110,17 @@ func ParseNamespace(spec string) (name string, opts pubsub.NamespaceOptions, err
 
 // FormatNamespace writes opts as ParseNamespace reads them after the
 // name's colon, every key given ("history=100,ttl=5m0s,presence=on,
-// publish=clients,anonymous=off"), so that `duplex serve --print-config`
-// shows each namespace whole. A key added to ParseNamespace belongs here
-// too (TestFormatNamespaceCoversEveryField fails otherwise).
+// publish=clients,anonymous=off,slow=close"; conflate-key only when
+// set), so that `duplex serve --print-config` shows each namespace whole.
+// A key added to ParseNamespace belongs here too
+// (TestFormatNamespaceCoversEveryField fails otherwise).
 func FormatNamespace(opts pubsub.NamespaceOptions) string {
 	onOff := map[bool]string{true: "on", false: "off"}
 	publish := map[bool]string{true: "clients", false: "api"}
-	return fmt.Sprintf("history=%d,ttl=%s,presence=%s,publish=%s,anonymous=%s",
-		opts.HistorySize, opts.HistoryTTL, onOff[opts.Presence], publish[opts.ClientPublish], onOff[opts.Anonymous])
+	s := fmt.Sprintf("history=%d,ttl=%s,presence=%s,publish=%s,anonymous=%s,slow=%s",
+		opts.HistorySize, opts.HistoryTTL, onOff[opts.Presence], publish[opts.ClientPublish], onOff[opts.Anonymous], opts.SlowConsumer)
+	if opts.ConflateKey != "" {
+		s += ",conflate-key=" + opts.ConflateKey
+	}
+	return s
 }

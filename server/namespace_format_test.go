@@ -16,6 +16,8 @@ func TestFormatNamespace(t *testing.T) {
 		{HistorySize: 1, HistoryTTL: 90 * time.Second, Presence: false, ClientPublish: false},
 		{HistorySize: 0, HistoryTTL: 0, Presence: true, ClientPublish: true},
 		{HistorySize: 1, Anonymous: true},
+		{HistorySize: 1, SlowConsumer: pubsub.SlowConsumerDropOldest},
+		{SlowConsumer: pubsub.SlowConsumerConflate, ConflateKey: "symbol"},
 	} {
 		s := FormatNamespace(opts)
 		_, got, err := ParseNamespace("x:" + s)
@@ -23,7 +25,7 @@ func TestFormatNamespace(t *testing.T) {
 			t.Errorf("FormatNamespace(%+v) = %q, read back as %+v, %v", opts, s, got, err)
 		}
 	}
-	if got, want := FormatNamespace(pubsub.DefaultNamespace), "history=100,ttl=5m0s,presence=on,publish=clients,anonymous=off"; got != want {
+	if got, want := FormatNamespace(pubsub.DefaultNamespace), "history=100,ttl=5m0s,presence=on,publish=clients,anonymous=off,slow=close"; got != want {
 		t.Errorf("FormatNamespace(DefaultNamespace) = %q, want %q", got, want)
 	}
 }

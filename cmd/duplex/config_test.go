@@ -203,7 +203,7 @@ func TestServeSettingErrors(t *testing.T) {
 		{[]string{"--config", file("namespace:\n  ticker: {presence: maybe}\n")}, nil, `%s:2: namespace.ticker.presence: "maybe": want on or off`},
 		{[]string{"--config", file("namespace:\n  ticker: {publish: all}\n")}, nil, `%s:2: namespace.ticker.publish: "all": want clients or api`},
 		{[]string{"--config", file("namespace:\n  ticker: {ttl: \"1m,history=5\"}\n")}, nil, `%s:2: namespace.ticker.ttl: "1m,history=5": want a value without "," or "="`},
-		{[]string{"--config", file("namespace:\n  ticker:\n    histroy: 1\n")}, nil, `%s:3: namespace.ticker.histroy: unknown key (history, ttl, presence, publish, anonymous)`},
+		{[]string{"--config", file("namespace:\n  ticker:\n    histroy: 1\n")}, nil, `%s:3: namespace.ticker.histroy: unknown key (history, ttl, presence, publish, anonymous, slow, conflate_key)`},
 		{[]string{"--config", file("namespace:\n  ticker: {history: 1, history: 2}\n")}, nil, `%s:2: namespace.ticker.history: set twice (first on line 2)`},
 		{[]string{"--config", file("namespace:\n  ticker: 1\n")}, nil, `%s:2: namespace.ticker: want a map of the namespace's settings, not a single value`},
 		{[]string{"--tls-cert", "c.pem"}, nil, `flag --tls-cert: "c.pem": want tls-key too, the certificate's private key`},

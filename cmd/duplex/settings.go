@@ -129,11 +129,50 @@ var serveSettings = []*setting{
 		"permessage-deflate: `mode` off; on (no context takeover: each push compressed once for all subscribers, no per-connection state); takeover (best ratio for small similar messages, about 147 KiB per connection)",
 		func(c *serveConfig, v string) { c.Server.Compression, _ = server.CompressionMode(v) }),
 	intSetting("send-queue", server.DefaultSendQueue, "an integer, 1 or more", atLeast(1),
-		"outgoing `messages` a connection may have waiting; a client that lets more pile up is closed with 1013 (slow consumer)",
+		"outgoing `messages` a connection may have waiting; when it is full, the namespace's slow policy applies (by default the client is closed with 1013, slow consumer)",
 		func(c *serveConfig, v int) { c.Server.SendQueue = v }),
 	namespaceSetting("namespace",
-		"channel namespace `NAME:key=value,...` with keys history (messages kept), ttl (e.g. 10m), presence (on|off), publish (clients|api), anonymous (on|off: whether clients without a token may use it when authentication is on); NAME \"default\" is the default namespace; repeatable. The default namespace (history=100,ttl=5m,presence=on,publish=clients) and chat (history=50,ttl=10m) exist unless replaced",
+		"channel namespace `NAME:key=value,...` with keys history (messages kept), ttl (e.g. 10m), presence (on|off), publish (clients|api), anonymous (on|off: whether clients without a token may use it when authentication is on), slow (what a subscriber's full send queue does: close with 1013, drop-oldest and send a lost push, or conflate to the newest message per key) and conflate-key (with slow=conflate, the top-level data field that keys it, with the channel); NAME \"default\" is the default namespace; repeatable. The default namespace (history=100,ttl=5m,presence=on,publish=clients,slow=close) and chat (history=50,ttl=10m) exist unless replaced",
 		func(c *serveConfig, v map[string]pubsub.NamespaceOptions) { c.Server.Namespaces = v }),
+	intSetting("max-connections", server.DefaultLimits().MaxConnections, limitWant, limitOK,
+		"WebSocket `connections` the server holds at most, every endpoint together; beyond, a handshake gets 503 with Retry-After (-1: no limit)",
+		func(c *serveConfig, v int) { c.Server.Limits.MaxConnections = v }),
+	intSetting("max-connections-per-ip", server.DefaultLimits().MaxConnectionsPerIP, limitWant, limitOK,
+		"WebSocket `connections` of one client address at most (IPv6: per /64); beyond, a handshake gets 429 with Retry-After (-1: no limit)",
+		func(c *serveConfig, v int) { c.Server.Limits.MaxConnectionsPerIP = v }),
+	intSetting("max-connections-per-user", server.DefaultLimits().MaxConnectionsPerUser, limitWant, limitOK,
+		"/ws `connections` of one user id at most on this node; beyond, connect is answered with error 122 and the connection closed with 1008 (-1: no limit)",
+		func(c *serveConfig, v int) { c.Server.Limits.MaxConnectionsPerUser = v }),
+	floatSetting("accept-rate", server.DefaultLimits().AcceptRate, rateWant, rateOK,
+		"new WebSocket connections a second the server accepts, all clients together (a `rate`, token bucket with accept-burst); beyond, 503 with Retry-After (-1: no limit)",
+		func(c *serveConfig, v float64) { c.Server.Limits.AcceptRate = v }),
+	intSetting("accept-burst", server.DefaultLimits().AcceptBurst, "an integer, 1 or more", atLeast(1),
+		"`connections` accepted at once beyond accept-rate (the bucket's size)",
+		func(c *serveConfig, v int) { c.Server.Limits.AcceptBurst = v }),
+	floatSetting("accept-rate-per-ip", server.DefaultLimits().AcceptRatePerIP, rateWant, rateOK,
+		"new WebSocket connections a second one client address may open (a `rate`, token bucket with accept-burst-per-ip); beyond, 429 with Retry-After (-1: no limit)",
+		func(c *serveConfig, v float64) { c.Server.Limits.AcceptRatePerIP = v }),
+	intSetting("accept-burst-per-ip", server.DefaultLimits().AcceptBurstPerIP, "an integer, 1 or more", atLeast(1),
+		"`connections` one client address may open at once beyond accept-rate-per-ip",
+		func(c *serveConfig, v int) { c.Server.Limits.AcceptBurstPerIP = v }),
+	listSetting("trusted-proxy", checkTrustedProxy,
+		"`address` or network (10.0.0.0/8) of a reverse proxy whose X-Forwarded-For names the client, for the per-address limits; repeatable. Without any, the client is the TCP peer",
+		func(c *serveConfig, v []string) { c.Server.Limits.TrustedProxies = v }),
+	boolSetting("limit-loopback", false,
+		"apply the per-address limits to loopback clients (127.0.0.0/8, ::1) too; off, clients on this machine (a load test, a local proxy not listed as trusted-proxy) are limited only in total",
+		func(c *serveConfig, v bool) { c.Server.Limits.LimitLoopback = v }),
+	durationSetting("idle-timeout", server.DefaultLimits().IdleTimeout,
+		"a /ws or /chat connection from which nothing came, no message and no answer to the server's pings, for this `duration` is closed with 1001 \"idle timeout\"; the server pings after half of it",
+		func(c *serveConfig, v time.Duration) { c.Server.Limits.IdleTimeout = v }),
+	floatSetting("message-rate", server.DefaultLimits().MessageRate, rateWant, rateOK,
+		"messages a second one /ws or /chat connection may send (a `rate`, token bucket with message-burst); beyond, a command is answered with error 120, and a client that keeps at it is closed with 1008 (-1: no limit)",
+		func(c *serveConfig, v float64) { c.Server.Limits.MessageRate = v }),
+	intSetting("message-burst", server.DefaultLimits().MessageBurst, "an integer, 1 or more", atLeast(1),
+		"`messages` one connection may send at once beyond message-rate",
+		func(c *serveConfig, v int) { c.Server.Limits.MessageBurst = v }),
+	intSetting("max-channels", server.DefaultLimits().MaxChannels, limitWant, limitOK,
+		"`channels` one /ws connection may be subscribed to at once; beyond, subscribe is answered with error 121 (-1: no limit)",
+		func(c *serveConfig, v int) { c.Server.Limits.MaxChannels = v }),
 	listSetting("bridge", checkBridge,
 		"a WebSocket-to-TCP route `PATH=URL`, e.g. /mqtt=tcp://127.0.0.1:1883?subprotocol=mqtt (tls:// with ?ca=FILE or ?insecure=true for TLS to the target; &text=refuse closes with 1003 on a text message); repeatable",
 		func(c *serveConfig, v []string) { c.bridges = v }),
@@ -159,7 +198,7 @@ var serveSettings = []*setting{
 		"serve the runtime profiles of net/http/pprof under /debug/pprof/ on the listen address (keep that path away from the public)",
 		func(c *serveConfig, v bool) { c.Server.Pprof = v }),
 	boolSetting("demo", false,
-		"run a demo publisher of stock quotes on channels ticker:SYMBOL (namespace ticker: history=1,presence=off,publish=api,anonymous=on) for the page /ticker/",
+		"run a demo publisher of stock quotes on channels ticker:SYMBOL (namespace ticker: history=1,presence=off,publish=api,anonymous=on,slow=conflate) for the page /ticker/",
 		func(c *serveConfig, v bool) { c.Server.Demo = v }),
 }
 
@@ -680,6 +719,21 @@ func nodeKind(n *yaml.Node) string {
 }
 
 // The checks of string settings; each error says what is wanted.
+
+// What the limit settings take (docs/operations.md, "Limits").
+const (
+	limitWant = "an integer, 1 or more, or -1 for no limit"
+	rateWant  = "a number above 0 (events a second, 0.5 is one every two seconds), or -1 for no limit"
+)
+
+func limitOK(n int) bool    { return n >= 1 || n == -1 }
+func rateOK(f float64) bool { return f > 0 || f == -1 }
+func checkTrustedProxy(s string) error {
+	if err := (server.Limits{TrustedProxies: []string{s}}).Validate(); err != nil {
+		return errors.New("want an IP address or a network such as 10.0.0.0/8")
+	}
+	return nil
+}
 
 func checkListen(s string) error {
 	if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
