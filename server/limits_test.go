@@ -475,14 +475,19 @@ func TestLimitChannels(t *testing.T) {
 func TestLimitMessageRateChat(t *testing.T) {
 	ts := startServer(t, server.Config{Limits: server.Limits{MessageRate: 0.001, MessageBurst: 2}})
 	ctx := testContext(t)
-	flood, err := ts.dialPath(ctx, t, "/chat/lobby", 0)
-	if err != nil {
-		t.Fatal(err)
+	// A duplex.v1 observer sees each member join: then it is in the room.
+	obs := ts.dial(ctx, t)
+	obs.subscribe(1, "chat:lobby")
+	joinedAnon(t, obs, "chat:lobby")
+	member := func() *wsClient {
+		c, err := ts.dialPath(ctx, t, "/chat/lobby", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		joinedAnon(t, obs, "chat:lobby")
+		return c
 	}
-	other, err := ts.dialPath(ctx, t, "/chat/lobby", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	flood, other := member(), member()
 	for _, text := range []string{"one", "two", "three"} {
 		flood.send(text)
 	}

@@ -277,6 +277,19 @@ func TestMetricsSlowConsumerAndShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The member joins the room after its upgrade: wait until it has, so
+	// that Shutdown meets a member, not a subscribe refused by a closed hub.
+	for {
+		status, _, body := ts.do(t, "GET", "/api/channels/chat:lobby/presence", "", "", nil)
+		if status == http.StatusOK && strings.Contains(body, `"client"`) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the chat member never joined: %d %s", status, body)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 	memberEnd := make(chan error, 1)
 	go func() { // reading, so that the closing handshake completes at once
 		_, _, err := member.conn.Read(ctx)
