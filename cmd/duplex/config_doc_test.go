@@ -188,7 +188,7 @@ func TestConfigurationExampleLoads(t *testing.T) {
 	}
 	for _, line := range []string{
 		"send_queue: 512 # testdata/duplex.example.yaml:11\n",
-		"  ticker: {history: 1, ttl: 5m0s, presence: \"off\", publish: api, anonymous: \"on\"}\n",
+		"  ticker: {history: 1, ttl: 5m0s, presence: \"off\", publish: api, anonymous: \"on\", slow: conflate}\n",
 		"auth_jwks_url: https://id.example.com/.well-known/jwks.json # testdata/duplex.example.yaml:19\n",
 		"api_key: REDACTED # testdata/duplex.example.yaml:9\n",
 	} {
