@@ -66,7 +66,10 @@ func TestDrainTwoNodes(t *testing.T) {
 	ctx := testContext(t)
 	url := startNATS(t)
 	logs := newLogRecorder()
-	n1 := startDrainNode(t, url, server.Config{DrainBatch: batch, DrainInterval: interval, DrainTimeout: 30 * time.Second, Log: logs.logger()})
+	// The publisher below sends 500 commands a second: above the default
+	// message rate, which is not what this test is about.
+	n1 := startDrainNode(t, url, server.Config{DrainBatch: batch, DrainInterval: interval, DrainTimeout: 30 * time.Second, Log: logs.logger(),
+		Limits: server.Limits{MessageRate: -1}})
 	n2 := startDrainNode(t, url, server.Config{})
 	url1, url2 := n1.ws+"/ws", n2.ws+"/ws"
 
