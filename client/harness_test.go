@@ -145,7 +145,8 @@ func startServer(t *testing.T, addr string) *testServer {
 		t.Fatal(err)
 	}
 	ts := &testServer{
-		Server: server.New(server.Config{Namespaces: testNamespaces(), Log: slog.New(slog.DiscardHandler)}),
+		// Tests publish as fast as the server answers: no message rate.
+		Server: server.New(server.Config{Namespaces: testNamespaces(), Log: slog.New(slog.DiscardHandler), Limits: server.Limits{MessageRate: -1}}),
 		l:      &trackListener{Listener: l},
 		addr:   l.Addr().String(),
 		done:   make(chan struct{}),

@@ -57,7 +57,9 @@ func runConnect(t *testing.T, stdin string, args ...string) (stdout, stderr stri
 // echoServer serves duplex's routes (GET /echo among them) on 127.0.0.1.
 func echoServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(server.New(server.Config{}).Handler())
+	// duplex bench publishes as fast as the server answers: above the
+	// default message rate, as with `duplex serve --message-rate -1`.
+	srv := httptest.NewServer(server.New(server.Config{Limits: server.Limits{MessageRate: -1}}).Handler())
 	t.Cleanup(srv.Close)
 	return srv
 }
