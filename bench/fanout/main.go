@@ -647,6 +647,12 @@ func startServer(cfg *config, bin, brokerURL string, cpus []int, res *results) (
 		}
 		args = append(args, "--namespace", "fanout:history=100,presence="+presence+",publish=clients")
 	}
+	if bytes.Contains(help, []byte("-message-rate")) {
+		// The benchmark publishes as fast as the server answers and opens
+		// its subscribers all at once: beyond the default limits, on
+		// purpose.
+		args = append(args, "--message-rate", "-1", "--accept-rate", "-1")
+	}
 	args = append(args, cfg.serverFlags...)
 	if cpus != nil {
 		args = append([]string{"-c", strconv.Itoa(cpus[0]), bin}, args...)
