@@ -78,6 +78,18 @@ export interface SubscribedInfo {
   lost?: { from: number; to: number; old?: Position };
 }
 
+/**
+ * Detail of a Subscription's "retrying" event: the server failed to restore the subscription after
+ * a reconnection (error 100, its own failure, typically its broker down), and the client subscribes
+ * again after `delay`.
+ */
+export interface RetryingDetail {
+  /** The server's answer: code 100 (ErrorCode.INTERNAL). */
+  error: DuplexError;
+  /** Milliseconds until the next attempt (the reconnection backoff, growing with each failure). */
+  delay: number;
+}
+
 /** A message as the subscription handler receives it. */
 export interface Message<T = unknown> {
   channel: string;
@@ -155,8 +167,18 @@ export interface SubscribeOptions {
   onJoin?: (client: ClientInfo) => void;
   /** Called when a client leaves the channel (presence on). */
   onLeave?: (client: ClientInfo) => void;
-  /** Called when the server refuses the subscription, which then ends. */
+  /**
+   * Called when the server refuses the subscription, which then ends: the first subscribe whatever
+   * the code, and a resubscription after a reconnection with any code but 100 (see onRetrying).
+   */
   onError?: (err: DuplexError) => void;
+  /**
+   * Called when the server fails to restore the subscription after a reconnection with error 100
+   * (its own failure, typically its broker down): the subscription stays, inactive, with its
+   * position, and the client subscribes again after `delay` ms until the server accepts; the
+   * "subscribed" event that follows says whether what was missed meanwhile follows.
+   */
+  onRetrying?: (detail: RetryingDetail) => void;
   /** Resume from this position (for example one kept in storage) instead of the channel's current end. */
   since?: Position;
 }
@@ -181,7 +203,8 @@ export interface ClosedDetail {
 /**
  * Subscription is one channel a {@link Duplex} client is subscribed to, made
  * by {@link Duplex.subscribe}. It lives across reconnections until
- * unsubscribe(), or until the server refuses it.
+ * unsubscribe(), or until the server refuses it ("error"), and through
+ * failures of the server ("retrying").
  */
 export class Subscription<T = unknown> {
   private constructor();
@@ -200,6 +223,7 @@ export class Subscription<T = unknown> {
   on(event: "subscribed", fn: (info: SubscribedInfo) => void): () => void;
   on(event: "join" | "leave", fn: (client: ClientInfo) => void): () => void;
   on(event: "error", fn: (err: DuplexError) => void): () => void;
+  on(event: "retrying", fn: (detail: RetryingDetail) => void): () => void;
   off(event: string, fn: (...args: any[]) => void): void;
 }
 

@@ -132,7 +132,8 @@ class Emitter {
 /**
  * Subscription is one channel a {@link Duplex} client is subscribed to, made
  * by {@link Duplex#subscribe}. It lives across reconnections until
- * unsubscribe(), or until the server refuses it (the "error" event).
+ * unsubscribe(), or until the server refuses it (the "error" event), and
+ * through failures of the server (the "retrying" event).
  *
  * Events: "subscribed" ({recovered, offset, epoch}) after every subscribe
  * answer, the first and each one after a reconnection, and also, with
@@ -145,7 +146,14 @@ class Emitter {
  * when recovered is false handles both; "join" and "leave"
  * (the client: {client, user, info}) when the channel has presence on;
  * "error" (a DuplexError) when the server refuses the subscription, which
- * then ends.
+ * then ends: the first subscribe whatever the code, and a resubscription
+ * after a reconnection with any code but 100; "retrying" ({error, delay}) when
+ * the server fails to restore the subscription after a reconnection with
+ * error 100 (INTERNAL: its own failure, typically its broker down): the
+ * subscription stays, inactive, with its offset and epoch, and the client
+ * subscribes again after `delay` ms (the reconnection backoff, growing with
+ * each failure) until the server accepts; the "subscribed" that follows says
+ * whether what was missed meanwhile follows (recovered).
  */
 export class Subscription extends Emitter {
   #onMessage;
@@ -168,6 +176,10 @@ export class Subscription extends Emitter {
     if (options.onJoin) this.on("join", options.onJoin);
     if (options.onLeave) this.on("leave", options.onLeave);
     if (options.onError) this.on("error", options.onError);
+    if (options.onRetrying) this.on("retrying", options.onRetrying);
+    this._established = false; // answered once: a failure of the server is retried
+    this._retries = 0; // consecutive failures of the server to restore it
+    this._retryTimer = null; // the next attempt
     /**
      * Settles with the first subscribe answer: {recovered, offset, epoch}, or
      * the DuplexError that refused the subscription.
@@ -190,6 +202,8 @@ export class Subscription extends Emitter {
 
   _subscribed(info) {
     this.active = true;
+    this._established = true;
+    this._retries = 0;
     this.#settle.resolve(info);
     this._emit("subscribed", info);
   }
@@ -321,7 +335,7 @@ export class Duplex extends Emitter {
    * subscribed to the channel, or (2) when the client is closed.
    * @param {string} channel
    * @param {(data: *, message: object) => void} onMessage
-   * @param {object} [options] onSubscribed, onJoin, onLeave, onError: handlers
+   * @param {object} [options] onSubscribed, onJoin, onLeave, onError, onRetrying: handlers
    *   of the Subscription's events; since: {offset, epoch} to resume from
    * @returns {Subscription}
    */
@@ -545,6 +559,8 @@ export class Duplex extends Emitter {
   }
 
   #subscribe(sub) {
+    clearTimeout(sub._retryTimer); // this is the attempt it was waiting for
+    sub._retryTimer = null;
     const cmd = { op: "subscribe", channel: sub.channel };
     if (sub.epoch !== undefined) cmd.since = { offset: sub.offset, epoch: sub.epoch };
     this.#send(cmd, (r) => {
@@ -554,16 +570,36 @@ export class Duplex extends Emitter {
       sub._subscribed({ recovered: r.recovered === true, offset: r.offset, epoch: r.epoch });
     }, (err) => {
       if (err.code === ErrorCode.DISCONNECTED) return; // subscribed again on the next connection
+      if (err.code === ErrorCode.INTERNAL && sub._established && this.#subs.get(sub.channel) === sub) {
+        return this.#retrySubscribe(sub, err);
+      }
       if (this.#subs.get(sub.channel) === sub) this.#subs.delete(sub.channel);
       sub._failed(err);
     });
+  }
+
+  // #retrySubscribe handles a failure of the server (error 100) to restore
+  // sub after a reconnection: it subscribes again after a backoff, on this
+  // connection, or the next one does.
+  #retrySubscribe(sub, error) {
+    const { minBackoff, maxBackoff } = this.options;
+    const delay = backoff(++sub._retries, minBackoff, maxBackoff);
+    this.#log("resubscribe failed", sub.channel, error.message, "again in", delay);
+    sub._retryTimer = setTimeout(() => {
+      sub._retryTimer = null;
+      if (this.#ready && this.#subs.get(sub.channel) === sub && !sub.active) this.#subscribe(sub);
+    }, delay);
+    sub._emit("retrying", { error, delay });
   }
 
   #unsubscribe(sub) {
     if (this.#subs.get(sub.channel) !== sub) return Promise.resolve();
     this.#subs.delete(sub.channel);
     sub.active = false;
-    if (!this.#ready) return Promise.resolve(); // the server forgot it with the connection
+    const retrying = sub._retryTimer !== null; // nothing on the server: the last attempt failed
+    clearTimeout(sub._retryTimer);
+    sub._retryTimer = null;
+    if (!this.#ready || retrying) return Promise.resolve(); // the server forgot it with the connection
     // Whatever the answer (108 if the subscribe failed), it is over.
     return new Promise((resolve) => this.#send({ op: "unsubscribe", channel: sub.channel }, () => resolve(), () => resolve()));
   }
@@ -625,18 +661,25 @@ export class Duplex extends Emitter {
     this.#openedAt = 0;
     const n = ++this.#attempt;
     this.url = this.#urls[(this.#urls.indexOf(this.url) + 1) % this.#urls.length]; // fail over
-    const ceil = Math.max(minBackoff, Math.min(maxBackoff, minBackoff * 2 ** Math.min(n, 30)));
-    const delay = Math.round(minBackoff + Math.random() * (ceil - minBackoff));
+    const delay = backoff(n, minBackoff, maxBackoff);
     this.#timer = setTimeout(() => this.#open(), delay);
     this.#setState("disconnected", { code, reason, delay });
   }
 
   #finish(code, reason) {
+    for (const sub of this.#subs.values()) clearTimeout(sub._retryTimer);
     const err = new DuplexError(ErrorCode.CLOSED, "duplex: the client is closed", code);
     for (const { reject } of this.#queue.splice(0)) reject(err);
     this.#setState("closed", { code, reason });
     this.#resolveClosed({ code, reason });
   }
+}
+
+// backoff is the wait before the n-th consecutive attempt (ms): a random
+// time between minBackoff and min(maxBackoff, minBackoff * 2^n).
+function backoff(n, minBackoff, maxBackoff) {
+  const ceil = Math.max(minBackoff, Math.min(maxBackoff, minBackoff * 2 ** Math.min(n, 30)));
+  return Math.round(minBackoff + Math.random() * (ceil - minBackoff));
 }
 
 function toWebSocketURL(url) {
