@@ -411,3 +411,53 @@ func TestServeTLSAndDrainSettings(t *testing.T) {
 		t.Fatalf("defaults %+v", s)
 	}
 }
+
+// TestEveryConfigFieldHasASetting: each field of server.Config (and of its
+// structs, Limits and Auth) is set by a setting (c.Server.FIELD in the
+// settings files), or is listed here as no setting, with why; a field
+// added to server.Config without a setting of duplex serve fails here.
+func TestEveryConfigFieldHasASetting(t *testing.T) {
+	notSettings := map[string]string{
+		"Version":         "the binary's version",
+		"Broker":          "opened from the broker setting",
+		"Log":             "built from log-format and log-level",
+		"Auth.PublicKeys": "parsed keys, for Go embedders (auth-public-key gives files)",
+		"Auth.JWKSClient": "an *http.Client, for Go embedders",
+	}
+	files, err := filepath.Glob("settings*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("settings files: %v %v", files, err)
+	}
+	var src strings.Builder
+	for _, f := range append(files, "serve.go") {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.Write(b)
+	}
+	serverPkg := reflect.TypeOf(server.Config{}).PkgPath()
+	var walk func(typ reflect.Type, prefix string)
+	walk = func(typ reflect.Type, prefix string) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			path := prefix + f.Name
+			if f.Type.Kind() == reflect.Struct && f.Type.PkgPath() == serverPkg {
+				walk(f.Type, path+".")
+				continue
+			}
+			_, listed := notSettings[path]
+			used := strings.Contains(src.String(), "c.Server."+path+" ") || strings.Contains(src.String(), "c.Server."+path+",")
+			switch {
+			case listed && used:
+				t.Errorf("server.Config.%s is listed as no setting but a setting sets it", path)
+			case !listed && !used:
+				t.Errorf("server.Config.%s has no setting of duplex serve: declare one in settings.go (or list it in this test with why)", path)
+			}
+		}
+	}
+	walk(reflect.TypeOf(server.Config{}), "")
+}

@@ -13,14 +13,16 @@ package main
 // (stringSetting, intSetting, floatSetting, durationSetting, boolSetting,
 // listSetting, namespaceSetting) reads the value from each source and
 // checks it; a check's error says what is wanted ("want 1 or more"), and
-// duplex serve prints it after the setting's source and the bad value. The
-// apply function puts the value where it goes, most often a field of
-// server.Config; a rule between settings goes in crossChecks, and what
-// needs several settings to build goes in serveConfig.finish. Add .secret() to a string or list --print-config
-// must not show (keys, passwords): it prints REDACTED, errors do not echo
-// the value, and REDACTED itself is refused. The help text is
-// the flag's usage (a `word` in backquotes names the value) and the
-// setting's meaning in docs/configuration.md; rewrite that file with
+// duplex serve prints it after the setting's source and the bad value.
+// The apply function puts the value where it goes, most often a field of
+// server.Config (TestEveryConfigFieldHasASetting fails for a field no
+// setting sets); a rule between settings goes in crossChecks, and what
+// needs several settings to build goes in serveConfig.finish. Add
+// .secret() to a string or list that --print-config must not show (keys,
+// passwords): it prints REDACTED, errors do not echo the value, and
+// REDACTED itself is refused. The help text is the flag's usage (a `word`
+// in backquotes names the value) and the setting's meaning in
+// docs/configuration.md; rewrite that file with
 // `go test ./cmd/duplex/ -run TestConfigurationDoc -update`
 // (TestConfigurationDoc fails while it is stale).
 
