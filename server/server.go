@@ -314,24 +314,16 @@ func writeWebFile(w http.ResponseWriter, name, contentType string) {
 // Serve accepts connections on l until Shutdown or Drain; with TLS
 // configured (Config.TLSCert, Config.AutocertHosts) they are TLS
 // connections. It returns at once the error of a bad setting (a gateway
-// route, a certificate file).
+// route, a certificate file), and logs "duplex serving" once it serves.
 func (s *Server) Serve(l net.Listener) error {
-	if s.gatewayErr != nil {
-		return s.gatewayErr
-	}
-	if s.limitsErr != nil {
-		return s.limitsErr
-	}
-	if s.tlsErr != nil {
-		return s.tlsErr
-	}
-	if s.configErr != nil {
-		return s.configErr
+	if err := s.settingsErr(); err != nil {
+		return err
 	}
 	l, err := s.serveTLS(l)
 	if err != nil {
 		return err
 	}
+	s.cfg.Log.Info("duplex serving", "addr", l.Addr().String(), "tls", s.tls.mode())
 	s.startDemo()
 	err = s.http.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
@@ -340,13 +332,28 @@ func (s *Server) Serve(l net.Listener) error {
 	return err
 }
 
-// ListenAndServe listens on cfg.Listen and serves until Shutdown.
+// settingsErr is the error of a bad setting found by New, which Serve
+// returns at once.
+func (s *Server) settingsErr() error {
+	for _, err := range []error{s.gatewayErr, s.limitsErr, s.tlsErr, s.configErr} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ListenAndServe listens on cfg.Listen and serves until Shutdown. A bad
+// setting is returned before the address is taken; the line "duplex
+// serving" is logged once serving starts.
 func (s *Server) ListenAndServe() error {
+	if err := s.settingsErr(); err != nil {
+		return err
+	}
 	l, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return err
 	}
-	s.cfg.Log.Info("duplex serving", "addr", l.Addr().String(), "tls", s.tls.mode())
 	return s.Serve(l)
 }
 

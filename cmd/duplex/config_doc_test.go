@@ -89,12 +89,26 @@ duplex serve: duplex.yaml:3: send_queu: unknown key (did you mean send_queue?)
 duplex serve: env DUPLEX_SEND_QUEU: unknown variable (did you mean DUPLEX_SEND_QUEUE?)
 ` + "```" + `
 
+Settings that name files are read at start as well, so that a file the server could not use stops it
+there rather than once serving: ` + "`tls_cert`" + ` and ` + "`tls_key`" + ` must be readable PEM files holding a
+certificate chain and its private key, ` + "`autocert_directory_ca`" + ` a readable PEM file of certificates, and
+` + "`autocert_cache_dir`" + ` a directory that exists or can be made (0700) and written to:
+
+` + "```" + `
+duplex serve: flag --tls-cert: "cert.pem": want a readable PEM certificate file: open: no such file or directory
+duplex serve: env DUPLEX_TLS_KEY: "key.pem": want a readable PEM private key file: open: permission denied
+duplex serve: duplex.yaml:2: tls_cert: "cert.pem": want a PEM certificate chain whose private key is in tls-key (key.pem): tls: private key does not match public key
+duplex serve: flag --autocert-cache-dir: "/var/lib/duplex": want a directory that exists or can be made: mkdir: permission denied
+duplex serve: flag --autocert-directory-ca: "ca.pem": want a PEM file of root certificates: no certificate in it
+` + "```" + `
+
 Secret values (` + secretKeys() + `) are not repeated in error messages.
 
 ## Printing the configuration
 
-` + "`duplex serve --print-config`" + ` (with the other flags, environment and file it would run with) prints
-the configuration in effect as a config file and exits with status 0. After each value, a comment
+` + "`duplex serve --print-config`" + ` (with the other flags, environment and file it would run with) checks
+the configuration as serving would, files included, and prints it as a config file and exits with
+status 0; a configuration that would not start gets the error line and status 2, and nothing printed. After each value, a comment
 says where it came from (` + "`flag --listen`" + `, ` + "`env DUPLEX_API_KEY`" + `, ` + "`duplex.yaml:4`" + ` or ` + "`default`" + `). Secrets
 are printed as ` + "`REDACTED`" + ` and passwords in broker URLs as ` + "`xxxxx`" + `; a secret set to ` + "`REDACTED`" + ` is
 refused, so that a printed configuration fed back as a file cannot run with a placeholder for a key.

@@ -395,15 +395,16 @@ func TestSettingKindsNotYetInTheTable(t *testing.T) {
 // TestServeTLSAndDrainSettings: the TLS, autocert and drain settings land
 // in server.Config.
 func TestServeTLSAndDrainSettings(t *testing.T) {
-	c := loadServe(t, []string{"--tls-cert", "c.pem", "--tls-key", "k.pem", "--drain-batch", "7", "--drain-interval", "50ms", "--drain-timeout", "3s"})
-	if c.Server.TLSCert != "c.pem" || c.Server.TLSKey != "k.pem" || c.Server.DrainBatch != 7 || c.Server.DrainInterval != 50*time.Millisecond || c.Server.DrainTimeout != 3*time.Second {
+	c := loadServe(t, []string{"--tls-cert", "testdata/cert.pem", "--tls-key", "testdata/key.pem", "--drain-batch", "7", "--drain-interval", "50ms", "--drain-timeout", "3s"})
+	if c.Server.TLSCert != "testdata/cert.pem" || c.Server.TLSKey != "testdata/key.pem" || c.Server.DrainBatch != 7 || c.Server.DrainInterval != 50*time.Millisecond || c.Server.DrainTimeout != 3*time.Second {
 		t.Fatalf("%+v", c.Server)
 	}
-	file := writeConfig(t, "autocert_host: [a.example.com, b.example.com]\nautocert_cache_dir: /var/lib/duplex\nautocert_email: ops@example.com\n"+
-		"autocert_http_listen: \":80\"\nautocert_directory_url: https://acme.example.com/dir\nautocert_directory_ca: ca.pem\n")
+	cache := filepath.Join(t.TempDir(), "autocert")
+	file := writeConfig(t, "autocert_host: [a.example.com, b.example.com]\nautocert_cache_dir: "+cache+"\nautocert_email: ops@example.com\n"+
+		"autocert_http_listen: \":80\"\nautocert_directory_url: https://acme.example.com/dir\nautocert_directory_ca: testdata/cert.pem\n")
 	c = loadServe(t, []string{"--config", file})
-	if s := c.Server; !reflect.DeepEqual(s.AutocertHosts, []string{"a.example.com", "b.example.com"}) || s.AutocertCacheDir != "/var/lib/duplex" ||
-		s.AutocertEmail != "ops@example.com" || s.AutocertHTTPListen != ":80" || s.AutocertDirectoryURL != "https://acme.example.com/dir" || s.AutocertDirectoryCA != "ca.pem" {
+	if s := c.Server; !reflect.DeepEqual(s.AutocertHosts, []string{"a.example.com", "b.example.com"}) || s.AutocertCacheDir != cache ||
+		s.AutocertEmail != "ops@example.com" || s.AutocertHTTPListen != ":80" || s.AutocertDirectoryURL != "https://acme.example.com/dir" || s.AutocertDirectoryCA != "testdata/cert.pem" {
 		t.Fatalf("%+v", s)
 	}
 	c = loadServe(t, nil)

@@ -96,8 +96,9 @@ func serveEnv(args, env []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// serveConfigFrom parses serve's flags and resolves its settings. print is
-// the configuration to print, for --print-config, instead of serving. ok
+// serveConfigFrom parses serve's flags, resolves its settings and checks
+// them. print is the configuration to print, for --print-config, instead
+// of serving (checked as well). ok
 // is false when the command must exit with status (help, or an error
 // already written to stderr).
 func serveConfigFrom(args, env []string, stdout, stderr io.Writer) (cfg *serveConfig, print []resolved, status int, ok bool) {
@@ -124,9 +125,6 @@ func serveConfigFrom(args, env []string, stdout, stderr io.Writer) (cfg *serveCo
 		}
 		return nil, nil, 1, false
 	}
-	if *printCfg {
-		return nil, values, 0, true
-	}
 	cfg = &serveConfig{}
 	for _, r := range values {
 		r.s.apply(cfg, r.v)
@@ -134,6 +132,9 @@ func serveConfigFrom(args, env []string, stdout, stderr io.Writer) (cfg *serveCo
 	if err := cfg.check(values); err != nil {
 		fmt.Fprintln(stderr, "duplex serve:", err)
 		return nil, nil, 2, false
+	}
+	if *printCfg { // a configuration that would not start is not printed
+		return nil, values, 0, true
 	}
 	cfg.finish()
 	return cfg, nil, 0, true

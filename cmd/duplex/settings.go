@@ -236,8 +236,8 @@ var crossChecks = []struct {
 // autocertOnly are the settings that mean nothing without autocert-host.
 var autocertOnly = []string{"autocert-cache-dir", "autocert-email", "autocert-http-listen", "autocert-directory-url", "autocert-directory-ca"}
 
-// check applies crossChecks, and refuses autocert settings without
-// autocert-host.
+// check applies crossChecks, refuses autocert settings without
+// autocert-host, then reads the files settings name (fileChecks).
 func (c *serveConfig) check(values []resolved) error {
 	byName := map[string]resolved{}
 	for _, r := range values {
@@ -263,7 +263,7 @@ func (c *serveConfig) check(values []resolved) error {
 			}
 		}
 	}
-	return nil
+	return c.checkFiles(fail)
 }
 
 // sourceOf names where a value came from as errors do: "flag --x",
