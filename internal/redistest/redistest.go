@@ -3,7 +3,8 @@
 // test ends. By default the server keeps nothing on disk, so a Restart
 // comes back empty; with Persistent it keeps every acknowledged write
 // across a Stop, a Kill and a Restart, as a production Redis with AOF and
-// appendfsync always does.
+// appendfsync always does. CopyData and RestoreData bring a server back
+// with older data, as a crash of a Redis persisted less strictly does.
 package redistest
 
 import (
@@ -14,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -189,6 +191,48 @@ func (s *Server) signal(sig syscall.Signal) {
 	}
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		s.t.Fatalf("redistest: %v: %v", sig, err)
+	}
+}
+
+// CopyData copies the server's data files (its append-only files, and an
+// RDB snapshot if one was saved) to a new temporary directory, removed
+// when the test ends, and returns it for RestoreData: a backup of this
+// point, or the state a Redis whose later writes never reached the disk
+// comes back with after a crash. A running server is paused (SIGSTOP)
+// while its files are copied, so the copy holds every write acknowledged
+// before the call and no half-written one.
+func (s *Server) CopyData() string {
+	s.t.Helper()
+	s.mu.Lock()
+	running := s.cmd != nil
+	s.mu.Unlock()
+	if running {
+		s.Pause()
+		defer s.Resume()
+	}
+	dst := filepath.Join(s.t.TempDir(), "data")
+	if err := os.CopyFS(dst, os.DirFS(s.dir)); err != nil {
+		s.t.Fatalf("redistest: copy data: %v", err)
+	}
+	return dst
+}
+
+// RestoreData replaces the data files of the stopped server by a copy
+// that CopyData made: the next Restart comes back with the data of that
+// point, as a Redis persisted with RDB snapshots or appendfsync everysec
+// does after a crash that lost its last writes.
+func (s *Server) RestoreData(copied string) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		s.t.Fatal("redistest: RestoreData of a running server")
+	}
+	if err := os.RemoveAll(s.dir); err != nil {
+		s.t.Fatalf("redistest: restore data: %v", err)
+	}
+	if err := os.CopyFS(s.dir, os.DirFS(copied)); err != nil {
+		s.t.Fatalf("redistest: restore data: %v", err)
 	}
 }
 

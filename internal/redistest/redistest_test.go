@@ -91,3 +91,22 @@ func TestPause(t *testing.T) {
 		t.Fatalf("PING after a Stop while paused and a Restart: %v", err)
 	}
 }
+
+// A Persistent server restored from a copy of its data comes back with
+// the data of the copy: what was written after it is gone.
+func TestCopyAndRestoreData(t *testing.T) {
+	s := redistest.Start(t, redistest.Persistent())
+	roundTrip(t, s, "k", "v1")
+	saved := s.CopyData()
+	roundTrip(t, s, "k", "v2")
+	roundTrip(t, s, "other", "x")
+	s.Stop()
+	s.RestoreData(saved)
+	s.Restart()
+	if got := roundTrip(t, s, "k", ""); got != "v1" {
+		t.Errorf("after RestoreData: k = %q, want v1", got)
+	}
+	if got := roundTrip(t, s, "other", ""); got != "(nil)" {
+		t.Errorf("after RestoreData: other = %q, want (nil)", got)
+	}
+}

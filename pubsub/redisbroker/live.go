@@ -53,6 +53,7 @@ func (b *Broker) start(ctx context.Context, c *chanState) error {
 	c.deliver.Lock()
 	c.active, c.ready, c.catching, c.pending = true, false, false, nil
 	c.gen++
+	delivered := pubsub.Position{Offset: c.last, Epoch: c.epoch}
 	c.deliver.Unlock()
 	confirmed := make(chan struct{}, 1)
 	b.mu.Lock()
@@ -73,7 +74,7 @@ func (b *Broker) start(ctx context.Context, c *chanState) error {
 	}
 	var s state
 	if err == nil {
-		s, err = b.read(ctx, c.name, "position", 0, 0, "")
+		s, err = b.read(ctx, c.name, "position", 0, 0, "", delivered)
 	}
 	if err != nil {
 		b.mu.Lock()
@@ -290,7 +291,7 @@ func (b *Broker) catchUp(c *chanState, gen uint64) {
 // catchUpLocked reads c's position and delivers the messages from the
 // stream up to it. c.deliver is held.
 func (b *Broker) catchUpLocked(ctx context.Context, c *chanState) error {
-	s, err := b.read(ctx, c.name, "position", 0, 0, "")
+	s, err := b.read(ctx, c.name, "position", 0, 0, "", pubsub.Position{Offset: c.last, Epoch: c.epoch})
 	if err != nil {
 		return err
 	}
@@ -365,6 +366,7 @@ func (b *Broker) receiveLocked(c *chanState, payload string) {
 			}
 		}
 		c.last, c.epoch = m.Offset, m.Epoch
+		b.seen.note(c.name, m.Position())
 		if b.handler != nil {
 			b.handler.HandleMessage(m)
 		}
@@ -378,7 +380,7 @@ func (b *Broker) fill(ctx context.Context, c *chanState, from, to uint64, epoch 
 	if from > to {
 		return nil
 	}
-	s, err := b.read(ctx, c.name, "since", int(min(to-from+1, 10000)), from, epoch)
+	s, err := b.read(ctx, c.name, "since", int(min(to-from+1, 10000)), from, epoch, pubsub.Position{Offset: c.last, Epoch: c.epoch})
 	if err != nil {
 		return err
 	}

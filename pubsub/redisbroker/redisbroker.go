@@ -83,10 +83,20 @@
 // once Redis is back, get what the stream still holds of what they missed.
 // A Redis restarted without persistence comes back empty: every channel
 // starts a new epoch. A Redis that comes back having lost only its last
-// writes (AOF with appendfsync everysec) gives the lost offsets again in
-// the same epoch, which subscribers that saw the lost messages skip: run
-// it with appendfsync always, or restart it empty. Ready reports whether
-// Redis answers.
+// writes (RDB snapshots, or AOF with appendfsync everysec, after a crash)
+// holds channels at older offsets of the same epochs. Every node
+// remembers the highest position it saw of the channels it delivers,
+// publishes to or read recently, and the scripts that read or append
+// compare it with Redis's: a channel found below it gets a new epoch at
+// offset 0 (one, however many nodes notice at once: the check is on the
+// epoch, in the script), the node logs a warning naming both positions,
+// and a publish that noticed is stored at offset 1 of the new epoch. A
+// node with local subscribers notices when it catches up after the
+// reconnection; its Hub tells them of the new epoch before its first
+// message, and clients resuming from the old epoch get recovered:false.
+// Only a publish by a node that knew nothing of the channel, before any
+// node that did noticed, can reuse a lost offset (see rollback.go).
+// Ready reports whether Redis answers.
 package redisbroker
 
 import (
@@ -142,6 +152,8 @@ type Broker struct {
 
 	ps     *redis.PubSub
 	events <-chan any
+
+	seen seen // the highest position seen per channel (see rollback.go)
 
 	mu      sync.Mutex
 	chans   map[string]*chanState        // channels with interest (or a Subscribe in flight)
@@ -297,11 +309,13 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 	if data == nil {
 		data = []byte{}
 	}
+	known, _ := b.seen.get(channel)
 	res, err := publishScript.Run(ctx, b.rdb,
 		[]string{b.key(channel, "meta"), b.key(channel, "stream"), b.channelsKey()},
 		data, opts.Size, max(opts.TTL.Milliseconds(), 0), b.idleMS, b.eventsChannel(channel), newEpoch(), channel,
+		known.Epoch, known.Offset,
 	).StringSlice()
-	if err == nil && len(res) != 3 {
+	if err == nil && len(res) != 4 {
 		err = fmt.Errorf("unexpected script answer %q", res)
 	}
 	if err != nil {
@@ -312,6 +326,8 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 	if err1 != nil || err2 != nil {
 		return nil, fmt.Errorf("redisbroker: publish to %q: unexpected script answer %q", channel, res)
 	}
+	b.rolledBack(channel, res[3], known, res[1])
+	b.seen.note(channel, pubsub.Position{Offset: off, Epoch: res[1]})
 	return &pubsub.Message{Channel: channel, Offset: off, Epoch: res[1], Data: data, Time: time.UnixMilli(ms)}, nil
 }
 
@@ -324,16 +340,23 @@ type state struct {
 }
 
 // read runs historyScript: mode "position", "latest" (limit 0: all) or
-// "since" (from: the first offset wanted, in epoch).
-func (b *Broker) read(ctx context.Context, channel, mode string, limit int, from uint64, epoch string) (state, error) {
+// "since" (from: the first offset wanted, in epoch). delivered is the
+// position of the last message the node delivered of the channel, if the
+// caller knows it (zero otherwise): with what the node saw otherwise, it
+// is checked against Redis's (see rollback.go).
+func (b *Broker) read(ctx context.Context, channel, mode string, limit int, from uint64, epoch string, delivered pubsub.Position) (state, error) {
+	known, _ := b.seen.get(channel)
+	if delivered.Epoch != "" {
+		known = higher(delivered, known)
+	}
 	res, err := historyScript.Run(ctx, b.rdb,
 		[]string{b.key(channel, "meta"), b.key(channel, "stream"), b.channelsKey()},
-		newEpoch(), b.idleMS, channel, mode, limit, from, epoch,
+		newEpoch(), b.idleMS, channel, mode, limit, from, epoch, known.Epoch, known.Offset,
 	).StringSlice()
 	if err != nil {
 		return state{}, err
 	}
-	if len(res) < 5 || (len(res)-5)%3 != 0 {
+	if len(res) < 6 || (len(res)-6)%3 != 0 {
 		return state{}, fmt.Errorf("unexpected script answer of %d values", len(res))
 	}
 	var s state
@@ -349,7 +372,9 @@ func (b *Broker) read(ctx context.Context, channel, mode string, limit int, from
 	}
 	s.opts.TTL = time.Duration(ttl) * time.Millisecond
 	s.now = time.UnixMilli(now).Add(time.Duration(b.clockShift.Load()))
-	for i := 5; i < len(res); i += 3 {
+	b.rolledBack(channel, res[5], known, s.pos.Epoch)
+	b.seen.note(channel, s.pos)
+	for i := 6; i < len(res); i += 3 {
 		id, _, _ := strings.Cut(res[i], "-")
 		off, err1 := strconv.ParseUint(id, 10, 64)
 		ms, err2 := strconv.ParseInt(res[i+1], 10, 64)
@@ -385,7 +410,7 @@ func (b *Broker) History(ctx context.Context, channel string, req pubsub.History
 	case req.Since != nil:
 		mode, from, epoch = "since", req.Since.Offset+1, req.Since.Epoch
 	}
-	s, err := b.read(ctx, channel, mode, max(req.Limit, 0), from, epoch)
+	s, err := b.read(ctx, channel, mode, max(req.Limit, 0), from, epoch, pubsub.Position{})
 	if err != nil {
 		return pubsub.HistoryResult{}, fmt.Errorf("redisbroker: history of %q: %w", channel, err)
 	}

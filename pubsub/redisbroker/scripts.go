@@ -22,17 +22,26 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 //
 // KEYS: meta, stream, channel index. ARGV: data, history size, history TTL
 // (ms), idle TTL (ms, 0: none), Pub/Sub channel, epoch to start if the
-// channel has none, channel name.
+// channel has none (or rolled back), channel name, then the epoch and
+// offset the node saw last (see rolledBack).
 //
-// It returns {offset, epoch, time}.
+// It returns {offset, epoch, time, rolled back from ("": no)}.
 var publishScript = redis.NewScript(nowMS + `
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local off = 1
+local rolled = ''
 if not epoch then
   epoch = ARGV[6]
   redis.call('DEL', KEYS[2])
 else
-  off = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0') + 1
+  local cur = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')
+  if epoch == ARGV[8] and cur < tonumber(ARGV[9]) then
+    rolled = string.format('%d', cur)
+    epoch = ARGV[6]
+    redis.call('DEL', KEYS[2])
+  else
+    off = cur + 1
+  end
 end
 local offs = string.format('%d', off)
 local size = tonumber(ARGV[2])
@@ -48,29 +57,38 @@ if tonumber(ARGV[4]) > 0 then
 end
 redis.call('ZADD', KEYS[3], now, ARGV[7])
 redis.call('PUBLISH', ARGV[5], 'm ' .. offs .. ' ' .. epoch .. ' ' .. string.format('%d', now) .. ' ' .. ARGV[1])
-return {offs, epoch, string.format('%d', now)}
+return {offs, epoch, string.format('%d', now), rolled}
 `)
 
 // historyScript reads a channel's position and, as asked, messages of its
 // history; a channel without state gets a new epoch at offset 0.
 //
 // KEYS: meta, stream, channel index. ARGV: epoch to start if the channel
-// has none, idle TTL (ms, 0: none), channel name, mode ("position",
-// "latest" or "since"), limit (0: none), first offset wanted (since), the
-// epoch that offset belongs to (since).
+// has none (or rolled back), idle TTL (ms, 0: none), channel name, mode
+// ("position", "latest" or "since"), limit (0: none), first offset wanted
+// (since), the epoch that offset belongs to (since), then the epoch and
+// offset the node saw last (see rolledBack).
 //
-// It returns {epoch, offset, size, ttl (ms), now, then id, time, data for
-// each message, oldest first for "since", newest first for "latest"}.
+// It returns {epoch, offset, size, ttl (ms), now, rolled back from ("":
+// no), then id, time, data for each message, oldest first for "since",
+// newest first for "latest"}.
 var historyScript = redis.NewScript(nowMS + `
 local m = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'size', 'ttl')
+local rolled = ''
 if not m[1] then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'offset', '0', 'size', '0', 'ttl', '0')
   if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
   redis.call('ZADD', KEYS[3], now, ARGV[3])
   m = {ARGV[1], '0', '0', '0'}
+elseif m[1] == ARGV[8] and tonumber(m[2] or '0') < tonumber(ARGV[9]) then
+  rolled = m[2] or '0'
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'offset', '0')
+  if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+  m = {ARGV[1], '0', m[3], m[4]}
 end
-local out = {m[1], m[2] or '0', m[3] or '0', m[4] or '0', string.format('%d', now)}
+local out = {m[1], m[2] or '0', m[3] or '0', m[4] or '0', string.format('%d', now), rolled}
 local entries = {}
 local limit = tonumber(ARGV[5])
 if ARGV[4] == 'latest' then
