@@ -435,6 +435,14 @@ func publicOf(k any) any {
 	return k
 }
 
+// missing reports whether err is the parser's "required claim missing"
+// and absent says the claim in question is the one missing: a token
+// without the iss or aud the server requires gets the same reason as one
+// with another value (docs/protocol.md).
+func missing(err error, absent bool) bool {
+	return absent && errors.Is(err, jwt.ErrTokenRequiredClaimMissing)
+}
+
 // explain turns the parser's error into a one-line reason for the client.
 func (a *Authenticator) explain(tok *jwt.Token, claims *tokenClaims, err error) error {
 	var te *tokenError
@@ -452,9 +460,9 @@ func (a *Authenticator) explain(tok *jwt.Token, claims *tokenClaims, err error) 
 		return tokenErrorf("token expired at %s", claims.ExpiresAt.UTC().Format(time.RFC3339))
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		return tokenErrorf("token is not valid before %s", claims.NotBefore.UTC().Format(time.RFC3339))
-	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer), missing(err, a.cfg.Issuer != "" && claims != nil && claims.Issuer == ""):
 		return tokenErrorf("token iss is not %q", a.cfg.Issuer)
-	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+	case errors.Is(err, jwt.ErrTokenInvalidAudience), missing(err, a.cfg.Audience != "" && claims != nil && len(claims.Audience) == 0):
 		return tokenErrorf("token aud does not include %q", a.cfg.Audience)
 	}
 	return tokenErrorf("token refused: %v", err)
