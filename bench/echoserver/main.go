@@ -14,6 +14,10 @@
 // Each server echoes every text and binary message with its type, on the
 // path the library documents as its fastest (see the comment on each
 // serve function), with compression off and no timeouts.
+//
+// -cpuprofile FILE, or the environment variable ECHOSERVER_CPUPROFILE when
+// the server is started by bench/load, writes a CPU profile of the whole
+// run (until SIGINT or SIGTERM) for go tool pprof.
 package main
 
 import (
@@ -24,13 +28,30 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 )
 
 func main() {
 	lib := flag.String("lib", "duplex", "library: "+libList())
 	addr := flag.String("addr", "127.0.0.1:0", "address to listen on")
+	cpuprofile := flag.String("cpuprofile", os.Getenv("ECHOSERVER_CPUPROFILE"), "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "echoserver:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "echoserver:", err)
+			os.Exit(1)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 
 	serve, ok := servers[*lib]
 	if !ok {
