@@ -214,3 +214,70 @@ func BenchmarkPipe(b *testing.B) {
 		}
 	}
 }
+
+// benchEchoSizes are the message sizes of the echo benchmarks: the small
+// and 1 KiB messages and the 64 KiB one of the side-by-side scenarios.
+var benchEchoSizes = []int{32, 1024, 64 << 10}
+
+// BenchmarkEcho measures what an echo server's loop costs in the Conn
+// alone: per operation, a whole-message Read of a masked client frame from
+// an in-memory source and a Write of it back to an in-memory sink.
+func BenchmarkEcho(b *testing.B) {
+	ctx := context.Background()
+	for _, size := range benchEchoSizes {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			frame := ctFrame(true, byte(websocket.MessageBinary), benchPayload(size), true)
+			loop := &benchLoop{data: bytes.Repeat(frame, max(1, 16384/len(frame)))}
+			c := websocket.NewConn(loop, nil, websocket.RoleServer, "", nil)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				typ, p, err := c.Read(ctx)
+				if err != nil || len(p) != size {
+					b.Fatalf("Read: %d bytes, %v", len(p), err)
+				}
+				if err := c.Write(ctx, typ, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkEchoTCP measures one round trip over TCP on 127.0.0.1 per
+// operation: a client made by Dial writes a message and reads its echo from
+// a server made by Accept (through net/http's hijack) that reads and writes
+// it back with whole-message Read and Write, as bench/echoserver does.
+// System calls dominate; the server's share of what is left is what the
+// side-by-side benchmark compares.
+func BenchmarkEchoTCP(b *testing.B) {
+	ctx := context.Background()
+	for _, size := range benchEchoSizes {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			srv, cli := ctPair(b, nil, nil)
+			go func() {
+				for {
+					typ, p, err := srv.Read(ctx)
+					if err != nil {
+						return
+					}
+					if err := srv.Write(ctx, typ, p); err != nil {
+						return
+					}
+				}
+			}()
+			p := benchPayload(size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := cli.Write(ctx, websocket.MessageBinary, p); err != nil {
+					b.Fatal(err)
+				}
+				_, m, err := cli.Read(ctx)
+				if err != nil || len(m) != size {
+					b.Fatalf("Read: %d bytes, %v", len(m), err)
+				}
+			}
+		})
+	}
+}
