@@ -77,12 +77,9 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	}
 	// Wait for the peer's close frame: read it ourselves when no one else
 	// is reading, or let the reader that is blocked now see it.
-	select {
-	case c.readLock <- struct{}{}:
+	if c.readLock.lock(ctx, c.closed) == nil {
 		c.awaitPeerClose(ctx)
-		unlock(c.readLock)
-	case <-c.closed:
-	case <-ctx.Done():
+		c.readLock.unlock()
 	}
 	select {
 	case <-c.closed:

@@ -40,7 +40,7 @@ type Conn struct {
 	state    atomic.Int32
 
 	// Read half, owned by whoever holds readLock.
-	readLock   chan struct{}
+	readLock   connLock
 	br         *bufio.Reader
 	p          frameParser
 	inf        *inflater   // borrowed while a compressed message is read
@@ -56,8 +56,8 @@ type Conn struct {
 
 	// Write half. msgLock serializes messages; frameLock serializes frames,
 	// so control frames may go out between the fragments of a message.
-	msgLock    chan struct{}
-	frameLock  chan struct{}
+	msgLock    connLock
+	frameLock  connLock
 	hdr        [maxHeaderSize]byte
 	wbuf       *[]byte // the write buffer, borrowed from writeBufPool while writing
 	vec        [2][]byte
@@ -101,13 +101,10 @@ type Conn struct {
 // buffer instead of a new one.
 func NewConn(rwc io.ReadWriteCloser, br *bufio.Reader, role Role, subprotocol string, opts *Options) *Conn {
 	c := &Conn{
-		rwc:       rwc,
-		role:      role,
-		subproto:  subprotocol,
-		readLock:  make(chan struct{}, 1),
-		msgLock:   make(chan struct{}, 1),
-		frameLock: make(chan struct{}, 1),
-		closed:    make(chan struct{}),
+		rwc:      rwc,
+		role:     role,
+		subproto: subprotocol,
+		closed:   make(chan struct{}),
 	}
 	if opts != nil {
 		c.opts = *opts
@@ -182,24 +179,18 @@ func (c *Conn) closeTransport() {
 	})
 }
 
-// lock acquires a channel lock, giving up when ctx ends or the Conn closes.
-func (c *Conn) lock(ctx context.Context, l chan struct{}) error {
-	select {
-	case l <- struct{}{}:
+// lock acquires one of the Conn's locks, giving up when ctx ends or the
+// Conn closes.
+func (c *Conn) lock(ctx context.Context, l *connLock) error {
+	if l.tryLock() {
 		return nil
-	default:
 	}
-	select {
-	case l <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-c.closed:
+	err := l.lock(ctx, c.closed)
+	if err == errLockClosed {
 		return c.stickyErr()
 	}
+	return err
 }
-
-func unlock(l chan struct{}) { <-l }
 
 // aLongTimeAgo is a deadline in the past, to wake a blocked read or write.
 var aLongTimeAgo = time.Unix(1, 0)

@@ -474,7 +474,7 @@ func TestGapsWriterUnfinishedMessageFails(t *testing.T) {
 			defer pingCancel()
 			go c.Ping(pingCtx)
 			deadline := time.Now().Add(5 * time.Second)
-			for len(c.frameLock) == 0 {
+			for c.frameLock.state.Load() == 0 {
 				if time.Now().After(deadline) {
 					t.Fatal("the ping never took the frame lock")
 				}

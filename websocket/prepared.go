@@ -91,11 +91,11 @@ func (c *Conn) WritePrepared(ctx context.Context, pms ...*PreparedMessage) error
 	if len(pms) == 0 {
 		return nil
 	}
-	if err := c.lock(ctx, c.msgLock); err != nil {
+	if err := c.lock(ctx, &c.msgLock); err != nil {
 		return err
 	}
-	defer unlock(c.msgLock)
-	if err := c.lock(ctx, c.frameLock); err != nil {
+	defer c.msgLock.unlock()
+	if err := c.lock(ctx, &c.frameLock); err != nil {
 		return err
 	}
 	defer c.unlockFrame()

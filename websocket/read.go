@@ -30,10 +30,10 @@ var errStaleReader = errors.New("websocket: reader used after the next message w
 // of that frame can no longer be found; so does a context that ends in the
 // middle of a compressed message, whose decompressor cannot be resumed.
 func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
-	if err := c.lock(ctx, c.readLock); err != nil {
+	if err := c.lock(ctx, &c.readLock); err != nil {
 		return 0, nil, err
 	}
-	defer unlock(c.readLock)
+	defer c.readLock.unlock()
 	if err := c.stickyErr(); err != nil {
 		return 0, nil, err
 	}
@@ -90,10 +90,10 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 // a context that ends between frames leaves the connection usable, and one
 // that ends in the middle of a frame (or of a compressed message) fails it.
 func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
-	if err := c.lock(ctx, c.readLock); err != nil {
+	if err := c.lock(ctx, &c.readLock); err != nil {
 		return 0, nil, err
 	}
-	defer unlock(c.readLock)
+	defer c.readLock.unlock()
 	if err := c.stickyErr(); err != nil {
 		return 0, nil, err
 	}
@@ -126,10 +126,10 @@ func (r *messageReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	c := r.c
-	if err := c.lock(r.ctx, c.readLock); err != nil {
+	if err := c.lock(r.ctx, &c.readLock); err != nil {
 		return 0, err
 	}
-	defer unlock(c.readLock)
+	defer c.readLock.unlock()
 	if c.reader != r {
 		return 0, errStaleReader
 	}

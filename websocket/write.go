@@ -21,14 +21,14 @@ func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 	if typ != MessageText && typ != MessageBinary {
 		return fmt.Errorf("websocket: cannot write message of type %v", typ)
 	}
-	if err := c.lock(ctx, c.msgLock); err != nil {
+	if err := c.lock(ctx, &c.msgLock); err != nil {
 		return err
 	}
-	defer unlock(c.msgLock)
+	defer c.msgLock.unlock()
 	if err := c.dataAllowed(); err != nil {
 		return err
 	}
-	if err := c.lock(ctx, c.frameLock); err != nil {
+	if err := c.lock(ctx, &c.frameLock); err != nil {
 		return err
 	}
 	defer c.unlockFrame()
@@ -66,11 +66,11 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	if typ != MessageText && typ != MessageBinary {
 		return nil, fmt.Errorf("websocket: cannot write message of type %v", typ)
 	}
-	if err := c.lock(ctx, c.msgLock); err != nil {
+	if err := c.lock(ctx, &c.msgLock); err != nil {
 		return nil, err
 	}
 	if err := c.dataAllowed(); err != nil {
-		unlock(c.msgLock)
+		c.msgLock.unlock()
 		return nil, err
 	}
 	return &messageWriter{c: c, ctx: ctx, op: opcode(typ), buf: getWriteBuf()}, nil
@@ -156,7 +156,7 @@ func (w *messageWriter) Close() error {
 		return errWriterClosed
 	}
 	w.closed = true
-	defer unlock(w.c.msgLock)
+	defer w.c.msgLock.unlock()
 	var err error
 	if w.err == nil {
 		err = w.flush(true)
@@ -192,7 +192,7 @@ func (w *messageWriter) flush(fin bool) error {
 		return w.frame(fin, (*w.buf)[maxHeaderSize:maxHeaderSize+w.n])
 	}
 	c := w.c
-	if err := c.lock(w.ctx, c.frameLock); err != nil {
+	if err := c.lock(w.ctx, &c.frameLock); err != nil {
 		w.err = w.lockFailed(err)
 		return w.err
 	}
@@ -232,7 +232,7 @@ func (w *messageWriter) frame(fin bool, p []byte) error {
 	c := w.c
 	w.decide(fin, len(p))
 	rsv := w.rsv()
-	if err := c.lock(w.ctx, c.frameLock); err != nil {
+	if err := c.lock(w.ctx, &c.frameLock); err != nil {
 		w.err = w.lockFailed(err)
 		return w.err
 	}
@@ -344,7 +344,7 @@ func (c *Conn) writeFrame(scratch []byte, fin bool, rsv byte, op opcode, p []byt
 // writeControl sends a control frame, waiting for the frame lock but not
 // for a message in progress, so it can go out between fragments.
 func (c *Conn) writeControl(ctx context.Context, op opcode, payload []byte) error {
-	if err := c.lock(ctx, c.frameLock); err != nil {
+	if err := c.lock(ctx, &c.frameLock); err != nil {
 		return err
 	}
 	defer c.unlockFrame()
@@ -397,13 +397,11 @@ func (c *Conn) returnWriteBuf(b *[]byte) { putWriteBuf(b) }
 // while the lock was held, if no one else took the lock to do it.
 func (c *Conn) unlockFrame() {
 	for {
-		unlock(c.frameLock)
+		c.frameLock.unlock()
 		if !c.pongPending.Load() {
 			return
 		}
-		select {
-		case c.frameLock <- struct{}{}:
-		default:
+		if !c.frameLock.tryLock() {
 			return // the holder will send it when it unlocks
 		}
 		c.sendPendingPong()
@@ -418,11 +416,9 @@ func (c *Conn) queuePong(payload []byte) {
 	c.pongLen = copy(c.pongBuf[:], payload)
 	c.pongMu.Unlock()
 	c.pongPending.Store(true)
-	select {
-	case c.frameLock <- struct{}{}:
+	if c.frameLock.tryLock() {
 		c.sendPendingPong()
 		c.unlockFrame()
-	default:
 	}
 }
 
