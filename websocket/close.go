@@ -64,6 +64,7 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	}
 	c.closeSent = true
 	c.err = fmt.Errorf("%w (sent close %v)", ErrClosed, code)
+	c.ended.Store(true)
 	c.closeBy = time.Now().Add(c.opts.closeTimeout())
 	deadline := c.closeBy
 	c.closeMu.Unlock()
@@ -152,6 +153,7 @@ func (c *Conn) fail(pe *ProtocolError) {
 		return
 	}
 	c.err = pe
+	c.ended.Store(true)
 	send := !c.closeSent
 	c.closeSent = true
 	c.closeMu.Unlock()

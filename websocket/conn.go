@@ -80,6 +80,7 @@ type Conn struct {
 	closeRecvd bool
 	closeBy    time.Time     // when Close must be done, once it started
 	err        error         // the sticky error, set once
+	ended      atomic.Bool   // err is set (so is closeSent, or it no longer matters); read without closeMu
 	closed     chan struct{} // closed when the transport is closed
 	closeOnce  sync.Once
 	lingering  atomic.Bool // a failed connection is sending its close frame
@@ -151,7 +152,11 @@ func (c *Conn) SetReadLimit(n int64) {
 }
 
 // stickyErr returns the error every call reports once the connection ended.
+// While the connection is open it costs one atomic load.
 func (c *Conn) stickyErr() error {
+	if !c.ended.Load() {
+		return nil
+	}
 	c.closeMu.Lock()
 	defer c.closeMu.Unlock()
 	return c.err
@@ -164,6 +169,7 @@ func (c *Conn) setErr(err error) error {
 	defer c.closeMu.Unlock()
 	if c.err == nil {
 		c.err = err
+		c.ended.Store(true)
 	}
 	return c.err
 }
@@ -212,8 +218,7 @@ func (c *Conn) watch(ctx context.Context, setDL func(time.Time) error, gen *uint
 	if setDL == nil {
 		return nop
 	}
-	deadline, hasDeadline := ctx.Deadline()
-	if ctx.Done() == nil {
+	if ctx.Done() == nil { // and so no deadline either
 		if *isSet { // an earlier call left a deadline behind
 			c.dlMu.Lock()
 			*gen++
@@ -223,6 +228,7 @@ func (c *Conn) watch(ctx context.Context, setDL func(time.Time) error, gen *uint
 		}
 		return nop
 	}
+	deadline, hasDeadline := ctx.Deadline()
 	c.dlMu.Lock()
 	*gen++
 	my := *gen

@@ -327,6 +327,7 @@ func (c *Conn) handleClose(p []byte) error {
 	c.closeSent = true
 	if c.err == nil {
 		c.err = ce
+		c.ended.Store(true)
 	}
 	err := c.err
 	c.closeMu.Unlock()

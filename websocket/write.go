@@ -35,19 +35,30 @@ func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 	if err := c.dataAllowed(); err != nil {
 		return err
 	}
-	var rsv byte
 	if c.send.on && len(p) >= c.send.threshold {
-		// Compressed only once the frame lock is held: from here on the
-		// message must go out, since the compressor's history includes it.
-		cb := c.send.compress(p)
-		defer putCompressBuf(cb)
-		defer c.send.done()
-		p, rsv = *cb, rsv1Bit
+		return c.writeCompressed(ctx, opcode(typ), p)
 	}
+	return c.writeMessageFrame(ctx, 0, opcode(typ), p)
+}
+
+// writeCompressed sends p compressed as one frame; the caller holds both
+// write locks. Compressed only once the frame lock is held: from here on
+// the message must go out, since the compressor's history includes it.
+func (c *Conn) writeCompressed(ctx context.Context, op opcode, p []byte) error {
+	cb := c.send.compress(p)
+	defer putCompressBuf(cb)
+	defer c.send.done()
+	return c.writeMessageFrame(ctx, rsv1Bit, op, *cb)
+}
+
+// writeMessageFrame sends a whole message as one frame; the caller holds
+// both write locks. (Apart from Write, so that each function has few
+// enough defers and returns for the compiler to inline its defers.)
+func (c *Conn) writeMessageFrame(ctx context.Context, rsv byte, op opcode, p []byte) error {
 	done := c.watchWrite(ctx)
 	defer done()
 	buf := c.borrowWriteBuf()
-	err := c.writeFrame(*buf, true, rsv, opcode(typ), p)
+	err := c.writeFrame(*buf, true, rsv, op, p)
 	c.returnWriteBuf(buf)
 	if err != nil {
 		return c.writeFailed(ctx, err)
@@ -367,8 +378,13 @@ func (c *Conn) writeControlLocked(ctx context.Context, op opcode, payload []byte
 }
 
 // dataAllowed reports why data may not be sent, if it may not: once a close
-// frame was sent, nothing else may follow it (RFC 6455 §5.5.1).
+// frame was sent, nothing else may follow it (RFC 6455 §5.5.1). Sending a
+// close frame sets the sticky error too, so while the connection is open
+// this costs one atomic load.
 func (c *Conn) dataAllowed() error {
+	if !c.ended.Load() {
+		return nil
+	}
 	c.closeMu.Lock()
 	defer c.closeMu.Unlock()
 	if c.closeSent || c.err != nil {
