@@ -1,21 +1,21 @@
 package websocket
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // maskBytes XORs b with the 4-byte masking key (RFC 6455 §5.3), starting at
 // key position pos, and returns the key position after b. Masking is its own
 // inverse, so one function masks and unmasks. It works eight bytes at a time
 // with plain loads and stores (no unsafe), which the compiler turns into
-// single 64-bit instructions.
+// single 64-bit instructions; the key is turned to the starting position
+// by a rotation, not byte by byte, which matters for small frames.
 func maskBytes(key [4]byte, pos int, b []byte) int {
-	pos &= 3
-	// Align the key to the starting position.
-	var k [8]byte
-	for i := 0; i < 8; i++ {
-		k[i] = key[(pos+i)&3]
-	}
+	end := (pos + len(b)) & 3
+	k := bits.RotateLeft32(binary.LittleEndian.Uint32(key[:]), -8*(pos&3))
 	if len(b) >= 8 {
-		kw := binary.LittleEndian.Uint64(k[:])
+		kw := uint64(k) | uint64(k)<<32
 		for len(b) >= 64 {
 			for j := 0; j < 64; j += 8 {
 				v := binary.LittleEndian.Uint64(b[j:])
@@ -29,8 +29,12 @@ func maskBytes(key [4]byte, pos int, b []byte) int {
 			b = b[8:]
 		}
 	}
-	for i := range b {
-		b[i] ^= k[i&7]
+	if len(b) >= 4 {
+		binary.LittleEndian.PutUint32(b, binary.LittleEndian.Uint32(b)^k)
+		b = b[4:]
 	}
-	return (pos + len(b)) & 3
+	for i := range b {
+		b[i] ^= byte(k >> (8 * i))
+	}
+	return end
 }
