@@ -114,7 +114,15 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	netConn.SetDeadline(time.Time{})
 
-	c := NewConn(netConn, brw.Reader, RoleServer, subproto, &opts.Options)
+	br := brw.Reader
+	if br.Buffered() == 0 {
+		// net/http's reader reads through its connReader, which takes a
+		// mutex twice and wakes a condition variable on every read, even
+		// after the hijack. With nothing buffered, the same buffer can read
+		// the connection directly.
+		br.Reset(netConn)
+	}
+	c := NewConn(netConn, br, RoleServer, subproto, &opts.Options)
 	if deflateOn {
 		c.setupDeflate(params, &opts.Compression)
 	}
