@@ -129,6 +129,16 @@ func headerLen(b0, b1 byte) int {
 // header are not consumed. An error means the peer broke the protocol; the
 // decoder must not be used again.
 func (d *headerDecoder) decode(p []byte) (n int, h frameHeader, done bool, err error) {
+	if d.n == 0 && len(p) >= 2 {
+		// The usual case: the whole header is in p. Decode it in place.
+		if need := headerLen(p[0], p[1]); len(p) >= need {
+			if err := d.checkFirstBytes(p[0], p[1]); err != nil {
+				return 2, h, false, err
+			}
+			h, err = decodeHeader(p[:need])
+			return need, h, err == nil, err
+		}
+	}
 	for {
 		need := 2
 		if d.n >= 2 {
@@ -144,12 +154,22 @@ func (d *headerDecoder) decode(p []byte) (n int, h frameHeader, done bool, err e
 		d.n += c
 		n += c
 		if d.n == 2 {
-			if err := d.checkFirstBytes(); err != nil {
+			if err := d.checkFirstBytes(d.buf[0], d.buf[1]); err != nil {
 				return n, h, false, err
 			}
 		}
 	}
-	b := d.buf[:d.n]
+	h, err = decodeHeader(d.buf[:d.n])
+	if err != nil {
+		return n, h, false, err
+	}
+	d.n = 0
+	return n, h, true, nil
+}
+
+// decodeHeader decodes a complete header whose first two bytes passed
+// checkFirstBytes, and checks what only the rest can break.
+func decodeHeader(b []byte) (h frameHeader, err error) {
 	h.fin = b[0]&finBit != 0
 	h.rsv = b[0] & (rsv1Bit | rsv2Bit | rsv3Bit)
 	h.op = opcode(b[0] & 0x0F)
@@ -162,7 +182,7 @@ func (d *headerDecoder) decode(p []byte) (n int, h frameHeader, done bool, err e
 	case 127:
 		u := binary.BigEndian.Uint64(b[2:])
 		if u>>63 != 0 {
-			return n, h, false, protocolErrorf(StatusProtocolError, "64-bit payload length has its most significant bit set")
+			return h, protocolErrorf(StatusProtocolError, "64-bit payload length has its most significant bit set")
 		}
 		h.length = int64(u)
 		i += 8
@@ -173,16 +193,14 @@ func (d *headerDecoder) decode(p []byte) (n int, h frameHeader, done bool, err e
 		copy(h.maskKey[:], b[i:i+4])
 	}
 	if h.op.isControl() && h.length > maxControlPayload {
-		return n, h, false, protocolErrorf(StatusProtocolError, "%s frame payload of %d bytes exceeds 125", h.op, h.length)
+		return h, protocolErrorf(StatusProtocolError, "%s frame payload of %d bytes exceeds 125", h.op, h.length)
 	}
-	d.n = 0
-	return n, h, true, nil
+	return h, nil
 }
 
 // checkFirstBytes checks the rules visible in the first two header bytes, so
 // a bad frame fails before the rest of its header arrives.
-func (d *headerDecoder) checkFirstBytes() error {
-	b0, b1 := d.buf[0], d.buf[1]
+func (d *headerDecoder) checkFirstBytes(b0, b1 byte) error {
 	op := opcode(b0 & 0x0F)
 	switch op {
 	case opContinuation, opText, opBinary, opClose, opPing, opPong:
