@@ -20,7 +20,20 @@ import (
 // must give the channel a new epoch, whose offsets start over at 1: the
 // Hub tells the channel's subscribers that the history they followed is
 // lost (EventLost with Gap.Old) before the new epoch's first message, and
-// delivers the new epoch's messages (see Hub.Subscribe). A broker
+// delivers the new epoch's messages (see Hub.Subscribe). Losing only the
+// last writes (a store back from a crash with older data, or restored
+// from a backup) is losing history too, though the store keeps the epoch:
+// its next offsets would be ones that nodes and clients have already
+// seen, and the Hub and the SDKs would drop those messages as duplicates.
+// So a broker on a shared store remembers, per channel it published to or
+// delivered recently (bounded), the highest offset it saw in the
+// channel's current epoch; when it finds the store's position below that
+// in the same epoch (when it reads the position after a reconnection, or
+// for a publish), it gives the channel a new epoch in the store with a
+// compare-and-set on the old one (so nodes noticing at once make one new
+// epoch), logs a warning naming the channel and both positions, and
+// stores a publish that noticed in the new epoch (or fails it), never at
+// a reused offset. A broker
 // whose link drops fills the gap itself, in offset order, once the link
 // is back, with what its store still holds: the Redis broker re-reads its
 // stream after a reconnection, the NATS broker's ordered consumer

@@ -84,6 +84,16 @@
 // subscribers and restarts their consumers after the last message they
 // delivered, so every message still in the stream arrives once, in order.
 //
+// NATS back with older data (a crash before JetStream synced its last
+// writes to disk, or a store restored from a backup) keeps its streams
+// and their creation times, but channels are at older offsets of the
+// same epochs: every read of a channel's last message (to publish, for a
+// position, to start or resume a consumer) is compared with the highest
+// position the node saw of it, and a channel found below it gets a new
+// epoch, once however many nodes notice, logged with both positions; the
+// channel's consumers read its stream again from the start; a publish
+// goes on at offset 1 of the new epoch (see rollback.go).
+//
 // NATS restarted without its data (a store lost or emptied, a server
 // without persistence) has none of the streams: they are created again on
 // first use, the first call on a new connection finding out that a stream
@@ -686,7 +696,7 @@ func (b *Broker) append(ctx context.Context, st jetstream.Stream, created time.T
 	for attempt := 0; ; attempt++ {
 		if !haveLast {
 			var err error
-			if last, err = b.readLast(ctx, st, created, channel); err != nil {
+			if last, _, err = b.readLastChecked(ctx, st, created, channel); err != nil {
 				return lastMsg{}, time.Time{}, err
 			}
 			haveLast = true
@@ -725,7 +735,7 @@ func (b *Broker) append(ctx context.Context, st jetstream.Stream, created time.T
 // remember records channel's latest message in the publish cache.
 func (b *Broker) remember(channel string, m lastMsg) {
 	b.mu.Lock()
-	if old, ok := b.last[channel]; !ok || m.seq > old.seq || !m.created.Equal(old.created) {
+	if old, ok := b.last[channel]; !ok || m.seq > old.seq || m.epoch != old.epoch || !m.created.Equal(old.created) {
 		if !ok && len(b.last) >= lastCacheSize {
 			clear(b.last)
 		}
@@ -765,7 +775,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 // position returns channel's last message, storing a marker with a new
 // epoch if the channel has none, so that its epoch is fixed from now on.
 func (b *Broker) position(ctx context.Context, st jetstream.Stream, created time.Time, channel string) (lastMsg, error) {
-	last, err := b.readLast(ctx, st, created, channel)
+	last, _, err := b.readLastChecked(ctx, st, created, channel)
 	if err != nil || last.seq != 0 {
 		return last, err
 	}
@@ -939,10 +949,15 @@ func (b *Broker) startConsumer(ctx context.Context, c *chanState, mode startMode
 		mode = restartFromStart // the stream was replaced: its sequences start over
 	}
 	c.deliver.Unlock()
+	if mode == restartResume {
+		if mode, err = b.resumeMode(ctx, st, created, c); err != nil {
+			return err
+		}
+	}
 	var last lastMsg
 	switch mode {
 	case startFirst:
-		if last, err = b.readLast(ctx, st, created, c.name); err != nil {
+		if last, _, err = b.readLastChecked(ctx, st, created, c.name); err != nil {
 			b.forgetStream(ns, err)
 			return err
 		}
