@@ -118,7 +118,8 @@ refused, so that a printed configuration fed back as a file cannot run with a pl
 ` + "`SIGTERM`" + ` drains: ` + "`duplex serve`" + ` stops accepting, ` + "`/readyz`" + ` answers 503, and WebSocket connections are
 closed with 1012 (service restart) ` + "`drain_batch`" + ` at a time every ` + "`drain_interval`" + `, so that clients
 reconnect to other nodes a few at a time; at ` + "`drain_timeout`" + ` what is still open is cut, and the process
-exits. ` + "`SIGINT`" + ` (Ctrl-C) closes every connection at once with 1001 and waits ` + "`shutdown_timeout`" + ` for
+exits. A second ` + "`SIGTERM`" + ` or a ` + "`SIGINT`" + ` during the drain cuts it at once: what is still open is closed
+without a closing handshake, and the exit status is 1. Otherwise ` + "`SIGINT`" + ` (Ctrl-C) closes every connection at once with 1001 and waits ` + "`shutdown_timeout`" + ` for
 requests in flight. ` + "`SIGHUP`" + ` rereads ` + "`tls_cert`" + ` and ` + "`tls_key`" + `: new handshakes get the new certificate,
 open connections stay; a bad file is logged and the old certificate stays in use.
 

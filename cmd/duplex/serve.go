@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,7 +18,7 @@ const serveUsage = `Usage: duplex serve [flags]
 
 Runs the Duplex server: GET /ws is the channel endpoint (docs/protocol.md), POST /api/publish pushes to channels, GET /chat/{room} is a plain chat room, GET /echo echoes every WebSocket message, GET / describes the server, GET /metrics, /healthz and /readyz are for operators (docs/operations.md).
 
-Signals: SIGTERM drains (connections closed with 1012 in batches, see --drain-batch), SIGINT closes every connection at once with 1001, SIGHUP rereads the TLS certificate files.
+Signals: SIGTERM drains (connections closed with 1012 in batches, see --drain-batch; a second SIGTERM or SIGINT ends the drain at once), SIGINT closes every connection at once with 1001, SIGHUP rereads the TLS certificate files.
 
 Every setting --NAME is also the environment variable DUPLEX_NAME (upper case, - as _) and the key NAME (- as _) of the YAML file --config names; a flag wins over the environment, the environment over the file (docs/configuration.md).
 
@@ -78,11 +79,7 @@ func serveEnv(args, env []string, stdout, stderr io.Writer) int {
 				continue
 			case syscall.SIGTERM:
 				log.Info("draining", "batch", cfg.Server.DrainBatch, "interval", cfg.Server.DrainInterval, "timeout", cfg.Server.DrainTimeout)
-				if err := s.Drain(context.Background()); err != nil {
-					fmt.Fprintln(stderr, "duplex serve:", err)
-					return 1
-				}
-				return 0
+				return drain(s, sigs, log, stderr)
 			}
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
@@ -166,3 +163,31 @@ func (f *flagValue) Set(v string) error {
 
 // IsBoolFlag lets a bool setting's flag go without a value.
 func (f *flagValue) IsBoolFlag() bool { return f != nil && f.s != nil && f.s.isBool }
+
+// drain drains s until it is done, or until a second SIGTERM or SIGINT
+// ends it at once: the connections still open are then closed without a
+// closing handshake, and the status is 1 as when the drain's deadline
+// cuts it. SIGHUP still rereads the TLS files meanwhile.
+func drain(s *server.Server, sigs <-chan os.Signal, log *slog.Logger, stderr io.Writer) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Drain(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				fmt.Fprintln(stderr, "duplex serve:", err)
+				return 1
+			}
+			return 0
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				s.ReloadTLS()
+				continue
+			}
+			log.Warn("second signal during the drain: closing the connections still open now", "signal", sig.String())
+			cancel()
+		}
+	}
+}

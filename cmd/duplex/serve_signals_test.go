@@ -148,3 +148,66 @@ func TestServeSignalsCloseCodes(t *testing.T) {
 		})
 	}
 }
+
+// TestServeSecondSignalEndsDrain: a drain that would take 40 s (one
+// connection every 20 s) ends at once on a second SIGTERM or a SIGINT:
+// the connection of the first batch got its 1012, the two still open are
+// closed without a closing handshake (1006 for their clients), and the
+// process exits with status 1 within seconds.
+func TestServeSecondSignalEndsDrain(t *testing.T) {
+	for _, second := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(second.String(), func(t *testing.T) {
+			cmd, addr := startServe(t, "--drain-batch", "1", "--drain-interval", "20s", "--drain-timeout", "120s")
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			ends := make(chan websocket.StatusCode, 3)
+			for i := range 3 {
+				c, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", &websocket.DialOptions{Subprotocols: []string{"duplex.v1"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.CloseNow()
+				// A round trip, so that the server tracks it.
+				if err := c.Write(ctx, websocket.MessageText, []byte(`{"id":1,"op":"ping"}`)); err != nil {
+					t.Fatal(err)
+				}
+				if _, p, err := c.Read(ctx); err != nil || string(p) != `{"id":1,"result":{}}` {
+					t.Fatalf("ping %d: %s %v", i, p, err)
+				}
+				go func() {
+					_, _, err := c.Read(ctx)
+					ends <- websocket.CloseStatus(err)
+				}()
+			}
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case code := <-ends:
+				if code != websocket.StatusServiceRestart {
+					t.Fatalf("first batch: close %d, want 1012", code)
+				}
+			case <-ctx.Done():
+				t.Fatal("no 1012 after SIGTERM")
+			}
+			start := time.Now()
+			if err := cmd.Process.Signal(second); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 2 {
+				select {
+				case code := <-ends:
+					if code != websocket.StatusAbnormalClosure {
+						t.Fatalf("connection %d left: close %d, want none (1006)", i, code)
+					}
+				case <-ctx.Done():
+					t.Fatalf("connection %d still open after the second signal", i)
+				}
+			}
+			if status := waitExit(t, cmd, 10*time.Second); status != 1 {
+				t.Fatalf("exit status %d, want 1", status)
+			}
+			t.Logf("exited %v after the second signal", time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
