@@ -77,7 +77,9 @@ func TestBenchEchoClosedLoop(t *testing.T) {
 	for _, iv := range r.Intervals {
 		counted += iv.Count
 	}
-	if len(r.Intervals) < 2 || counted > r.Received {
+	// A loaded machine may fire the progress ticker late, so at least one
+	// interval, not one per 100 ms.
+	if len(r.Intervals) < 1 || counted > r.Received {
 		t.Fatalf("%d intervals counting %d of %d echoes", len(r.Intervals), counted, r.Received)
 	}
 	// The table says what the JSON says.
