@@ -75,7 +75,7 @@
 //
 // The connection reconnects forever. While NATS is down, Publish, History,
 // Subscribe and presence calls fail with the client's error (the Hub
-// answers them as internal errors); Ready reports the link's state.
+// answers them as internal errors); Ready reports the link down.
 //
 // After each reconnection the broker resumes (retrying, 50 ms doubling to
 // 1 s, until JetStream answers): it opens the presence bucket, creating it
@@ -83,6 +83,9 @@
 // keys at once; it checks the streams of the channels with local
 // subscribers and restarts their consumers after the last message they
 // delivered, so every message still in the stream arrives once, in order.
+// Ready reports the broker unready until all of that is done and
+// JetStream answers, so a node that a load balancer sends clients to again
+// serves their first calls.
 //
 // NATS back with older data (a crash before JetStream synced its last
 // writes to disk, or a store restored from a backup) keeps its streams
@@ -120,6 +123,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/duplex-ws/duplex/pubsub"
@@ -188,6 +192,16 @@ type Broker struct {
 	last    map[string]lastMsg    // latest known message per channel, a publish cache
 
 	presence *presence
+
+	// Readiness (see Ready): how the last resume went, how many channel
+	// consumers are being restarted, and the last JetStream probe.
+	resumed  atomic.Pointer[resumeState]
+	restarts atomic.Int64
+	probeMu  sync.Mutex
+	probe    probeResult
+	// resumeHook, when set (by tests), runs at the start of each resume
+	// attempt.
+	resumeHook atomic.Pointer[func()]
 
 	closeOnce sync.Once
 	closed    bool // under mu: no more background goroutines start
@@ -262,6 +276,28 @@ type lastMsg struct {
 	created time.Time             // the creation time of the stream seq counts in
 }
 
+// resumeState is where the resume after a reconnection stands.
+type resumeState struct {
+	gen  uint64 // the connection (see Broker.gen) it is for
+	done bool   // it finished
+	err  error  // why its last attempt failed
+}
+
+// probeResult is the outcome of a JetStream probe (see Ready).
+type probeResult struct {
+	at  time.Time
+	gen uint64
+	err error
+}
+
+// Readiness probe timing: a probe answer is reused for probeFresh (a
+// failure for probeRetry), and a probe waits at most probeTimeout.
+const (
+	probeFresh   = time.Second
+	probeRetry   = 250 * time.Millisecond
+	probeTimeout = time.Second
+)
+
 // lastCacheSize bounds the publish cache; it is cleared when full.
 const lastCacheSize = 4096
 
@@ -332,6 +368,7 @@ func New(nc *nats.Conn, opts Options) (*Broker, error) {
 		done:    make(chan struct{}),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	gen := b.gen()
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
 	// Listening before the bucket is opened, so that no reconnection
@@ -342,6 +379,7 @@ func New(nc *nats.Conn, opts Options) (*Broker, error) {
 		b.cancel()
 		return nil, err
 	}
+	b.resumed.Store(&resumeState{gen: gen, done: true})
 	b.wg.Add(1)
 	go b.watchConnection(status)
 	return b, nil
@@ -394,13 +432,20 @@ func (b *Broker) watchConnection(status chan nats.Status) {
 // NATS lost, restarts the presence watcher, rewrites this node's presence
 // and restarts the channels' consumers (see restartConsumer). It retries
 // (50 ms doubling to 1 s) until JetStream answers, the connection drops
-// again (the next reconnection resumes) or the broker closes.
+// again (the next reconnection resumes) or the broker closes. Ready
+// reports the broker unready until it finished on the current connection.
 func (b *Broker) resume() {
 	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		gen := b.gen()
+		if r := b.resumed.Load(); r.gen != gen {
+			b.resumed.Store(&resumeState{gen: gen})
+		}
 		err := b.resumeOnce()
 		if err == nil {
+			b.resumed.Store(&resumeState{gen: gen, done: true})
 			return
 		}
+		b.resumed.Store(&resumeState{gen: gen, err: err})
 		b.log.Warn("resuming after the NATS reconnection", "err", err, "retry_in", delay)
 		select {
 		case <-b.done:
@@ -414,6 +459,9 @@ func (b *Broker) resume() {
 }
 
 func (b *Broker) resumeOnce() error {
+	if h := b.resumeHook.Load(); h != nil {
+		(*h)()
+	}
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	defer cancel()
 	if err := b.presence.resume(ctx); err != nil {
@@ -445,8 +493,14 @@ func (b *Broker) resumeOnce() error {
 // SetHandler implements pubsub.Broker.
 func (b *Broker) SetHandler(h pubsub.BrokerHandler) { b.handler = h }
 
-// Ready reports whether the broker can serve: nil when connected to NATS,
-// else why not. A readiness probe calls it.
+// Ready reports whether the broker can serve, else why not; a readiness
+// probe calls it. It is nil only when the connection to NATS is up,
+// JetStream answers (an account info request, its answer reused for 1 s,
+// a failure for 250 ms, waiting at most 1 s), the resume after the last
+// reconnection finished (streams checked, presence bucket reopened and
+// watched) and no channel consumer is being restarted: a publish, history
+// read or subscribe made once Ready is nil does not fail because the
+// broker is still coming back.
 func (b *Broker) Ready() error {
 	select {
 	case <-b.done:
@@ -456,7 +510,43 @@ func (b *Broker) Ready() error {
 	if s := b.nc.Status(); s != nats.CONNECTED {
 		return fmt.Errorf("natsbroker: NATS connection %s", strings.ToLower(s.String()))
 	}
+	gen := b.gen()
+	if err := b.probeJetStream(gen); err != nil {
+		return fmt.Errorf("natsbroker: JetStream not answering: %w", err)
+	}
+	if r := b.resumed.Load(); r.gen != gen || !r.done {
+		if r.gen == gen && r.err != nil {
+			return fmt.Errorf("natsbroker: resuming after the NATS reconnection: %w", r.err)
+		}
+		return errors.New("natsbroker: resuming after the NATS reconnection")
+	}
+	if n := b.restarts.Load(); n > 0 {
+		return fmt.Errorf("natsbroker: restarting the consumers of %d channels after the NATS reconnection", n)
+	}
 	return nil
+}
+
+// probeJetStream asks JetStream for the account's info, unless a probe on
+// connection gen answered recently.
+func (b *Broker) probeJetStream(gen uint64) error {
+	b.probeMu.Lock()
+	defer b.probeMu.Unlock()
+	p := b.probe
+	fresh := probeFresh
+	if p.err != nil {
+		fresh = probeRetry
+	}
+	if p.gen == gen && !p.at.IsZero() && time.Since(p.at) < fresh {
+		return p.err
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, probeTimeout)
+	defer cancel()
+	_, err := b.js.AccountInfo(ctx)
+	if errors.Is(err, context.DeadlineExceeded) && b.ctx.Err() == nil {
+		err = fmt.Errorf("no answer within %v", probeTimeout)
+	}
+	b.probe = probeResult{at: time.Now(), gen: gen, err: err}
+	return err
 }
 
 func newEpoch() string {
@@ -1033,8 +1123,14 @@ func (b *Broker) restartConsumer(c *chanState, mode startMode) {
 // restartLocked is restartConsumer with c.deliver held.
 func (b *Broker) restartLocked(c *chanState, mode startMode) {
 	c.restart = max(c.restart, mode)
-	if !c.restarting && b.goBackground(func() { b.restartLoop(c) }) {
+	if c.restarting {
+		return
+	}
+	b.restarts.Add(1) // before the loop can end
+	if b.goBackground(func() { b.restartLoop(c) }) {
 		c.restarting = true
+	} else {
+		b.restarts.Add(-1)
 	}
 }
 
@@ -1052,6 +1148,7 @@ func (b *Broker) restartLoop(c *chanState) {
 		}
 		if stop {
 			c.restarting = false
+			b.restarts.Add(-1)
 			c.deliver.Unlock()
 			c.mu.Unlock()
 			return
