@@ -129,28 +129,20 @@ func startRestartNodes(t *testing.T, ctx context.Context, s *natsServer) *restar
 	return n
 }
 
-// publish publishes message k through a's Hub, retrying for at most 20 s
-// while NATS is not (yet) back, and returns its position.
+// publish publishes message k through a's Hub and returns its position;
+// it must succeed at its first attempt (after a restart, callers wait
+// until both brokers are ready first).
 func (n *restartNodes) publish(t *testing.T, ctx context.Context, k int) pubsub.Position {
 	t.Helper()
-	wait, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	for {
-		short, cancel := context.WithTimeout(wait, time.Second)
-		p, err := n.hubA.Publish(short, "chat:room", data(k))
-		cancel()
-		if err == nil {
-			return p
-		}
-		select {
-		case <-wait.Done():
-			t.Fatalf("publish %d: %v", k, err)
-		case <-time.After(50 * time.Millisecond):
-		}
+	p, err := n.hubA.Publish(ctx, "chat:room", data(k))
+	if err != nil {
+		t.Fatalf("publish %d: %v", k, err)
 	}
+	return p
 }
 
-// waitReady waits until both brokers report their link up again.
+// waitReady waits until both brokers are ready again: their link up,
+// JetStream answering, their resume finished.
 func (n *restartNodes) waitReady(t *testing.T, ctx context.Context) {
 	t.Helper()
 	for _, b := range []*Broker{n.a, n.b} {
