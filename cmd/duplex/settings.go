@@ -188,7 +188,7 @@ var serveSettings = []*setting{
 		"`processes` each exec route may run at once; beyond, the handshake is refused with 503",
 		func(c *serveConfig, v int) { c.execMaxProcesses = v }),
 	stringSetting("broker", "memory", checkBroker,
-		"where channels live: `URL` memory (this process only), nats://host:port (NATS JetStream, shared by every node pointed at it; comma-separate the URLs of a NATS cluster) or redis://host:port[/db] (Redis, shared by every node pointed at the same database)",
+		"where channels live: `URL` memory (this process only), nats://host:port (NATS JetStream, shared by every node pointed at it; comma-separate the URLs of a NATS cluster; ?replicas=N (1 to 5) and &prefix=NAME after the last URL set the streams' replicas and the prefix of their names) or redis://host:port[/db] (Redis, shared by every node pointed at the same database)",
 		func(c *serveConfig, v string) { c.Broker = v }).redactWith(redactURLs),
 	stringSetting("log-format", "text", checkLogFormat,
 		"log `format`: text (key=value lines) or json (one JSON object a line); a line per connection opened and closed, none per message",
@@ -816,10 +816,14 @@ func checkBroker(s string) error {
 	case s == "memory":
 		return nil
 	case strings.HasPrefix(s, "nats://"):
-		for _, u := range strings.Split(s, ",") {
+		servers, _, _ := strings.Cut(s, "?")
+		for _, u := range strings.Split(servers, ",") {
 			if _, err := url.Parse(u); err != nil || !strings.HasPrefix(u, "nats://") {
 				return want
 			}
+		}
+		if _, _, err := server.ParseNATSBroker(s); err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), fmt.Sprintf("broker %q: ", s)))
 		}
 		return nil
 	case strings.HasPrefix(s, "redis://") || strings.HasPrefix(s, "rediss://"):
