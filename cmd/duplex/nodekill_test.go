@@ -93,6 +93,7 @@ type killSubscriber struct {
 	disconnected time.Time // first Disconnected
 	lastBefore   int       // the last number delivered before it
 	resubscribed time.Time // first OnSubscribed after a reconnection
+	gotAtResub   int       // how many numbers were delivered before it
 	firstAfter   time.Time // first message delivered after resubscribed (replayed)
 }
 
@@ -112,8 +113,11 @@ func TestNodeKillRedis(t *testing.T) {
 // subscribers, two on each node, each given every node's URL; the HTTP
 // API of a surviving node publishes 1..N at a steady pace, and one node is
 // SIGKILLed mid-stream. The killed node's subscribers fail over to another
-// node and recover (recovered:true); in the end every subscriber has had
-// every number exactly once, in order. It logs how long failover took and
+// node and recover (recovered:true) the numbers published while they were
+// away (at least one: the client waits at least 100 ms before it
+// reconnects, and a number is published every 15 ms), which are
+// delivered after the recovered subscription; in the end every
+// subscriber has had every number exactly once, in order. It logs how long failover took and
 // how many messages were replayed.
 func nodeKill(t *testing.T, brokerURL string) {
 	const (
@@ -180,6 +184,7 @@ func nodeKill(t *testing.T, brokerURL string) {
 			s.subs = append(s.subs, ev)
 			if ev.Resubscribed && s.resubscribed.IsZero() {
 				s.resubscribed = time.Now()
+				s.gotAtResub = len(s.got)
 			}
 		}
 		if _, err := s.c.Subscribe(ctx, channel, handler, &client.SubscribeOptions{OnSubscribed: onSubscribed}); err != nil {
@@ -251,6 +256,16 @@ func nodeKill(t *testing.T, brokerURL string) {
 			}
 			if u := s.c.URL(); u == urls[victim] {
 				t.Errorf("subscriber %d is still on the killed node", i)
+			}
+			// Replayed: what was published between the last number
+			// delivered before the disconnection and the position of the
+			// recovered subscription, delivered after it.
+			if len(s.subs) == 2 {
+				at := int(s.subs[1].Position.Offset)
+				if s.disconnected.IsZero() || at-s.lastBefore < 1 || s.gotAtResub != s.lastBefore {
+					t.Errorf("subscriber %d (on the killed node): %d numbers delivered before the recovered subscription at %d, last %d before the disconnection (at %v): want at least one number published while it was away, replayed after it",
+						i, s.gotAtResub, at, s.lastBefore, s.disconnected)
+				}
 			}
 			t.Logf("subscriber %d: %s → %s; after the kill: disconnected in %v, resubscribed (recovered) in %v, first replayed message in %v; %d messages replayed",
 				i, s.start, s.c.URL(), s.disconnected.Sub(killed).Round(time.Millisecond),
