@@ -421,7 +421,18 @@ func (b *Broker) watchConnection(status chan nats.Status) {
 				b.log.Warn("NATS connection lost, reconnecting")
 			case nats.CONNECTED:
 				b.log.Info("NATS connection back", "server", b.nc.ConnectedUrlRedacted())
-				b.resume()
+				// The client drops status events while the channel is
+				// full: a reconnection during a long resume may go
+				// unannounced, so resume until one finished on the
+				// current connection.
+				for b.resume(); b.nc.Status() == nats.CONNECTED && !b.resumedNow(); {
+					select {
+					case <-b.done:
+						return
+					default:
+					}
+					b.resume()
+				}
 			}
 		}
 	}
@@ -524,6 +535,13 @@ func (b *Broker) Ready() error {
 		return fmt.Errorf("natsbroker: restarting the consumers of %d channels after the NATS reconnection", n)
 	}
 	return nil
+}
+
+// resumedNow reports whether the resume finished on the current
+// connection.
+func (b *Broker) resumedNow() bool {
+	r := b.resumed.Load()
+	return r.done && r.gen == b.gen()
 }
 
 // probeJetStream asks JetStream for the account's info, unless a probe on
