@@ -99,6 +99,11 @@ type ExecHandler struct {
 	// OnConn, when set, is called with each accepted connection, and the
 	// function it returns when the connection ends.
 	OnConn func(*websocket.Conn) (done func())
+	// OnActivity, when set, is called with the connection whenever bytes
+	// of a message pass, in either direction (read from the client, or
+	// read from the process's stdout to be sent); a server uses it for its
+	// idle timeout. It must be quick: it runs on the copying goroutines.
+	OnActivity func(*websocket.Conn)
 	// Log receives the processes' stderr and the bridge's own lines; nil
 	// means slog.Default().
 	Log *slog.Logger
@@ -237,9 +242,9 @@ func (h *ExecHandler) session(ws *websocket.Conn, p *process, log *slog.Logger) 
 	inDone := make(chan error, 1)
 	go func() {
 		if h.Binary {
-			outDone <- chunksToClient(ctx, p.stdout, ws, size, nil)
+			outDone <- chunksToClient(ctx, watchReads(p.stdout, ws, h.OnActivity), ws, size, nil)
 		} else {
-			outDone <- linesToClient(ctx, p.stdout, ws, size)
+			outDone <- linesToClient(ctx, watchReads(p.stdout, ws, h.OnActivity), ws, size)
 		}
 	}()
 	guard := newStallGuard(ws, h.ProbeInterval, func() { p.stdin.Close() })
@@ -351,6 +356,7 @@ func (h *ExecHandler) clientToStdin(ctx context.Context, ws *websocket.Conn, w i
 		if err != nil {
 			return err
 		}
+		rd = watchReads(rd, ws, h.OnActivity)
 		n := 0
 		for {
 			k, rerr := rd.Read(buf[n:size])

@@ -169,6 +169,11 @@ type TCPHandler struct {
 	// function it returns when the connection ends; a server uses it to
 	// close bridges with 1001 on shutdown.
 	OnConn func(*websocket.Conn) (done func())
+	// OnActivity, when set, is called with the connection whenever bytes
+	// of a message pass, in either direction (read from the client, or
+	// read from the target to be sent); a server uses it for its idle
+	// timeout. It must be quick: it runs on the copying goroutines.
+	OnActivity func(*websocket.Conn)
 	// Log receives a line per connection that ends in an error, and why
 	// a target could not be reached; nil means slog.Default().
 	Log *slog.Logger
@@ -213,6 +218,29 @@ func upgrade(w http.ResponseWriter, r *http.Request, opts websocket.AcceptOption
 		}
 		ws.CloseNow()
 	}
+}
+
+// watchReads returns r, calling onActivity with ws after each read that
+// returns bytes; r itself when onActivity is nil.
+func watchReads(r io.Reader, ws *websocket.Conn, onActivity func(*websocket.Conn)) io.Reader {
+	if onActivity == nil {
+		return r
+	}
+	return &activityReader{r: r, ws: ws, f: onActivity}
+}
+
+type activityReader struct {
+	r  io.Reader
+	ws *websocket.Conn
+	f  func(*websocket.Conn)
+}
+
+func (a *activityReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.f(a.ws)
+	}
+	return n, err
 }
 
 // Errors of the TCP pumps, by side, so the handler can pick a close code.
@@ -273,7 +301,9 @@ func (h *TCPHandler) pump(ctx context.Context, ws *websocket.Conn, tc net.Conn, 
 	go func() { done <- result{true, h.clientToTarget(ctx, ws, tc, guard, size)} }()
 	// A failed read of the target, io.EOF when it closed its side, is a
 	// *targetError.
-	go func() { done <- result{false, chunksToClient(ctx, tc, ws, size, asTargetError)} }()
+	go func() {
+		done <- result{false, chunksToClient(ctx, watchReads(tc, ws, h.OnActivity), ws, size, asTargetError)}
+	}()
 
 	first := <-done
 	var te *targetError
@@ -325,6 +355,7 @@ func (h *TCPHandler) clientToTarget(ctx context.Context, ws *websocket.Conn, tc 
 		if typ == websocket.MessageText && h.RefuseText {
 			return errTextRefused
 		}
+		rd = watchReads(rd, ws, h.OnActivity)
 		for {
 			n, rerr := rd.Read(buf)
 			if n > 0 {

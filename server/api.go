@@ -30,7 +30,8 @@ type API struct {
 	// Keys are more keys, each possibly limited to some operations and
 	// channels (see APIKey).
 	Keys []APIKey
-	// MaxBody bounds a request body in bytes (0: 32 MiB).
+	// MaxBody bounds a request body in bytes (0: DefaultMaxMessageSize,
+	// 64 KiB; negative: no bound); a larger body is answered with 413.
 	MaxBody int64
 
 	obs *observer // counts publishes; nil when the API runs outside a Server
@@ -142,10 +143,14 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request, key *APIKey) {
 		}
 	}
 	limit := a.MaxBody
-	if limit <= 0 {
-		limit = 32 << 20
+	if limit == 0 {
+		limit = DefaultMaxMessageSize
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var rd io.Reader = r.Body
+	if limit > 0 {
+		rd = http.MaxBytesReader(w, r.Body, limit)
+	}
+	body, err := io.ReadAll(rd)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

@@ -26,7 +26,8 @@ const ChatNamespace = "chat"
 type ChatHandler struct {
 	// Hub is the channel engine.
 	Hub *pubsub.Hub
-	// Accept configures the upgrade.
+	// Accept configures the upgrade; a zero ReadLimit takes
+	// Limits.MaxMessageSize.
 	Accept websocket.AcceptOptions
 	// SendQueue bounds each member's waiting messages (0: DefaultSendQueue);
 	// when it is full, the chat namespace's SlowConsumer policy applies
@@ -69,7 +70,8 @@ func (h *ChatHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return // 401 or 403 with the reason
 	}
-	c, err := websocket.Accept(w, r, &h.Accept)
+	opts := h.Limits.accept(h.Accept)
+	c, err := websocket.Accept(w, r, &opts)
 	if err != nil {
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/duplex-ws/duplex/bridge"
 	"github.com/duplex-ws/duplex/websocket"
@@ -142,12 +144,14 @@ func (s *Server) mountGateways(accept websocket.AcceptOptions) {
 	}
 	for _, b := range s.cfg.Bridges {
 		ep := s.obs.endpoint(endpointBridge, b.Subprotocols)
+		gw := s.gatewayTrack(ep)
 		mount(b.Path, &bridge.TCPHandler{
 			Target:       b.Target,
 			Subprotocols: b.Subprotocols,
 			RefuseText:   b.RefuseText,
 			Accept:       accept,
-			OnConn:       s.gatewayTrack(ep),
+			OnConn:       gw.onConn,
+			OnActivity:   gw.onActivity,
 			Log:          s.cfg.Log,
 		}, ep)
 	}
@@ -159,27 +163,62 @@ func (s *Server) mountGateways(accept websocket.AcceptOptions) {
 			continue
 		}
 		ep := s.obs.endpoint(endpointExec, nil)
+		gw := s.gatewayTrack(ep)
 		mount(e.Path, &bridge.ExecHandler{
 			Command:      e.Command,
 			ScriptName:   strings.TrimSuffix(e.Path, "/"),
 			Binary:       e.Binary,
 			MaxProcesses: e.MaxProcesses,
 			Accept:       accept,
-			OnConn:       s.gatewayTrack(ep),
+			OnConn:       gw.onConn,
+			OnActivity:   gw.onActivity,
 			Log:          s.cfg.Log,
 		}, ep)
 	}
 }
 
-// gatewayTrack returns the OnConn of a bridge or exec route: the
-// connection is tracked for shutdown and drain, and the code sent to it is
-// counted.
-func (s *Server) gatewayTrack(ep *endpointStats) func(*websocket.Conn) func() {
-	return func(c *websocket.Conn) func() {
-		sent := ep.closing(nil)
-		return s.conns.trackWith(c, func(code websocket.StatusCode, reason string) {
-			sent(code, reason)
-			c.Close(code, reason)
-		})
+// gatewayConns tracks the connections of one bridge or exec route for
+// shutdown and drain, counts the codes sent to them, and closes those
+// idle for Limits.IdleTimeout with 1001 "idle timeout": a message's bytes
+// passing either way, or an answered ping, is activity.
+type gatewayConns struct {
+	s     *Server
+	ep    *endpointStats
+	idle  time.Duration // <= 0: no idle timeout
+	watch sync.Map      // *websocket.Conn -> *idleWatch
+}
+
+// gatewayTrack returns the connection hooks of a bridge or exec route.
+func (s *Server) gatewayTrack(ep *endpointStats) *gatewayConns {
+	return &gatewayConns{s: s, ep: ep, idle: s.cfg.Limits.Effective().IdleTimeout}
+}
+
+// onConn is the route's OnConn.
+func (g *gatewayConns) onConn(c *websocket.Conn) func() {
+	sent := g.ep.closing(nil)
+	closeWith := func(code websocket.StatusCode, reason string) {
+		sent(code, reason)
+		c.Close(code, reason)
+	}
+	untrack := g.s.conns.trackWith(c, closeWith)
+	w := startIdleWatch(c, g.idle, func() {
+		g.s.obs.refused(limitIdleTimeout)
+		closeWith(websocket.StatusGoingAway, closeReasonIdle)
+	})
+	if w == nil {
+		return untrack
+	}
+	g.watch.Store(c, w)
+	return func() {
+		g.watch.Delete(c)
+		w.stop()
+		untrack()
+	}
+}
+
+// onActivity is the route's OnActivity.
+func (g *gatewayConns) onActivity(c *websocket.Conn) {
+	if w, ok := g.watch.Load(c); ok {
+		w.(*idleWatch).heard()
 	}
 }

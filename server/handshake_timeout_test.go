@@ -47,8 +47,13 @@ func TestTricklingHandshakeIsCutOff(t *testing.T) {
 	if elapsed > 4*time.Second {
 		t.Fatalf("trickling handshake lasted %v; want it cut near 300ms", elapsed)
 	}
-	// net/http answers a timed-out header read with nothing or a 408; never with 101.
-	if len(b) > 0 && string(b[:12]) == "HTTP/1.1 101" {
-		t.Fatalf("trickling handshake was accepted: %q", b)
+	// net/http closes a timed-out header read without an answer, except
+	// when the timeout cuts a line in the middle (here the request line,
+	// at 20 ms a byte): it reads the piece as a whole line, finds it
+	// malformed and answers exactly this 400 (docs/operations.md,
+	// "Limits"). After a failed write the read may end in a reset.
+	const badRequest = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
+	if len(b) != 0 && string(b) != badRequest {
+		t.Fatalf("trickling handshake was answered %q, want nothing or %q", b, badRequest)
 	}
 }

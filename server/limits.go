@@ -34,9 +34,13 @@ type Limits struct {
 	// Retry-After, before the upgrade.
 	MaxConnectionsPerIP int
 	// MaxConnectionsPerUser caps the channel connections (/ws) of one user
-	// id on this node (default 100); anonymous connections (user "") are
-	// not counted. The connect that would pass it is answered with error
-	// 122, then the connection is closed with 1008.
+	// id on this node (default 100). Only users a token proved count: with
+	// authentication off, the user a client names in connect is its own
+	// claim and is not counted (else anyone could lock a user out by
+	// naming it), nor are anonymous connections. The connect that would
+	// pass it is answered with error 122, then the connection is closed
+	// with 1008; a token in the upgrade request that would pass it is
+	// refused with 429 before the upgrade.
 	MaxConnectionsPerUser int
 
 	// AcceptRate is how many new WebSocket connections a second the server
@@ -68,20 +72,35 @@ type Limits struct {
 	// one loopback address, turning a per-address limit into a total one.
 	LimitLoopback bool
 
-	// IdleTimeout closes a channel (/ws) or chat connection from which
-	// nothing was heard, no message and no answer to a ping, for that long
-	// (default 60 s): the server pings a connection that has been quiet
-	// for half of it. The close is 1001 "idle timeout". A quiet client
-	// that answers pings (browsers and the SDKs do) stays connected.
+	// IdleTimeout closes a WebSocket connection (/ws, /chat/{room}, /echo,
+	// the bridge and exec routes) on which nothing happened for that long
+	// (default 60 s): on /ws and /chat nothing was heard from the client,
+	// no message and no answer to a ping; on /echo and the gateway routes
+	// no message went either way and no ping was answered. The server
+	// pings a connection that has been quiet for half of it. The close is
+	// 1001 "idle timeout". A quiet client that answers pings (browsers and
+	// the SDKs do) stays connected.
 	IdleTimeout time.Duration
 
+	// MaxMessageSize is the largest /ws command, /chat/{room} message and
+	// HTTP API body accepted, in bytes (default 64 KiB): these are held
+	// whole, and kept in channel history. A larger WebSocket message
+	// closes the connection with 1009 (message too big); a larger API
+	// body is answered with 413. /echo and the gateway routes stream
+	// messages through a fixed buffer instead; Config.ReadLimit bounds
+	// theirs.
+	MaxMessageSize int64
+
 	// MessageRate is how many messages a second one connection may send
-	// on /ws and /chat/{room}, on average (default 100), with bursts of
-	// MessageBurst (default 200): a token bucket. On /ws a command beyond
-	// it is not run and is answered with error 120; on /chat/{room} the
-	// text is not relayed. Each refusal spends the connection's error
-	// budget (10 at once, one more per second): a client that keeps
-	// exceeding the rate is closed with 1008 "message rate exceeded".
+	// on /ws, /chat/{room} and /echo, on average (default 100), with
+	// bursts of MessageBurst (default 200): a token bucket. On /ws a
+	// command beyond it is not run and is answered with error 120; on
+	// /chat/{room} the text is not relayed. Each refusal spends the
+	// connection's error budget (10 at once, one more per second): a
+	// client that keeps exceeding the rate is closed with 1008 "message
+	// rate exceeded". /echo has no error answer: a message beyond the
+	// bucket is not echoed and closes the connection at once with 1008
+	// "message rate exceeded".
 	MessageRate float64
 	// MessageBurst is the bucket size of MessageRate.
 	MessageBurst int
@@ -91,6 +110,12 @@ type Limits struct {
 	// 121.
 	MaxChannels int
 }
+
+// DefaultMaxMessageSize is the default of Limits.MaxMessageSize, 64 KiB
+// (Centrifugo's too): room for any chat message or JSON update, while 100
+// messages of history in each of many channels stay a bounded amount of
+// memory.
+const DefaultMaxMessageSize = 64 << 10
 
 // DefaultLimits returns the limits a server has when Config.Limits is
 // left zero.
@@ -104,6 +129,7 @@ func DefaultLimits() Limits {
 		AcceptRatePerIP:       50,
 		AcceptBurstPerIP:      100,
 		IdleTimeout:           60 * time.Second,
+		MaxMessageSize:        DefaultMaxMessageSize,
 		MessageRate:           100,
 		MessageBurst:          200,
 		MaxChannels:           128,
@@ -137,6 +163,9 @@ func (l Limits) Effective() Limits {
 	}
 	if l.IdleTimeout == 0 {
 		l.IdleTimeout = d.IdleTimeout
+	}
+	if l.MaxMessageSize == 0 {
+		l.MaxMessageSize = d.MaxMessageSize
 	}
 	return l
 }

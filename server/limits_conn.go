@@ -48,6 +48,15 @@ func newConnLimits(l Limits, obs *observer) *connLimits {
 	return cl
 }
 
+// accept returns the upgrade options of an endpoint that holds messages
+// whole (/ws, /chat/{room}): a zero ReadLimit takes MaxMessageSize.
+func (l Limits) accept(a websocket.AcceptOptions) websocket.AcceptOptions {
+	if a.ReadLimit == 0 {
+		a.ReadLimit = l.Effective().MaxMessageSize
+	}
+	return a
+}
+
 // allowMessage takes a token for a message read at now, or returns the
 // error that refuses it (counted).
 func (cl *connLimits) allowMessage(now time.Time) *protoError {

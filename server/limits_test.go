@@ -182,29 +182,42 @@ func TestLimitConnectionsPerIP(t *testing.T) {
 	})
 }
 
-// Beyond MaxConnectionsPerUser, the connect of one more connection of the
-// user is answered with error 122, then the connection is closed with
-// 1008; other users and anonymous connections are not affected, and a
-// closed connection frees its slot.
+// Beyond MaxConnectionsPerUser, the connect (with a token) of one more
+// connection of the user is answered with error 122, then the connection
+// is closed with 1008; other users and anonymous connections are not
+// affected, and a closed connection frees its slot. Without
+// authentication, the user a client names in connect is only its claim
+// and is not counted: any number of connections may name "alice".
 func TestLimitConnectionsPerUser(t *testing.T) {
-	ts := startServer(t, server.Config{Limits: server.Limits{MaxConnectionsPerUser: 2}})
 	ctx := testContext(t)
-	connect := func(c *wsClient, user string) string {
-		return c.call(fmt.Sprintf(`{"id":1,"op":"connect","user":%q}`, user))
+	plain := startServer(t, server.Config{Limits: server.Limits{MaxConnectionsPerUser: 1}})
+	for i := range 3 {
+		c := plain.dial(ctx, t)
+		if got := c.call(`{"id":1,"op":"connect","user":"alice"}`); !strings.Contains(got, `"user":"alice"`) {
+			t.Fatalf("without auth, claimed connection %d: %s", i+1, got)
+		}
+		c.alive(2)
+	}
+	checkSeries(t, scrape(t, plain), map[string]string{refusals("connections_per_user"): "0"})
+
+	ts := startAuthServer(t, server.Config{Auth: server.AuthConfig{HMACSecret: testSecret}, Limits: server.Limits{MaxConnectionsPerUser: 2}})
+	token := func(user string) string {
+		return sign(t, jwt.SigningMethodHS256, []byte(testSecret), "", claimsFor(user, time.Hour))
 	}
 	var alice [2]*wsClient
 	for i := range alice {
-		alice[i] = ts.dial(ctx, t)
-		if got := connect(alice[i], "alice"); !strings.Contains(got, `"user":"alice"`) {
+		var got string
+		alice[i], got = ts.connectWith(ctx, t, token("alice"))
+		if !strings.Contains(got, `"user":"alice"`) {
 			t.Fatalf("connect %d: %s", i+1, got)
 		}
 	}
-	third := ts.dial(ctx, t)
-	third.expectCall(`{"id":1,"op":"connect","user":"alice"}`,
-		`{"id":1,"error":{"code":122,"message":"too many connections for user \"alice\": 2 is the limit per user"}}`)
+	third, got := ts.connectWith(ctx, t, token("alice"))
+	if want := `{"id":1,"error":{"code":122,"message":"too many connections for user \"alice\": 2 is the limit per user"}}`; got != want {
+		t.Fatalf("third connect: %s\nwant %s", got, want)
+	}
 	third.expectClose(websocket.StatusPolicyViolation, "too many connections for this user")
-	bob := ts.dial(ctx, t)
-	if got := connect(bob, "bob"); !strings.Contains(got, `"user":"bob"`) {
+	if _, got := ts.connectWith(ctx, t, token("bob")); !strings.Contains(got, `"user":"bob"`) {
 		t.Fatalf("bob: %s", got)
 	}
 	for range 3 {
@@ -219,8 +232,7 @@ func TestLimitConnectionsPerUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	for { // the slot is freed once the server has ended the session
-		c := ts.dial(ctx, t)
-		got := connect(c, "alice")
+		_, got := ts.connectWith(ctx, t, token("alice"))
 		if strings.Contains(got, `"user":"alice"`) {
 			break
 		}
@@ -317,8 +329,8 @@ func TestLimitHandshakeTimeout(t *testing.T) {
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Fatalf("cut off after %v, before the timeout", d)
 	}
-	if strings.HasPrefix(string(b), "HTTP/1.1 101") {
-		t.Fatalf("answered %q", b)
+	if len(b) != 0 { // io.ReadAll ended in EOF: closed without an answer
+		t.Fatalf("answered %q, want the connection closed without an answer", b)
 	}
 	bystander.alive(1)
 	waitSeries(ctx, t, ts, map[string]string{refusals("handshake_timeout"): "1"})
@@ -434,7 +446,7 @@ func TestLimitIdleTimeout(t *testing.T) {
 // A message over the read limit closes its connection with 1009; another
 // connection goes on.
 func TestLimitMessageSize(t *testing.T) {
-	ts := startServer(t, server.Config{ReadLimit: 1024})
+	ts := startServer(t, server.Config{Limits: server.Limits{MaxMessageSize: 1024}})
 	ctx := testContext(t)
 	big, bystander := ts.dial(ctx, t), ts.dial(ctx, t)
 	big.send(`{"id":1,"op":"publish","channel":"news","data":"` + strings.Repeat("x", 2000) + `"}`)
@@ -686,13 +698,13 @@ func TestLimitsDefaults(t *testing.T) {
 	want := server.Limits{
 		MaxConnections: 100000, MaxConnectionsPerIP: 1000, MaxConnectionsPerUser: 100,
 		AcceptRate: 1000, AcceptBurst: 2000, AcceptRatePerIP: 50, AcceptBurstPerIP: 100,
-		IdleTimeout: time.Minute, MessageRate: 100, MessageBurst: 200, MaxChannels: 128,
+		IdleTimeout: time.Minute, MaxMessageSize: 64 << 10, MessageRate: 100, MessageBurst: 200, MaxChannels: 128,
 	}
 	if got := (server.Limits{}).Effective(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Effective() = %+v\nwant %+v", got, want)
 	}
-	off := server.Limits{MaxConnections: -1, IdleTimeout: -1, MessageRate: -1}.Effective()
-	if off.MaxConnections != -1 || off.IdleTimeout != -1 || off.MessageRate != -1 || off.MaxChannels != 128 {
+	off := server.Limits{MaxConnections: -1, IdleTimeout: -1, MessageRate: -1, MaxMessageSize: -1}.Effective()
+	if off.MaxConnections != -1 || off.IdleTimeout != -1 || off.MessageRate != -1 || off.MaxMessageSize != -1 || off.MaxChannels != 128 {
 		t.Fatalf("Effective() of negative values = %+v", off)
 	}
 }

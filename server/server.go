@@ -24,7 +24,12 @@ import (
 type Config struct {
 	// Listen is the TCP address to listen on, ":8080" when empty.
 	Listen string
-	// ReadLimit is the largest message accepted, in bytes (0: 32 MiB).
+	// ReadLimit is the largest message accepted on /echo and the bridge
+	// and exec routes, in bytes (0: 32 MiB; negative: no limit); these
+	// stream messages through a fixed buffer, so a large one costs no
+	// more memory than a small one. A larger message closes the
+	// connection with 1009. /ws, /chat/{room} and the HTTP API, which
+	// hold messages whole, have Limits.MaxMessageSize (64 KiB) instead.
 	ReadLimit int64
 	// HandshakeTimeout bounds reading the upgrade request's headers, so a
 	// handshake that trickles in is cut off (0: 10 s).
@@ -232,13 +237,15 @@ func New(cfg Config) *Server {
 		OriginPatterns:   cfg.OriginPatterns,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 	}
+	held := accept // endpoints that hold messages whole: Limits.MaxMessageSize
+	held.ReadLimit = 0
 	echoEP := s.obs.endpoint(endpointEcho, nil)
-	s.mux.Handle("GET /echo", echoEP.instrument(s.admission.guard(&EchoHandler{Accept: accept, Log: cfg.Log, track: s.trackFor(echoEP)})))
+	s.mux.Handle("GET /echo", echoEP.instrument(s.admission.guard(&EchoHandler{Accept: accept, Limits: cfg.Limits, Log: cfg.Log, track: s.trackFor(echoEP), obs: s.obs})))
 	wsEP := s.obs.endpoint(endpointWS, []string{Subprotocol})
-	s.mux.Handle("GET /ws", wsEP.instrument(s.admission.guard(&ChannelHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Limits: cfg.Limits, Version: cfg.Version, Log: cfg.Log, Auth: s.auth, track: s.trackSessionFor(wsEP), obs: s.obs})))
+	s.mux.Handle("GET /ws", wsEP.instrument(s.admission.guard(&ChannelHandler{Hub: s.hub, Accept: held, SendQueue: cfg.SendQueue, Limits: cfg.Limits, Version: cfg.Version, Log: cfg.Log, Auth: s.auth, track: s.trackSessionFor(wsEP), obs: s.obs})))
 	chatEP := s.obs.endpoint(endpointChat, nil)
-	s.mux.Handle("GET /chat/{room}", chatEP.instrument(s.admission.guard(&ChatHandler{Hub: s.hub, Accept: accept, SendQueue: cfg.SendQueue, Limits: cfg.Limits, Log: cfg.Log, Auth: s.auth, track: s.trackFor(chatEP), obs: s.obs, Fallback: appPage("chat")})))
-	api := &API{Hub: s.hub, Key: cfg.APIKey, Keys: cfg.APIKeys, MaxBody: cfg.ReadLimit, obs: s.obs}
+	s.mux.Handle("GET /chat/{room}", chatEP.instrument(s.admission.guard(&ChatHandler{Hub: s.hub, Accept: held, SendQueue: cfg.SendQueue, Limits: cfg.Limits, Log: cfg.Log, Auth: s.auth, track: s.trackFor(chatEP), obs: s.obs, Fallback: appPage("chat")})))
+	api := &API{Hub: s.hub, Key: cfg.APIKey, Keys: cfg.APIKeys, MaxBody: cfg.Limits.Effective().MaxMessageSize, obs: s.obs}
 	if err := api.register(s.mux); err != nil && s.configErr == nil {
 		s.configErr = err
 	}

@@ -65,7 +65,8 @@ const (
 type ChannelHandler struct {
 	// Hub is the channel engine the sessions drive.
 	Hub *pubsub.Hub
-	// Accept configures the upgrade (origins, limits, compression).
+	// Accept configures the upgrade (origins, limits, compression); a
+	// zero ReadLimit takes Limits.MaxMessageSize.
 	Accept websocket.AcceptOptions
 	// SendQueue is each connection's bound on waiting outgoing messages;
 	// 0 means DefaultSendQueue. What happens when it is full depends on
@@ -132,7 +133,7 @@ func (h *ChannelHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return // 429 with the reason
 	}
-	opts := h.Accept
+	opts := h.Limits.accept(h.Accept)
 	opts.Subprotocols = []string{Subprotocol}
 	c, err := websocket.Accept(w, r, &opts)
 	if err != nil {
@@ -635,9 +636,14 @@ func (s *session) connect(ctx context.Context, cmd *command) (any, *protoError) 
 	if perr := s.connectAuth(ctx, cmd.Token, &user); perr != nil {
 		return nil, perr
 	}
-	if perr := s.lim.claimUser(&s.h.users, user); perr != nil {
-		s.end = &sessionEnd{code: websocket.StatusPolicyViolation, reason: closeReasonUser}
-		return nil, perr
+	// Only a user a token proved is counted: without authentication the
+	// user of connect is the client's own claim, and counting it would let
+	// anyone lock a user out by naming it.
+	if s.h.Auth != nil {
+		if perr := s.lim.claimUser(&s.h.users, user); perr != nil {
+			s.end = &sessionEnd{code: websocket.StatusPolicyViolation, reason: closeReasonUser}
+			return nil, perr
+		}
 	}
 	s.connected = true
 	s.client.User = user

@@ -19,7 +19,7 @@ func TestServeLimitSettings(t *testing.T) {
 		MaxConnections: 10, MaxConnectionsPerIP: -1, MaxConnectionsPerUser: 3,
 		AcceptRate: 0.5, AcceptBurst: 4, AcceptRatePerIP: -1, AcceptBurstPerIP: 2,
 		TrustedProxies: []string{"10.0.0.0/8", "192.0.2.1"}, LimitLoopback: true,
-		IdleTimeout: 90 * time.Second, MessageRate: 20, MessageBurst: 40, MaxChannels: 8,
+		IdleTimeout: 90 * time.Second, MessageRate: 20, MessageBurst: 40, MaxChannels: 8, MaxMessageSize: 2048,
 	}
 	tick := pubsub.NamespaceOptions{HistorySize: 1, HistoryTTL: 5 * time.Minute, SlowConsumer: pubsub.SlowConsumerConflate, ConflateKey: "symbol"}
 	file := writeConfig(t, `max_connections: 10
@@ -35,6 +35,7 @@ idle_timeout: 90s
 message_rate: 20
 message_burst: 40
 max_channels: 8
+max_message_size: 2048
 namespace:
   tick: {history: 1, presence: "off", publish: api, slow: conflate, conflate_key: symbol}
 `)
@@ -46,12 +47,12 @@ namespace:
 		{"flags", []string{"--max-connections", "10", "--max-connections-per-ip", "-1", "--max-connections-per-user", "3",
 			"--accept-rate", "0.5", "--accept-burst", "4", "--accept-rate-per-ip", "-1", "--accept-burst-per-ip", "2",
 			"--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "192.0.2.1", "--limit-loopback", "--idle-timeout", "90s",
-			"--message-rate", "20", "--message-burst", "40", "--max-channels", "8",
+			"--message-rate", "20", "--message-burst", "40", "--max-channels", "8", "--max-message-size", "2048",
 			"--namespace", "tick:history=1,presence=off,publish=api,slow=conflate,conflate-key=symbol"}, nil},
 		{"env", nil, []string{"DUPLEX_MAX_CONNECTIONS=10", "DUPLEX_MAX_CONNECTIONS_PER_IP=-1", "DUPLEX_MAX_CONNECTIONS_PER_USER=3",
 			"DUPLEX_ACCEPT_RATE=0.5", "DUPLEX_ACCEPT_BURST=4", "DUPLEX_ACCEPT_RATE_PER_IP=-1", "DUPLEX_ACCEPT_BURST_PER_IP=2",
 			"DUPLEX_TRUSTED_PROXY=10.0.0.0/8;192.0.2.1", "DUPLEX_LIMIT_LOOPBACK=true", "DUPLEX_IDLE_TIMEOUT=90s",
-			"DUPLEX_MESSAGE_RATE=20", "DUPLEX_MESSAGE_BURST=40", "DUPLEX_MAX_CHANNELS=8",
+			"DUPLEX_MESSAGE_RATE=20", "DUPLEX_MESSAGE_BURST=40", "DUPLEX_MAX_CHANNELS=8", "DUPLEX_MAX_MESSAGE_SIZE=2048",
 			"DUPLEX_NAMESPACE=tick:history=1,presence=off,publish=api,slow=conflate,conflate-key=symbol"}},
 		{"file", []string{"--config", file}, nil},
 	} {
