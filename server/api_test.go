@@ -127,7 +127,7 @@ func TestAPILoopbackOnly(t *testing.T) {
 // POST /api/publish: single and batch forms, content types, the body
 // limit, and the error statuses.
 func TestAPIPublish(t *testing.T) {
-	ts := startServer(t, server.Config{ReadLimit: 1024})
+	ts := startServer(t, server.Config{Limits: server.Limits{MaxMessageSize: 1024}})
 	ctx := testContext(t)
 	sub := ts.dial(ctx, t)
 	r := sub.subscribe(1, "live:a")

@@ -387,7 +387,7 @@ func TestSlowConsumerIsCutOff(t *testing.T) {
 	ts := startServerOn(t, server.Config{SendQueue: queue}, &smallFirstSendBuffer{Listener: l, size: sockBuf})
 	ctx := testContext(t)
 	const ch = "live:big"
-	big := `"` + strings.Repeat("x", 64<<10) + `"`
+	big := `"` + strings.Repeat("x", 60<<10) + `"`
 
 	slow, err := ts.dialPath(ctx, t, "/ws", sockBuf, server.Subprotocol)
 	if err != nil {

@@ -152,7 +152,7 @@ func TestErrorAnswers(t *testing.T) {
 
 // A command over the server's read limit closes the connection with 1009.
 func TestCommandOverReadLimitCloses1009(t *testing.T) {
-	ts := startServer(t, server.Config{ReadLimit: 1024})
+	ts := startServer(t, server.Config{Limits: server.Limits{MaxMessageSize: 1024}})
 	ctx := testContext(t)
 	c := ts.dial(ctx, t)
 	fits := `{"id":1,"op":"publish","channel":"bare:x","data":"` + strings.Repeat("d", 1024-52) + `"}`

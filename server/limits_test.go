@@ -556,7 +556,7 @@ func TestSlowConsumerDropOldest(t *testing.T) {
 	ts := startServerOn(t, server.Config{SendQueue: queue, Namespaces: slowNamespaces()}, &smallFirstSendBuffer{Listener: l, size: sockBuf})
 	ctx := testContext(t)
 	const ch = "drop:big"
-	big := `"` + strings.Repeat("x", 64<<10) + `"`
+	big := `"` + strings.Repeat("x", 60<<10) + `"`
 	slow, err := ts.dialPath(ctx, t, "/ws", sockBuf, server.Subprotocol)
 	if err != nil {
 		t.Fatal(err)

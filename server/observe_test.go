@@ -242,7 +242,7 @@ func TestMetricsSlowConsumerAndShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	slow.subscribe(1, "live:big")
-	big := `"` + strings.Repeat("x", 64<<10) + `"`
+	big := `"` + strings.Repeat("x", 60<<10) + `"`
 	for i := 0; i < 100; i++ {
 		ts.publishAPI(t, "live:big", big)
 	}
