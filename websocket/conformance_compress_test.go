@@ -35,6 +35,10 @@ import (
 // pmdTimeout bounds every single wait in these tests.
 const pmdTimeout = 10 * time.Second
 
+// pmdBombTimeout bounds the wait for the server to stop a decompression
+// bomb, which takes seconds of CPU under the race detector.
+const pmdBombTimeout = 60 * time.Second
+
 // pmdTail is the end of the empty stored block that RFC 7692 §7.2.1 has
 // the sender strip from every compressed message and §7.2.2 has the
 // receiver append again.
@@ -2105,12 +2109,17 @@ func TestCompressConformanceBomb(t *testing.T) {
 			}
 		}
 		// explode sends the bomb on a new connection and checks that the
-		// server stops it with 1009.
+		// server stops it with 1009. Inflating 32 MiB (and, with Reader,
+		// compressing it again for the echo) takes seconds under the race
+		// detector, over 10 s on a loaded machine: the wait for the close
+		// is bounded by pmdBombTimeout, which only catches a hang (the
+		// unfinished message would hang forever if the server waited for
+		// its end).
 		explode := func(t *testing.T, s *pmdServer) {
 			t.Helper()
 			c := pmdDial(t, s.addr, tc.path, "permessage-deflate")
 			done := c.sendAsync(wire)
-			c.expectClose(t, 1009, pmdTimeout, tc.path == "/stream")
+			c.expectClose(t, 1009, pmdBombTimeout, tc.path == "/stream")
 			pmdExpectProtocolError(t, s.end(t).err, 1009)
 			<-done
 		}

@@ -88,6 +88,14 @@ func ctPipePair(t testing.TB, srvOpts, cliOpts *websocket.Options) (srv, cli *we
 // the test.
 func ctRaw(t testing.TB, role websocket.Role, opts *websocket.Options) (*websocket.Conn, *net.TCPConn) {
 	t.Helper()
+	return ctRawWrap(t, role, opts, nil)
+}
+
+// ctRawWrap is ctRaw with the Conn's end of the transport passed through
+// wrap (when not nil) before NewConn, so a test can watch what the Conn
+// does with it.
+func ctRawWrap(t testing.TB, role websocket.Role, opts *websocket.Options, wrap func(net.Conn) net.Conn) (*websocket.Conn, *net.TCPConn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -116,9 +124,24 @@ func ctRaw(t testing.TB, role websocket.Role, opts *websocket.Options) (*websock
 		t.Fatal("accept failed")
 	}
 	raw.SetDeadline(time.Now().Add(20 * time.Second))
+	if wrap != nil {
+		local = wrap(local)
+	}
 	c := websocket.NewConn(local, nil, role, "", opts)
 	t.Cleanup(func() { c.CloseNow(); raw.Close() })
 	return c, raw.(*net.TCPConn)
+}
+
+// ctCountingConn counts the bytes read through it.
+type ctCountingConn struct {
+	net.Conn
+	n atomic.Int64
+}
+
+func (c *ctCountingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // ctMaskKey is the masking key the raw client peer uses.
@@ -805,14 +828,17 @@ func TestConnReadContextExpiry(t *testing.T) {
 		ctx := ctCtx(t)
 		srv, cli := ctPair(t, nil, nil)
 		for i := 0; i < 20; i++ { // the deadline must not be mistaken for a dead transport
-			rctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			// start is taken before the context: its deadline is then at
+			// least 50 ms after start, however late this goroutine runs
+			// on a loaded machine, and Read may not end before it.
 			start := time.Now()
+			rctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 			_, _, err := srv.Read(rctx)
 			cancel()
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("round %d: Read = %v, want context.DeadlineExceeded", i, err)
 			}
-			if d := time.Since(start); d < 45*time.Millisecond || d > 2*time.Second {
+			if d := time.Since(start); d < 50*time.Millisecond || d > 2*time.Second {
 				t.Fatalf("Read returned after %v", d)
 			}
 			if st := srv.State(); st != websocket.StateOpen {
@@ -839,13 +865,34 @@ func TestConnReadContextExpiry(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := ctCtx(t)
-			c, raw := ctRaw(t, websocket.RoleClient, nil)
+			var local *ctCountingConn
+			c, raw := ctRawWrap(t, websocket.RoleClient, nil, func(nc net.Conn) net.Conn {
+				local = &ctCountingConn{Conn: nc}
+				return local
+			})
 			if _, err := raw.Write(tc.send); err != nil {
 				t.Fatal(err)
 			}
-			rctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-			_, _, err := c.Read(rctx)
-			cancel()
+			// The context must end after the Conn has read some of the
+			// bytes sent. On a loaded machine the deadline may pass before
+			// Read even reads the transport: then nothing of the frame was
+			// read, the Conn is between frames and must still be open, and
+			// Read is called again with a longer deadline.
+			var err error
+			for timeout := 100 * time.Millisecond; ; timeout *= 2 {
+				rctx, cancel := context.WithTimeout(ctx, timeout)
+				_, _, err = c.Read(rctx)
+				cancel()
+				if local.n.Load() > 0 {
+					break
+				}
+				if err != context.DeadlineExceeded || c.State() != websocket.StateOpen {
+					t.Fatalf("Read with a %v deadline that passed before anything was read = %v (state %v), want context.DeadlineExceeded and the Conn open", timeout, err, c.State())
+				}
+				if timeout > ctStep {
+					t.Fatalf("the Conn read nothing of the %d bytes sent within %v", len(tc.send), timeout)
+				}
+			}
 			if err == nil {
 				t.Fatal("Read succeeded on a truncated frame")
 			}
