@@ -237,14 +237,35 @@ func TestMetricsSlowConsumerAndShutdown(t *testing.T) {
 	logs := newLogLines()
 	ts := startServerOn(t, server.Config{SendQueue: 16, Log: logs.logger()}, &smallFirstSendBuffer{Listener: l, size: sockBuf})
 	ctx := testContext(t)
-	slow, err := ts.dialPath(ctx, t, "/ws", sockBuf, server.Subprotocol)
+	// The subscriber's receive buffer is larger than the loopback MSS
+	// (64 KiB): with a smaller one the receiver does not announce the
+	// room it frees (less than one MSS), the sender learns of it only
+	// from its zero-window probes, whose interval doubles to seconds while
+	// the subscriber does not read, and the message ahead of the close
+	// frame could take longer than the close timeout to arrive once it
+	// reads (measured under load: 0 or 1 message in 1 to 7 s with 16 KiB,
+	// 9 in 30 ms to 1.3 s with 256 KiB).
+	slow, err := ts.dialPath(ctx, t, "/ws", 256<<10, server.Subprotocol)
 	if err != nil {
 		t.Fatal(err)
 	}
 	slow.subscribe(1, "live:big")
 	big := `"` + strings.Repeat("x", 60<<10) + `"`
-	for i := 0; i < 100; i++ {
+	// Publish until the server counts the slow-consumer close (the queue
+	// of 16, the batch its writer is blocked in and the socket buffers
+	// overflow by message 30 or so), then read at once: the close frame
+	// leaves after the write in progress, which ends only when the client
+	// reads; a client that has not read within the close timeout (5 s)
+	// sees its connection cut (1006, docs/protocol.md), which publishing
+	// on for seconds on a loaded machine would cause.
+	for i := 1; ; i++ {
 		ts.publishAPI(t, "live:big", big)
+		if scrape(t, ts)[`duplex_slow_consumer_closes_total{endpoint="ws"}`] == "1" {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("no slow-consumer close after %d messages of 60 KiB", i)
+		}
 	}
 	for {
 		_, err := slow.recv()
