@@ -337,7 +337,8 @@ func TestAutocertHostPolicy(t *testing.T) {
 		AutocertDirectoryURL: acmeDir.URL + "/directory",
 	})
 	addr := strings.TrimPrefix(ts.http, "http://")
-	for _, name := range []string{"other.example.com", ""} {
+	want := []string{`acme/autocert: host "other.example.com" not configured in HostWhitelist`, "acme/autocert: missing server name"}
+	for i, name := range []string{"other.example.com", ""} {
 		d := &net.Dialer{Timeout: 10 * time.Second}
 		c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
 		if err == nil {
@@ -347,11 +348,11 @@ func TestAutocertHostPolicy(t *testing.T) {
 		if !strings.Contains(err.Error(), "remote error: tls: internal error") {
 			t.Fatalf("handshake for %q: %v, want the server's internal error alert", name, err)
 		}
-	}
-	want := []string{`acme/autocert: host "other.example.com" not configured in HostWhitelist`, "acme/autocert: missing server name"}
-	got := logs.wait(testContext(t), t, "http: TLS handshake error from *", len(want))
-	for i := range want {
-		if msg := got[i]["msg"].(string); len(got) != len(want) || !strings.HasSuffix(msg, want[i]) {
+		// The server logs the handshake error after sending the alert
+		// that ended the dial: wait for this handshake's line before the
+		// next handshake, so that the lines cannot come in another order.
+		got := logs.wait(testContext(t), t, "http: TLS handshake error from *", i+1)
+		if msg := got[i]["msg"].(string); len(got) != i+1 || !strings.HasSuffix(msg, want[i]) {
 			t.Fatalf("log line %q, want it to end with %q (all: %v)", msg, want[i], got)
 		}
 	}
