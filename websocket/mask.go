@@ -16,12 +16,14 @@ func maskBytes(key [4]byte, pos int, b []byte) int {
 	k := bits.RotateLeft32(binary.LittleEndian.Uint32(key[:]), -8*(pos&3))
 	if len(b) >= 8 {
 		kw := uint64(k) | uint64(k)<<32
-		for len(b) >= 64 {
-			for j := 0; j < 64; j += 8 {
-				v := binary.LittleEndian.Uint64(b[j:])
-				binary.LittleEndian.PutUint64(b[j:], v^kw)
-			}
-			b = b[64:]
+		for len(b) >= 32 {
+			// Constant offsets into a 32-byte slice: no bounds checks.
+			w := b[:32:32]
+			binary.LittleEndian.PutUint64(w[0:], binary.LittleEndian.Uint64(w[0:])^kw)
+			binary.LittleEndian.PutUint64(w[8:], binary.LittleEndian.Uint64(w[8:])^kw)
+			binary.LittleEndian.PutUint64(w[16:], binary.LittleEndian.Uint64(w[16:])^kw)
+			binary.LittleEndian.PutUint64(w[24:], binary.LittleEndian.Uint64(w[24:])^kw)
+			b = b[32:]
 		}
 		for len(b) >= 8 {
 			v := binary.LittleEndian.Uint64(b)
