@@ -178,17 +178,28 @@ func sdkSubscribe(ctx context.Context, t *testing.T, node *testServer, channel s
 	return sub, log
 }
 
-// A node's link to Redis is down while another node publishes more than
-// the channel's history keeps (3 in namespace small): once the link is
-// back, the node delivers what the stream still holds, and its
-// subscribers are told, once, which messages are lost (a lost push; the
-// Go SDK's OnSubscribed with Recovered false), before the messages after
-// the gap; subscribers of the other node got everything.
-func TestLostDuringLinkOutageRedis(t *testing.T) {
-	rs := redistest.Start(t)
-	proxy := startLinkProxy(t, rs.Addr())
-	a := startRedisNode(t, rs.URL())
-	b := startRedisNode(t, "redis://"+proxy.addr())
+// linkOutage says what differs, from one broker to another, in the
+// lostDuringLinkOutage scenario.
+type linkOutage struct {
+	// whileCut returns once the cut node reports, on /readyz, that its
+	// link is down.
+	whileCut func()
+	// restored, when set, returns once the node says it is ready again.
+	restored func()
+	// publish12 publishes message 12 ({"n":12}) in epoch and checks its
+	// answer.
+	publish12 func(epoch string)
+}
+
+// lostDuringLinkOutage runs the scenario of the TestLostDuringLinkOutage
+// tests: node b reaches the broker through proxy; while the proxy is cut,
+// node a publishes more than the channel's history keeps (3 in namespace
+// small); once the link is back, b delivers what the broker still holds,
+// and its subscribers are told, once, which messages are lost (a lost
+// push; the Go SDK's OnSubscribed with Recovered false), before the
+// messages after the gap, each exactly once and in order; subscribers of
+// a got everything.
+func lostDuringLinkOutage(t *testing.T, a, b *testServer, proxy *linkProxy, o linkOutage) {
 	ctx := testContext(t)
 	const ch = "small:lost"
 
@@ -205,52 +216,44 @@ func TestLostDuringLinkOutageRedis(t *testing.T) {
 	logB.waitFor(ctx, t, `message 1 {"n":1}`)
 
 	proxy.cut()
-	// B knows its link is down: /readyz says so.
-	for {
-		status, _, body := b.do(t, "GET", "/readyz", "", "", nil)
-		if status == http.StatusServiceUnavailable && strings.Contains(body, "redisbroker: redis unreachable") {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("/readyz of the cut node: %d %s", status, body)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	for n := 2; n <= 11; n++ {
-		a.publishAPI(t, ch, fmt.Sprintf(`{"n":%d}`, n))
+	o.whileCut()
+	for k := 2; k <= 11; k++ {
+		a.publishAPI(t, ch, fmt.Sprintf(`{"n":%d}`, k))
 	}
 	logA.waitFor(ctx, t, `message 11 {"n":11}`)
 
 	proxy.restore()
-	// B resubscribes to Pub/Sub within a few seconds of its link coming
-	// back, then reads the stream: 9..11 are still there, 2..8 are not.
+	if o.restored != nil {
+		o.restored()
+	}
+	// B resumes after offset 1: 9..11 are still in the broker's history,
+	// 2..8 are not.
 	wait, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	bounded := *raw
 	bounded.ctx = wait
 	bounded.expect(fmt.Sprintf(`{"op":"lost","channel":%q,"from":2,"offset":8,"epoch":%q}`, ch, epoch))
-	for n := 9; n <= 11; n++ {
-		bounded.expect(push(ch, uint64(n), epoch, fmt.Sprintf(`{"n":%d}`, n)))
+	for k := 9; k <= 11; k++ {
+		bounded.expect(push(ch, uint64(k), epoch, fmt.Sprintf(`{"n":%d}`, k)))
 	}
-	for n := 12; n <= 13; n++ {
-		a.publishAPI(t, ch, fmt.Sprintf(`{"n":%d}`, n))
-		raw.expect(push(ch, uint64(n), epoch, fmt.Sprintf(`{"n":%d}`, n)))
-	}
+	o.publish12(epoch)
+	raw.expect(push(ch, 12, epoch, `{"n":12}`))
+	a.publishAPI(t, ch, `{"n":13}`)
+	raw.expect(push(ch, 13, epoch, `{"n":13}`))
 
 	gotB := logB.waitFor(wait, t, `message 13 {"n":13}`)
 	wantB := []string{"subscribed resubscribed=false recovered=false offset=0", `message 1 {"n":1}`,
 		"subscribed resubscribed=true recovered=false offset=8 lost=2..8"}
-	for n := 9; n <= 13; n++ {
-		wantB = append(wantB, fmt.Sprintf(`message %d {"n":%d}`, n, n))
+	for k := 9; k <= 13; k++ {
+		wantB = append(wantB, fmt.Sprintf(`message %d {"n":%d}`, k, k))
 	}
 	if !slices.Equal(gotB, wantB) {
 		t.Errorf("the subscriber on the cut node saw:\n\t%s\nwant:\n\t%s", strings.Join(gotB, "\n\t"), strings.Join(wantB, "\n\t"))
 	}
 	gotA := logA.waitFor(ctx, t, `message 13 {"n":13}`)
 	wantA := []string{"subscribed resubscribed=false recovered=false offset=0"}
-	for n := 1; n <= 13; n++ {
-		wantA = append(wantA, fmt.Sprintf(`message %d {"n":%d}`, n, n))
+	for k := 1; k <= 13; k++ {
+		wantA = append(wantA, fmt.Sprintf(`message %d {"n":%d}`, k, k))
 	}
 	if !slices.Equal(gotA, wantA) {
 		t.Errorf("the subscriber on the other node saw:\n\t%s\nwant:\n\t%s", strings.Join(gotA, "\n\t"), strings.Join(wantA, "\n\t"))
@@ -262,4 +265,34 @@ func TestLostDuringLinkOutageRedis(t *testing.T) {
 	if p := subA.Position(); p != want {
 		t.Errorf("position of the subscription on the other node %+v, want %+v", p, want)
 	}
+	// Nothing more came to the raw subscriber (a duplicate would be
+	// next): a ping is answered at once.
+	raw.expectCall(`{"id":2,"op":"ping"}`, `{"id":2,"result":{}}`)
+}
+
+// TestLostDuringLinkOutageRedis runs lostDuringLinkOutage on redis-server:
+// B resubscribes to Pub/Sub within a few seconds of its link coming back,
+// then reads the stream.
+func TestLostDuringLinkOutageRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	proxy := startLinkProxy(t, rs.Addr())
+	a := startRedisNode(t, rs.URL())
+	b := startRedisNode(t, "redis://"+proxy.addr())
+	ctx := testContext(t)
+	lostDuringLinkOutage(t, a, b, proxy, linkOutage{
+		whileCut: func() {
+			for {
+				status, _, body := b.do(t, "GET", "/readyz", "", "", nil)
+				if status == http.StatusServiceUnavailable && strings.Contains(body, "redisbroker: redis unreachable") {
+					return
+				}
+				select {
+				case <-ctx.Done():
+					t.Fatalf("/readyz of the cut node: %d %s", status, body)
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		},
+		publish12: func(string) { a.publishAPI(t, "small:lost", `{"n":12}`) },
+	})
 }
