@@ -62,9 +62,12 @@ func TestDrainTwoNodes(t *testing.T) {
 		// loaded machine delays by up to a few hundred milliseconds: an
 		// interval of 1 s keeps half of it as the margin either way.
 		interval = time.Second
-		total    = 300
-		drainAt  = 60
-		pace     = 10 * time.Millisecond
+		// Publishing (total × pace) outlasts the drain (four batches
+		// from drainAt), so every subscriber's last number comes after
+		// its move to node 2.
+		total   = 500
+		drainAt = 60
+		pace    = 10 * time.Millisecond
 	)
 	ctx := testContext(t)
 	url := startNATS(t)
