@@ -351,9 +351,9 @@ func (q *sendQueue) flushN(c *websocket.Conn, rec *connRecord, n int) error {
 const maxWriteBatch = 64
 
 // writeFrames writes frames with one WritePrepared: under load, a
-// subscriber receives many pushes per system call. Once written, the
-// messages are counted (rec and the namespaces' metrics) and their latency
-// observed.
+// subscriber receives many pushes per system call. The messages are
+// counted in rec (taken back if the write fails) and, once written, in the
+// namespaces' metrics, and their latency observed.
 //
 // The write runs without a context (a Background one costs no deadline
 // bookkeeping per write, about a tenth of the server's CPU in a large
@@ -365,10 +365,15 @@ func writeFrames(c *websocket.Conn, frames []*outFrame, batch []*websocket.Prepa
 		batch = append(batch, f.pm)
 	}
 	handed := time.Now()
+	// Counted before the write: the client may have read them, closed,
+	// and the connection's close line been logged before WritePrepared
+	// returns here; a failed write takes them back.
+	rec.wrote(len(batch))
 	err := c.WritePrepared(context.Background(), batch...)
 	if err == nil {
-		rec.wrote(len(batch))
 		writtenFrames(frames, handed)
+	} else {
+		rec.wrote(-len(batch))
 	}
 	clear(batch)
 	return err
