@@ -13,7 +13,10 @@
 //
 // Each server echoes every text and binary message with its type, on the
 // path the library documents as its fastest (see the comment on each
-// serve function), with compression off and no timeouts.
+// serve function), with compression off and no timeouts. Beside echo,
+// every server has a broadcast endpoint: connections to /sub subscribe,
+// and each message a connection to /pub sends goes to every current
+// subscriber through the library's own fan-out path (broadcast.go).
 //
 // -cpuprofile FILE, or the environment variable ECHOSERVER_CPUPROFILE when
 // the server is started by bench/load, writes a CPU profile of the whole

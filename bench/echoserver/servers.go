@@ -66,7 +66,11 @@ func serveHTTP(ln net.Listener, h http.HandlerFunc) (func(), error) {
 // per call (a request context would arm and disarm one on every Read and
 // Write).
 func serveDuplex(ln net.Listener) (func(), error) {
+	b := newDuplexBcast()
 	return serveHTTP(ln, func(w http.ResponseWriter, r *http.Request) {
+		if b.serve(w, r) {
+			return
+		}
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
 			return
@@ -103,7 +107,11 @@ func readInto(buf *bytes.Buffer, r io.Reader) ([]byte, error) {
 // io.Copy would send a 64 KiB message as sixteen 4 KiB frames).
 func serveGorilla(ln net.Listener) (func(), error) {
 	up := gorilla.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	b := newGorillaBcast(up)
 	return serveHTTP(ln, func(w http.ResponseWriter, r *http.Request) {
+		if b.serve(w, r) {
+			return
+		}
 		c, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return
@@ -130,7 +138,11 @@ func serveGorilla(ln net.Listener) (func(), error) {
 // would allocate every message) and Write, which sends the message as one
 // frame.
 func serveCoder(ln net.Listener) (func(), error) {
+	b := new(coderBcast)
 	return serveHTTP(ln, func(w http.ResponseWriter, r *http.Request) {
+		if b.serve(w, r) {
+			return
+		}
 		c, err := coder.Accept(w, r, nil)
 		if err != nil {
 			return
@@ -164,6 +176,7 @@ func serveCoder(ln net.Listener) (func(), error) {
 // frame is echoed and ends the connection. Echoing frames keeps fragmented
 // messages fragmented, which the protocol allows.
 func serveGobwas(ln net.Listener) (func(), error) {
+	b := newGobwasBcast()
 	go func() {
 		for {
 			conn, err := ln.Accept()
@@ -173,17 +186,13 @@ func serveGobwas(ln net.Listener) (func(), error) {
 				}
 				continue
 			}
-			go gobwasConn(conn)
+			go b.conn(conn) // upgrades, then gobwasConn for echo
 		}
 	}()
 	return func() { ln.Close() }, nil
 }
 
 func gobwasConn(conn net.Conn) {
-	defer conn.Close()
-	if _, err := ws.Upgrade(conn); err != nil {
-		return
-	}
 	br := bufio.NewReaderSize(conn, 4096)
 	bw := bufio.NewWriterSize(conn, 4096)
 	var (
@@ -254,7 +263,8 @@ func (gwsEcho) OnMessage(c *gws.Conn, m *gws.Message) {
 // options at their defaults (4 KiB buffers, messages handled in order, no
 // UTF-8 check).
 func serveGWS(ln net.Listener) (func(), error) {
-	srv := gws.NewServer(gwsEcho{}, &gws.ServerOption{})
+	b := &gwsBcast{Event: gwsEcho{}}
+	srv := gws.NewServer(b, b.option())
 	srv.OnError = func(net.Conn, error) {}
 	sl := &stoppableListener{Listener: ln, done: make(chan struct{})}
 	go srv.RunListener(sl)
@@ -299,6 +309,7 @@ func serveNbio(ln net.Listener) (func(), error) {
 	up.OnMessage(func(c *nbws.Conn, typ nbws.MessageType, p []byte) {
 		_ = c.WriteMessage(typ, p)
 	})
+	b := newNbioBcast()
 	engine := nbhttp.NewEngine(nbhttp.Config{
 		Network:                 "tcp",
 		Addrs:                   []string{ln.Addr().String()},
@@ -306,7 +317,7 @@ func serveNbio(ln net.Listener) (func(), error) {
 		MaxLoad:                 1 << 20,
 		ReleaseWebsocketPayload: true,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = up.Upgrade(w, r, nil)
+			b.upgrade(up, w, r)
 		}),
 	})
 	if err := engine.Start(); err != nil {
@@ -324,6 +335,7 @@ func serveDuplexEventLoop(ln net.Listener) (func(), error) {
 			_ = c.Write(typ, p)
 		},
 	}
+	new(elBcast).wrap(s)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	return func() {
