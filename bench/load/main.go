@@ -11,6 +11,13 @@
 //     after -warmup. Reported: messages/s, MB/s of payload (one way),
 //     p50/p99/p99.9 round-trip latency, server CPU per message, server and
 //     client CPU use, server RSS at the end.
+//   - broadcast NxS: N subscribers and one publisher of S-byte messages,
+//     each delivered by the server to every subscriber, at most
+//     -bcast-window undelivered, for -duration after -warmup; every
+//     subscriber must get every message once, in order, byte for byte
+//     (broadcast.go). Reported: deliveries/s, p50/p99/p99.9 publish-to-
+//     receipt latency, server CPU per delivery and deliveries per server
+//     core, server and client CPU use, server RSS.
 //   - handshakes: -hs-workers goroutines each open a TCP connection, run
 //     the opening handshake, send a close frame and wait for the server to
 //     close, in a loop for -hs-duration. Reported: connections/s and p50/p99
@@ -69,6 +76,13 @@ type config struct {
 	from       string
 	doc        string
 	plots      string
+
+	// The broadcast scenarios; bcastWindow bounds the messages not yet
+	// received by every subscriber, bcastStall how long one may take
+	// (0: 10 s).
+	broadcast   []bcastSpec
+	bcastWindow int
+	bcastStall  time.Duration
 }
 
 type echoSpec struct{ Conns, Size int }
@@ -85,6 +99,7 @@ type Results struct {
 	Rounds    int          `json:"rounds"`
 	Libs      []string     `json:"libs"`
 	Echo      []EchoResult `json:"echo"`
+	Broadcast []BCResult   `json:"broadcast,omitempty"`
 	Handshake []HSResult   `json:"handshake"`
 	Idle      []IdleResult `json:"idle"`
 	Errors    []string     `json:"errors,omitempty"`
@@ -152,7 +167,7 @@ func main() {
 		return
 	}
 	var cfg config
-	var libs, echo, idle string
+	var libs, echo, idle, bcast string
 	flag.StringVar(&cfg.server, "server", "", "path of the echoserver binary (go build ./echoserver)")
 	flag.StringVar(&libs, "libs", "duplex,gorilla,coder,gobwas,gws,nbio", "libraries to run, in order")
 	flag.IntVar(&cfg.rounds, "rounds", 1, "repeat everything this many times (the report shows medians)")
@@ -160,6 +175,8 @@ func main() {
 	flag.IntVar(&cfg.serverCPU, "server-cpu", 0, "CPU for the servers with -pin")
 	flag.IntVar(&cfg.loadCPU, "load-cpu", 1, "CPU for this process (and its idle children) with -pin")
 	flag.StringVar(&echo, "echo", "100x32,1000x32,100x1024,1000x1024,10x65536", "echo scenarios, CONNSxSIZE, comma-separated (empty: none)")
+	flag.StringVar(&bcast, "broadcast", "10000x32", "broadcast scenarios, SUBSCRIBERSxSIZE, comma-separated (empty: none); at most 15000 subscribers, SIZE at least 16")
+	flag.IntVar(&cfg.bcastWindow, "bcast-window", 16, "broadcast: most messages not yet received by every subscriber")
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured time of each echo scenario")
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured time before each echo scenario")
 	flag.DurationVar(&cfg.hsDuration, "hs-duration", 5*time.Second, "time of the handshake scenario (0: skip)")
@@ -183,6 +200,13 @@ func main() {
 			fatalf("bad -echo scenario %q (want CONNSxSIZE)", s)
 		}
 		cfg.echo = append(cfg.echo, echoSpec{ci, si})
+	}
+	var err error
+	if cfg.broadcast, err = parseBroadcast(bcast); err != nil {
+		fatalf("%v", err)
+	}
+	if cfg.bcastWindow < 1 {
+		fatalf("-bcast-window must be at least 1")
 	}
 	for _, s := range splitList(idle) {
 		n, err := strconv.Atoi(s)
@@ -286,6 +310,7 @@ func run(cfg *config) *Results {
 				res.Echo = append(res.Echo, r)
 			}
 		}
+		runBroadcasts(cfg, res, round+1, order, note)
 		for _, lib := range order {
 			if cfg.hsDuration <= 0 {
 				break

@@ -187,6 +187,12 @@ func markdown(res *Results) string {
 		w(".\n\n")
 	}
 
+	bmd, brows := bcastMarkdown(res)
+	w("%s", bmd)
+	for _, r := range brows {
+		sum = append(sum, summary{r[0], r[1], r[2], r[3], r[4]})
+	}
+
 	if len(res.Handshake) > 0 {
 		w("#### Connections per second (open, upgrade, close)\n\n")
 		w("Each of %d workers in a loop: TCP connect, opening handshake, a close frame, wait for the server to close.\n\n", res.Handshake[0].Workers)
@@ -279,6 +285,7 @@ func writeDoc(res *Results, path string) error {
 	fmt.Fprintf(&b, "![Server CPU per echoed message](plots/%s)\n\n", plotFiles.cpu)
 	fmt.Fprintf(&b, "![p99 round-trip latency](plots/%s)\n\n", plotFiles.p99)
 	fmt.Fprintf(&b, "![Connections per second and bytes per idle connection](plots/%s)\n\n", plotFiles.conn)
+	b.WriteString(bcastDocLinks(res))
 	b.Write(doc[j:])
 	return os.WriteFile(path, b.Bytes(), 0o644)
 }
@@ -392,6 +399,9 @@ func writePlots(res *Results, dir string) error {
 		conn = append(conn, p)
 	}
 	files[plotFiles.conn] = barChart("Connections", "", conn)
+	if len(res.Broadcast) > 0 {
+		files[bcastPlotFile] = bcastPlot(res)
+	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return err
@@ -474,6 +484,7 @@ func summarize(res *Results) *Results {
 				m.MsgsMin, m.MsgsMax = min(m.MsgsMin, r.MsgsPerSec), max(m.MsgsMax, r.MsgsPerSec)
 			}
 		})
+	s.Broadcast = mergeBroadcast(res.Broadcast)
 	s.Handshake = mergeRounds(res.Handshake,
 		func(r HSResult) string { return r.Lib },
 		func(r HSResult) bool { return r.Error != "" },
