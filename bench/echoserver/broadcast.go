@@ -20,7 +20,7 @@ import (
 )
 
 // The broadcast endpoint of every server, beside its echo: a connection to
-// SubPath is a subscriber, one to PubPath a publisher, and every message a
+// subPath is a subscriber, one to pubPath a publisher, and every message a
 // publisher sends goes to every current subscriber, with its type, through
 // the fan-out path each library offers for it (see the comment on each
 // library's type below). Subscribers send nothing but their close; the
@@ -29,7 +29,7 @@ import (
 //
 // duplex-eventloop cannot see the request path (its Conn keeps no request,
 // to stay small), so every broadcast client also offers the subprotocol
-// SubProto or PubProto, which that server routes on; the other libraries
+// subProto or pubProto, which that server routes on; the other libraries
 // ignore the offer.
 //
 // Flow control: where the fan-out goes through a per-subscriber queue of
@@ -42,11 +42,11 @@ import (
 // load generator keeps at most a window of messages (16 by default)
 // undelivered, so no queue of any library grows past that window.
 const (
-	SubPath  = "/sub"
-	PubPath  = "/pub"
-	SubProto = "bench.sub"
-	PubProto = "bench.pub"
-	Greeting = "subscribed"
+	subPath  = "/sub"
+	pubPath  = "/pub"
+	subProto = "bench.sub"
+	pubProto = "bench.pub"
+	greeting = "subscribed"
 
 	// bcastQueue is the length of a subscriber's queue where the server
 	// keeps one.
@@ -147,7 +147,7 @@ type duplexSub struct {
 }
 
 func newDuplexBcast() *duplexBcast {
-	g, _ := websocket.NewPreparedMessage(websocket.MessageText, []byte(Greeting))
+	g, _ := websocket.NewPreparedMessage(websocket.MessageText, []byte(greeting))
 	return &duplexBcast{greet: g}
 }
 
@@ -155,9 +155,9 @@ func newDuplexBcast() *duplexBcast {
 // was.
 func (b *duplexBcast) serve(w http.ResponseWriter, r *http.Request) bool {
 	switch r.URL.Path {
-	case SubPath:
+	case subPath:
 		b.subscriber(w, r)
-	case PubPath:
+	case pubPath:
 		b.publisher(w, r)
 	default:
 		return false
@@ -254,15 +254,15 @@ type gorillaSub struct {
 }
 
 func newGorillaBcast(up gorilla.Upgrader) *gorillaBcast {
-	g, _ := gorilla.NewPreparedMessage(gorilla.TextMessage, []byte(Greeting))
+	g, _ := gorilla.NewPreparedMessage(gorilla.TextMessage, []byte(greeting))
 	return &gorillaBcast{up: up, greet: g}
 }
 
 func (b *gorillaBcast) serve(w http.ResponseWriter, r *http.Request) bool {
 	switch r.URL.Path {
-	case SubPath:
+	case subPath:
 		b.subscriber(w, r)
-	case PubPath:
+	case pubPath:
 		b.publisher(w, r)
 	default:
 		return false
@@ -339,9 +339,9 @@ type coderSub struct{ *queued[coderMsg] }
 
 func (b *coderBcast) serve(w http.ResponseWriter, r *http.Request) bool {
 	switch r.URL.Path {
-	case SubPath:
+	case subPath:
 		b.subscriber(w, r)
-	case PubPath:
+	case pubPath:
 		b.publisher(w, r)
 	default:
 		return false
@@ -357,7 +357,7 @@ func (b *coderBcast) subscriber(w http.ResponseWriter, r *http.Request) {
 	defer c.CloseNow()
 	ctx := c.CloseRead(context.Background())
 	s := &coderSub{newQueued[coderMsg]()}
-	b.subs.add(s, func(s *coderSub) { s.q <- coderMsg{coder.MessageText, []byte(Greeting)} })
+	b.subs.add(s, func(s *coderSub) { s.q <- coderMsg{coder.MessageText, []byte(greeting)} })
 	defer func() {
 		close(s.done)
 		b.subs.remove(s)
@@ -403,7 +403,7 @@ type gobwasBcast struct {
 type gobwasSub struct{ *queued[[]byte] }
 
 func newGobwasBcast() *gobwasBcast {
-	return &gobwasBcast{greet: ws.MustCompileFrame(ws.NewTextFrame([]byte(Greeting)))}
+	return &gobwasBcast{greet: ws.MustCompileFrame(ws.NewTextFrame([]byte(greeting)))}
 }
 
 // conn upgrades conn and serves it as a subscriber, a publisher, or an
@@ -419,9 +419,9 @@ func (b *gobwasBcast) conn(conn net.Conn) {
 		return
 	}
 	switch path {
-	case SubPath:
+	case subPath:
 		b.subscriber(conn)
-	case PubPath:
+	case pubPath:
 		b.publisher(conn)
 	default:
 		gobwasConn(conn)
@@ -536,9 +536,9 @@ func (b *gwsBcast) option() *gws.ServerOption {
 
 func (b *gwsBcast) OnOpen(c *gws.Conn) {
 	switch gwsConnPath(c) {
-	case SubPath:
-		b.subs.add(c, func(c *gws.Conn) { _ = c.WriteMessage(gws.OpcodeText, []byte(Greeting)) })
-	case PubPath:
+	case subPath:
+		b.subs.add(c, func(c *gws.Conn) { _ = c.WriteMessage(gws.OpcodeText, []byte(greeting)) })
+	case pubPath:
 	default:
 		b.Event.OnOpen(c)
 	}
@@ -546,9 +546,9 @@ func (b *gwsBcast) OnOpen(c *gws.Conn) {
 
 func (b *gwsBcast) OnClose(c *gws.Conn, err error) {
 	switch gwsConnPath(c) {
-	case SubPath:
+	case subPath:
 		b.subs.remove(c)
-	case PubPath:
+	case pubPath:
 	default:
 		b.Event.OnClose(c, err)
 	}
@@ -556,9 +556,9 @@ func (b *gwsBcast) OnClose(c *gws.Conn, err error) {
 
 func (b *gwsBcast) OnMessage(c *gws.Conn, m *gws.Message) {
 	switch gwsConnPath(c) {
-	case SubPath:
+	case subPath:
 		m.Close()
-	case PubPath:
+	case pubPath:
 		// The Broadcaster keeps the payload until the last queued write;
 		// m's buffer goes back to gws's pool now, so copy it.
 		p := append([]byte(nil), m.Bytes()...)
@@ -588,7 +588,7 @@ func newNbioBcast() *nbioBcast {
 		u.CheckOrigin = func(*http.Request) bool { return true }
 	}
 	b.sub.OnOpen(func(c *nbws.Conn) {
-		b.subs.add(c, func(c *nbws.Conn) { _ = c.WriteMessage(nbws.TextMessage, []byte(Greeting)) })
+		b.subs.add(c, func(c *nbws.Conn) { _ = c.WriteMessage(nbws.TextMessage, []byte(greeting)) })
 	})
 	b.sub.OnClose(func(c *nbws.Conn, _ error) { b.subs.remove(c) })
 	b.sub.OnMessage(func(*nbws.Conn, nbws.MessageType, []byte) {})
@@ -602,9 +602,9 @@ func newNbioBcast() *nbioBcast {
 // any other path.
 func (b *nbioBcast) upgrade(up *nbws.Upgrader, w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
-	case SubPath:
+	case subPath:
 		up = b.sub
-	case PubPath:
+	case pubPath:
 		up = b.pub
 	}
 	_, _ = up.Upgrade(w, r, nil)
@@ -627,12 +627,12 @@ func (b *elBcast) wrap(s *eventloop.Server) {
 	if s.Options != nil {
 		opts = *s.Options
 	}
-	opts.Subprotocols = append(opts.Subprotocols, PubProto, SubProto)
+	opts.Subprotocols = append(opts.Subprotocols, pubProto, subProto)
 	s.Options = &opts
 	open, msg, closed := s.OnOpen, s.OnMessage, s.OnClose
 	s.OnOpen = func(c *eventloop.Conn) {
-		if c.Subprotocol() == SubProto {
-			b.subs.add(c, func(c *eventloop.Conn) { _ = c.Write(websocket.MessageText, []byte(Greeting)) })
+		if c.Subprotocol() == subProto {
+			b.subs.add(c, func(c *eventloop.Conn) { _ = c.Write(websocket.MessageText, []byte(greeting)) })
 			return
 		}
 		if open != nil {
@@ -640,7 +640,7 @@ func (b *elBcast) wrap(s *eventloop.Server) {
 		}
 	}
 	s.OnClose = func(c *eventloop.Conn, err error) {
-		if c.Subprotocol() == SubProto {
+		if c.Subprotocol() == subProto {
 			b.subs.remove(c)
 			return
 		}
@@ -650,8 +650,8 @@ func (b *elBcast) wrap(s *eventloop.Server) {
 	}
 	s.OnMessage = func(c *eventloop.Conn, typ websocket.MessageType, p []byte) {
 		switch c.Subprotocol() {
-		case SubProto:
-		case PubProto:
+		case subProto:
+		case pubProto:
 			b.subs.each(func(s *eventloop.Conn) { _ = s.Write(typ, p) })
 		default:
 			msg(c, typ, p)

@@ -71,19 +71,19 @@ func TestBroadcastServers(t *testing.T) {
 			greeted := func(c *websocket.Conn) {
 				t.Helper()
 				typ, p, err := c.Read(ctx)
-				if err != nil || typ != websocket.MessageText || string(p) != Greeting {
-					t.Fatalf("first message %v %q (%v), want the text %q", typ, p, err, Greeting)
+				if err != nil || typ != websocket.MessageText || string(p) != greeting {
+					t.Fatalf("first message %v %q (%v), want the text %q", typ, p, err, greeting)
 				}
 			}
 
 			// One subscriber leaves at once, without a close handshake.
-			gone := dial(SubPath, SubProto)
+			gone := dial(subPath, subProto)
 			greeted(gone)
 			gone.CloseNow()
 
 			conns := make([]*websocket.Conn, subs)
 			for i := range conns {
-				conns[i] = dial(SubPath, SubProto)
+				conns[i] = dial(subPath, subProto)
 				defer conns[i].CloseNow()
 				greeted(conns[i])
 			}
@@ -100,7 +100,7 @@ func TestBroadcastServers(t *testing.T) {
 				}()
 			}
 
-			pub := dial(PubPath, PubProto)
+			pub := dial(pubPath, pubProto)
 			defer pub.CloseNow()
 			for i := range msgs {
 				typ := websocket.MessageBinary

@@ -241,6 +241,9 @@ func publish(run *bcastRun, pub net.Conn, stop *atomic.Bool, measured *atomic.Ui
 			frame[hdr+i] = c ^ key[i&3]
 		}
 		run.sent.Store(seq + 1)
+		// A server that stops reading the publisher fails the run
+		// rather than hanging it.
+		pub.SetWriteDeadline(time.Now().Add(run.stall))
 		if _, err := pub.Write(frame); err != nil {
 			run.fail(fmt.Errorf("publisher: write of message %d: %w", seq, err))
 			return
