@@ -42,51 +42,65 @@ func upgradeRequest(addr string) []byte {
 // byte by byte from br so that nothing after it is consumed, and checks
 // the status and Sec-WebSocket-Accept.
 func readUpgradeResponse(br *bufio.Reader) error {
+	_, err := readUpgradeHead(br)
+	return err
+}
+
+// readUpgradeHead is readUpgradeResponse returning the response head.
+func readUpgradeHead(br *bufio.Reader) ([]byte, error) {
 	var head []byte
 	for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
 		b, err := br.ReadByte()
 		if err != nil {
-			return fmt.Errorf("reading handshake response: %w", err)
+			return nil, fmt.Errorf("reading handshake response: %w", err)
 		}
 		head = append(head, b)
 		if len(head) > 8192 {
-			return errors.New("handshake response too long")
+			return nil, errors.New("handshake response too long")
 		}
 	}
 	if !bytes.HasPrefix(head, []byte("HTTP/1.1 101")) {
 		line, _, _ := bytes.Cut(head, []byte("\r\n"))
-		return fmt.Errorf("handshake refused: %q", line)
+		return nil, fmt.Errorf("handshake refused: %q", line)
 	}
 	for line := range bytes.SplitSeq(head, []byte("\r\n")) {
 		k, v, ok := bytes.Cut(line, []byte(":"))
 		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte("Sec-WebSocket-Accept")) {
 			if string(bytes.TrimSpace(v)) != handshakeAccept {
-				return fmt.Errorf("wrong Sec-WebSocket-Accept %q", v)
+				return nil, fmt.Errorf("wrong Sec-WebSocket-Accept %q", v)
 			}
-			return nil
+			return head, nil
 		}
 	}
-	return errors.New("no Sec-WebSocket-Accept in the handshake response")
+	return nil, errors.New("no Sec-WebSocket-Accept in the handshake response")
 }
 
 // dialWS opens a TCP connection to addr and runs the opening handshake.
 func dialWS(addr string, timeout time.Duration) (net.Conn, *bufio.Reader, error) {
+	c, br, _, err := dialWSRequest(addr, timeout, upgradeRequest(addr))
+	return c, br, err
+}
+
+// dialWSRequest opens a TCP connection to addr, sends the upgrade request
+// req and reads the answer, whose head it returns.
+func dialWSRequest(addr string, timeout time.Duration, req []byte) (net.Conn, *bufio.Reader, []byte, error) {
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write(upgradeRequest(addr)); err != nil {
+	if _, err := c.Write(req); err != nil {
 		c.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	br := bufio.NewReaderSize(c, 32<<10)
-	if err := readUpgradeResponse(br); err != nil {
+	head, err := readUpgradeHead(br)
+	if err != nil {
 		c.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	c.SetDeadline(time.Time{})
-	return c, br, nil
+	return c, br, head, nil
 }
 
 // clientFrame returns a final, masked frame of opcode op carrying p, with

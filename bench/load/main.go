@@ -10,7 +10,13 @@
 //     for its echo before sending the next (closed loop), for -duration
 //     after -warmup. Reported: messages/s, MB/s of payload (one way),
 //     p50/p99/p99.9 round-trip latency, server CPU per message, server and
-//     client CPU use, server RSS at the end.
+//     client CPU use, server RSS at the end, and the server's heap
+//     allocations per message (objects and bytes; allocs.go).
+//   - compression CxS: the echo scenario with permessage-deflate, no
+//     context takeover either way (compress.go): C connections send a
+//     deflated S-byte JSON-like text message; every echo is inflated and
+//     checked. Reported: as echo, plus the frame bytes per message each
+//     way. duplex-eventloop, which has no permessage-deflate, is left out.
 //   - broadcast NxS: N subscribers and one publisher of S-byte messages,
 //     each delivered by the server to every subscriber, at most
 //     -bcast-window undelivered, for -duration after -warmup; every
@@ -66,6 +72,7 @@ type config struct {
 	serverCPU  int
 	loadCPU    int
 	echo       []echoSpec
+	compress   []echoSpec
 	duration   time.Duration
 	warmup     time.Duration
 	hsDuration time.Duration
@@ -103,6 +110,11 @@ type Results struct {
 	Handshake []HSResult   `json:"handshake"`
 	Idle      []IdleResult `json:"idle"`
 	Errors    []string     `json:"errors,omitempty"`
+
+	// Compress holds the compression scenarios; CompressLeftOut names the
+	// libraries without permessage-deflate, and why.
+	Compress        []EchoResult `json:"compress,omitempty"`
+	CompressLeftOut []string     `json:"compress_left_out,omitempty"`
 }
 
 // EchoResult is one library in one echo scenario.
@@ -125,6 +137,18 @@ type EchoResult struct {
 	ServerRSSKiB float64 `json:"server_rss_kib"`
 	LoadAvg      float64 `json:"loadavg"`
 	Error        string  `json:"error,omitempty"`
+
+	// The server's heap allocations in the measured window per message
+	// (objects and bytes; allocs.go); MemStats says they were measured.
+	MemStats         bool    `json:"mem_stats"`
+	AllocsPerMsg     float64 `json:"allocs_per_msg"`
+	AllocBytesPerMsg float64 `json:"alloc_bytes_per_msg"`
+
+	// Compression scenarios only: WebSocket frame bytes (headers included)
+	// per message sent and echoed, and the share of echoes compressed.
+	WireSentPerMsg    float64 `json:"frame_bytes_sent_per_msg,omitempty"`
+	WireEchoPerMsg    float64 `json:"frame_bytes_echoed_per_msg,omitempty"`
+	CompressedEchoPct float64 `json:"compressed_echo_pct,omitempty"`
 
 	// Filled by summarize: rounds merged and the range of MsgsPerSec.
 	Runs             int     `json:"-"`
@@ -167,7 +191,7 @@ func main() {
 		return
 	}
 	var cfg config
-	var libs, echo, idle, bcast string
+	var libs, echo, idle, bcast, compress string
 	flag.StringVar(&cfg.server, "server", "", "path of the echoserver binary (go build ./echoserver)")
 	flag.StringVar(&libs, "libs", "duplex,gorilla,coder,gobwas,gws,nbio", "libraries to run, in order")
 	flag.IntVar(&cfg.rounds, "rounds", 1, "repeat everything this many times (the report shows medians)")
@@ -177,6 +201,7 @@ func main() {
 	flag.StringVar(&echo, "echo", "100x32,1000x32,100x1024,1000x1024,10x65536", "echo scenarios, CONNSxSIZE, comma-separated (empty: none)")
 	flag.StringVar(&bcast, "broadcast", "10000x32", "broadcast scenarios, SUBSCRIBERSxSIZE, comma-separated (empty: none); at most 15000 subscribers, SIZE at least 16")
 	flag.IntVar(&cfg.bcastWindow, "bcast-window", 16, "broadcast: most messages not yet received by every subscriber")
+	flag.StringVar(&compress, "compress", "100x1024", "echo scenarios with permessage-deflate, CONNSxSIZE, comma-separated (empty: none)")
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured time of each echo scenario")
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured time before each echo scenario")
 	flag.DurationVar(&cfg.hsDuration, "hs-duration", 5*time.Second, "time of the handshake scenario (0: skip)")
@@ -207,6 +232,9 @@ func main() {
 	}
 	if cfg.bcastWindow < 1 {
 		fatalf("-bcast-window must be at least 1")
+	}
+	if cfg.compress, err = parseSpecs("-compress", compress); err != nil {
+		fatalf("%v", err)
 	}
 	for _, s := range splitList(idle) {
 		n, err := strconv.Atoi(s)
@@ -310,6 +338,7 @@ func run(cfg *config) *Results {
 				res.Echo = append(res.Echo, r)
 			}
 		}
+		runCompressScenarios(cfg, res, round+1, order, note)
 		runBroadcasts(cfg, res, round+1, order, note)
 		for _, lib := range order {
 			if cfg.hsDuration <= 0 {
@@ -359,8 +388,8 @@ func withServer[T any](cfg *config, lib string, f func(*server) (T, error)) (T, 
 	return f(s)
 }
 
-func startServer(cfg *config, lib string) (*server, error) {
-	args := []string{"-lib", lib, "-addr", "127.0.0.1:0"}
+func startServer(cfg *config, lib string, extra ...string) (*server, error) {
+	args := append([]string{"-lib", lib, "-addr", "127.0.0.1:0"}, extra...)
 	var cmd *exec.Cmd
 	if cfg.pin {
 		cmd = exec.Command("taskset", append([]string{"-c", strconv.Itoa(cfg.serverCPU), cfg.server}, args...)...)
@@ -423,6 +452,11 @@ func (s *server) stop() {
 
 // dialAll opens n connections to addr, 64 at a time.
 func dialAll(addr string, n int) ([]net.Conn, []*bufio.Reader, error) {
+	return dialAllWith(addr, n, dialWS)
+}
+
+// dialAllWith opens n connections to addr with dial, 64 at a time.
+func dialAllWith(addr string, n int, dial func(string, time.Duration) (net.Conn, *bufio.Reader, error)) ([]net.Conn, []*bufio.Reader, error) {
 	conns := make([]net.Conn, n)
 	brs := make([]*bufio.Reader, n)
 	var (
@@ -437,7 +471,7 @@ func dialAll(addr string, n int) ([]net.Conn, []*bufio.Reader, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, br, err := dialWS(addr, 10*time.Second)
+			c, br, err := dial(addr, 10*time.Second)
 			if err != nil {
 				mu.Lock()
 				if first == nil {
@@ -479,20 +513,53 @@ func snap(pid int) snapshot {
 }
 
 func runEcho(cfg *config, s *server, e echoSpec) (EchoResult, error) {
-	var r EchoResult
 	conns, brs, err := dialAll(s.addr, e.Conns)
 	if err != nil {
-		return r, fmt.Errorf("connecting: %w", err)
+		return EchoResult{}, fmt.Errorf("connecting: %w", err)
 	}
 	payload := make([]byte, e.Size)
 	for i := range payload {
 		payload[i] = byte(i*31 + 7)
 	}
+	trips := make([]roundTrip, len(conns))
+	for i, c := range conns {
+		frame := clientFrame(0x2, payload)
+		br := brs[i]
+		buf := make([]byte, min(max(e.Size, 1), 32<<10))
+		trips[i] = func() (int, bool, error) {
+			if _, err := c.Write(frame); err != nil {
+				return 0, false, err
+			}
+			return 0, false, readEcho(br, payload, buf)
+		}
+	}
+	r, _, err := closedLoop(cfg, s, conns, trips)
+	r.MBPerSec = r.MsgsPerSec * float64(e.Size) / 1e6
+	return r, err
+}
+
+// roundTrip sends one message on its connection and reads and checks the
+// echo; it may return a count of bytes and a flag for the caller to sum
+// over the measured window (frame bytes echoed, compressed echoes).
+type roundTrip func() (n int, flag bool, err error)
+
+// loopTotals are the sums of the round trips' counts and flags over the
+// measured window.
+type loopTotals struct{ wire, flagged uint64 }
+
+// closedLoop runs trips[i] in a loop on conns[i], one goroutine each,
+// through the warm-up and the measured window, then closes the
+// connections. It fills the figures common to echo scenarios: messages,
+// latency, server and client CPU, server RSS and allocations.
+func closedLoop(cfg *config, s *server, conns []net.Conn, trips []roundTrip) (EchoResult, loopTotals, error) {
 	var (
+		r       EchoResult
+		t       loopTotals
 		phase   atomic.Int32
 		wg      sync.WaitGroup
-		hists   = make([]*hist, e.Conns)
-		counts  = make([]uint64, e.Conns)
+		hists   = make([]*hist, len(conns))
+		counts  = make([]uint64, len(conns))
+		totals  = make([]loopTotals, len(conns))
 		errOnce sync.Once
 		runErr  error
 	)
@@ -501,17 +568,15 @@ func runEcho(cfg *config, s *server, e echoSpec) (EchoResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, br, h := conns[i], brs[i], hists[i]
-			frame := clientFrame(0x2, payload)
-			buf := make([]byte, min(max(e.Size, 1), 32<<10))
-			var n uint64
-			defer func() { counts[i] = n }()
+			trip, h := trips[i], hists[i]
+			var (
+				n   uint64
+				tot loopTotals
+			)
+			defer func() { counts[i], totals[i] = n, tot }()
 			for phase.Load() != phaseStop {
 				t0 := time.Now()
-				_, err := c.Write(frame)
-				if err == nil {
-					err = readEcho(br, payload, buf)
-				}
+				k, flag, err := trip()
 				if err != nil {
 					if phase.Load() != phaseStop {
 						errOnce.Do(func() { runErr = err })
@@ -521,17 +586,31 @@ func runEcho(cfg *config, s *server, e echoSpec) (EchoResult, error) {
 				if phase.Load() == phaseMeasure {
 					h.add(time.Since(t0))
 					n++
+					tot.wire += uint64(k)
+					if flag {
+						tot.flagged++
+					}
 				}
 			}
 		}()
 	}
 	r.LoadAvg = loadAvg()
 	time.Sleep(cfg.warmup)
+	// The allocation counts are read just outside the measured window
+	// (an in-process test server, without lines, has none).
+	var m0, m1 memStats
+	var memErr error
+	if s.lines != nil {
+		m0, memErr = serverMem(s)
+	}
 	a := snap(s.pid)
 	phase.Store(phaseMeasure)
 	time.Sleep(cfg.duration)
 	phase.Store(phaseStop)
 	b := snap(s.pid)
+	if s.lines != nil && memErr == nil {
+		m1, memErr = serverMem(s)
+	}
 	r.ServerRSSKiB = procStatus(s.pid, "VmRSS")
 	// Unblock workers waiting for an echo, then close.
 	for _, c := range conns {
@@ -543,17 +622,18 @@ func runEcho(cfg *config, s *server, e echoSpec) (EchoResult, error) {
 		c.Close()
 	}
 	if runErr != nil {
-		return r, runErr
+		return r, t, runErr
 	}
 	var all hist
 	for i, h := range hists {
 		all.merge(h)
 		r.Messages += counts[i]
+		t.wire += totals[i].wire
+		t.flagged += totals[i].flagged
 	}
 	secs := b.t.Sub(a.t).Seconds()
 	r.Seconds = secs
 	r.MsgsPerSec = float64(r.Messages) / secs
-	r.MBPerSec = r.MsgsPerSec * float64(e.Size) / 1e6
 	r.P50us, r.P99us, r.P999us = all.quantile(0.5), all.quantile(0.99), all.quantile(0.999)
 	scpu, ccpu := b.server-a.server, b.client-a.client
 	r.ServerCPUPct = 100 * scpu / secs
@@ -563,9 +643,15 @@ func runEcho(cfg *config, s *server, e echoSpec) (EchoResult, error) {
 		r.ServerUsMsg = 1e6 * scpu / float64(r.Messages)
 	}
 	if r.Messages == 0 {
-		return r, errors.New("no message echoed")
+		return r, t, errors.New("no message echoed")
 	}
-	return r, nil
+	if memErr != nil {
+		return r, t, memErr
+	}
+	if s.lines != nil {
+		setAllocs(&r, m0, m1)
+	}
+	return r, t, nil
 }
 
 func runHandshakes(cfg *config, s *server) (HSResult, error) {

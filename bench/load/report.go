@@ -160,19 +160,19 @@ func markdown(res *Results) string {
 		if res.Rounds > 1 {
 			rng, rngSep = " range |", " ---: |"
 		}
-		w("| library | messages/s |%s MB/s | p50 µs | p99 µs | p99.9 µs | server µs/msg | server CPU | client CPU | server RSS | other CPU |\n", rng)
-		w("| --- | ---: |%s ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n", rngSep)
+		w("| library | messages/s |%s MB/s | p50 µs | p99 µs | p99.9 µs | server µs/msg | server CPU | client CPU | server RSS | allocs/msg | alloc B/msg | other CPU |\n", rng)
+		w("| --- | ---: |%s ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n", rngSep)
 		for _, r := range rows {
 			if r.Error != "" {
-				w("| %s | failed: %s | | | | | | | | | |\n", r.Lib, strings.ReplaceAll(r.Error, "|", "/"))
+				w("| %s | failed: %s | | | | | | | | | | | |\n", r.Lib, strings.ReplaceAll(r.Error, "|", "/"))
 				continue
 			}
 			if res.Rounds > 1 {
 				rng = fmt.Sprintf(" %s–%s |", num(r.MsgsMin), num(r.MsgsMax))
 			}
-			w("| %s | %s |%s %s | %s | %s | %s | %s | %.0f %% | %.0f %% | %.1f MiB | %.1f s |\n", r.Lib,
+			w("| %s | %s |%s %s | %s | %s | %s | %s | %.0f %% | %.0f %% | %.1f MiB |%s %.1f s |\n", r.Lib,
 				num(r.MsgsPerSec), rng, num(r.MBPerSec), num(r.P50us), num(r.P99us), num(r.P999us),
-				num(r.ServerUsMsg), r.ServerCPUPct, r.ClientCPUPct, r.ServerRSSKiB/1024, r.OtherCPUSec)
+				num(r.ServerUsMsg), r.ServerCPUPct, r.ClientCPUPct, r.ServerRSSKiB/1024, allocCells(r), r.OtherCPUSec)
 		}
 		lib := func(r EchoResult) string { return r.Lib }
 		failed := func(r EchoResult) bool { return r.Error != "" }
@@ -185,6 +185,10 @@ func markdown(res *Results) string {
 			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": server µs per message", ourValue(num(us.ServerUsMsg), us.Lib), num(peer.ServerUsMsg), peer.Lib, ratio(us.ServerUsMsg, peer.ServerUsMsg)})
 		}
 		w(".\n\n")
+	}
+
+	for _, r := range compressMarkdown(w, res) {
+		sum = append(sum, summary(r))
 	}
 
 	bmd, brows := bcastMarkdown(res)
@@ -285,6 +289,9 @@ func writeDoc(res *Results, path string) error {
 	fmt.Fprintf(&b, "![Server CPU per echoed message](plots/%s)\n\n", plotFiles.cpu)
 	fmt.Fprintf(&b, "![p99 round-trip latency](plots/%s)\n\n", plotFiles.p99)
 	fmt.Fprintf(&b, "![Connections per second and bytes per idle connection](plots/%s)\n\n", plotFiles.conn)
+	if allocPlot(summarize(res)) != nil {
+		fmt.Fprintf(&b, "![Server heap allocations per echoed message](plots/%s)\n\n", allocPlotFile)
+	}
 	b.WriteString(bcastDocLinks(res))
 	b.Write(doc[j:])
 	return os.WriteFile(path, b.Bytes(), 0o644)
@@ -369,7 +376,7 @@ func writePlots(res *Results, dir string) error {
 			}
 			ps = append(ps, p)
 		}
-		return ps
+		return append(ps, compressPanels(res, f)...)
 	}
 	files := map[string][]byte{
 		plotFiles.rate: barChart("Echo throughput, closed loop", "messages/s, higher is better",
@@ -399,6 +406,9 @@ func writePlots(res *Results, dir string) error {
 		conn = append(conn, p)
 	}
 	files[plotFiles.conn] = barChart("Connections", "", conn)
+	if a := allocPlot(res); a != nil {
+		files[allocPlotFile] = a
+	}
 	if len(res.Broadcast) > 0 {
 		files[bcastPlotFile] = bcastPlot(res)
 	}
@@ -470,20 +480,25 @@ func mergeRounds[T any](rows []T, key func(T) string, failed func(T) bool, field
 // over the rounds, with the range of messages/s.
 func summarize(res *Results) *Results {
 	s := *res
-	s.Echo = mergeRounds(res.Echo,
-		func(r EchoResult) string { return fmt.Sprintf("%s %d %d", r.Lib, r.Conns, r.Size) },
-		func(r EchoResult) bool { return r.Error != "" },
-		func(r *EchoResult) []*float64 {
-			return []*float64{&r.MsgsPerSec, &r.MBPerSec, &r.P50us, &r.P99us, &r.P999us, &r.ServerCPUPct,
-				&r.ServerUsMsg, &r.ClientCPUPct, &r.OtherCPUSec, &r.ServerRSSKiB, &r.LoadAvg}
-		},
-		func(m *EchoResult, ok []EchoResult) {
-			m.Runs = len(ok)
-			m.MsgsMin, m.MsgsMax = ok[0].MsgsPerSec, ok[0].MsgsPerSec
-			for _, r := range ok {
-				m.MsgsMin, m.MsgsMax = min(m.MsgsMin, r.MsgsPerSec), max(m.MsgsMax, r.MsgsPerSec)
-			}
-		})
+	mergeEcho := func(rows []EchoResult) []EchoResult {
+		return mergeRounds(rows,
+			func(r EchoResult) string { return fmt.Sprintf("%s %d %d", r.Lib, r.Conns, r.Size) },
+			func(r EchoResult) bool { return r.Error != "" },
+			func(r *EchoResult) []*float64 {
+				return []*float64{&r.MsgsPerSec, &r.MBPerSec, &r.P50us, &r.P99us, &r.P999us, &r.ServerCPUPct,
+					&r.ServerUsMsg, &r.ClientCPUPct, &r.OtherCPUSec, &r.ServerRSSKiB, &r.LoadAvg,
+					&r.AllocsPerMsg, &r.AllocBytesPerMsg, &r.WireSentPerMsg, &r.WireEchoPerMsg, &r.CompressedEchoPct}
+			},
+			func(m *EchoResult, ok []EchoResult) {
+				m.Runs = len(ok)
+				m.MsgsMin, m.MsgsMax = ok[0].MsgsPerSec, ok[0].MsgsPerSec
+				for _, r := range ok {
+					m.MsgsMin, m.MsgsMax = min(m.MsgsMin, r.MsgsPerSec), max(m.MsgsMax, r.MsgsPerSec)
+				}
+			})
+	}
+	s.Echo = mergeEcho(res.Echo)
+	s.Compress = mergeEcho(res.Compress)
 	s.Broadcast = mergeBroadcast(res.Broadcast)
 	s.Handshake = mergeRounds(res.Handshake,
 		func(r HSResult) string { return r.Lib },

@@ -1,0 +1,398 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/flate"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// TestDeflatePayload checks that the compression scenario's message is
+// the same on every call, exactly n bytes of text, compressible, and that
+// deflateMessage's output (tail removed) inflates back to it.
+func TestDeflatePayload(t *testing.T) {
+	for _, n := range []int{1, 32, 1024, 70000} {
+		p := deflatePayload(n)
+		if len(p) != n || !bytes.Equal(p, deflatePayload(n)) || !utf8.Valid(p) || p[0] != '[' {
+			t.Fatalf("deflatePayload(%d): %d bytes, starts %q, valid UTF-8 %v, same twice %v",
+				n, len(p), p[:min(len(p), 20)], utf8.Valid(p), bytes.Equal(p, deflatePayload(n)))
+		}
+		m := deflateMessage(p)
+		if bytes.HasSuffix(m, []byte{0, 0, 0xff, 0xff}) {
+			t.Fatalf("deflateMessage(%d bytes) keeps the sync-flush tail", n)
+		}
+		if n >= 1024 && len(m) > n/2 {
+			t.Errorf("deflateMessage(%d bytes) is %d bytes, want at most half", n, len(m))
+		}
+		back, err := io.ReadAll(flate.NewReader(io.MultiReader(bytes.NewReader(m), bytes.NewReader(inflateTail))))
+		if err != nil || !bytes.Equal(back, p) {
+			t.Fatalf("inflating deflateMessage(%d bytes): %d bytes, %v", n, len(back), err)
+		}
+	}
+}
+
+// TestCheckDeflateAnswer feeds checkDeflateAnswer handshake answers: the
+// forms the six libraries send pass; no extension, another extension, two
+// extensions, a missing server_no_context_takeover or a parameter that was
+// not offered fail, each with its reason.
+func TestCheckDeflateAnswer(t *testing.T) {
+	head := func(ext ...string) []byte {
+		h := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+		for _, e := range ext {
+			h += "Sec-WebSocket-Extensions: " + e + "\r\n"
+		}
+		return []byte(h + "\r\n")
+	}
+	for _, ok := range [][]byte{
+		head("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+		head("permessage-deflate; client_no_context_takeover; server_no_context_takeover"),
+		head("permessage-deflate;server_no_context_takeover"),
+		head("permessage-deflate; server_no_context_takeover; server_max_window_bits=10"),
+		[]byte("HTTP/1.1 101 Switching Protocols\r\nsec-websocket-extensions: permessage-deflate; server_no_context_takeover\r\n\r\n"),
+	} {
+		if err := checkDeflateAnswer(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, c := range []struct {
+		head   []byte
+		errHas string
+	}{
+		{head(), "no Sec-WebSocket-Extensions"},
+		{head("x-webkit-deflate-frame"), "not permessage-deflate"},
+		{head("permessage-deflate; server_no_context_takeover", "permessage-deflate; server_no_context_takeover"), "alone"},
+		{head("permessage-deflate; client_no_context_takeover"), "lacks server_no_context_takeover"},
+		{head("permessage-deflate; server_no_context_takeover; client_max_window_bits=10"), `parameter "client_max_window_bits=10" not offered or invalid`},
+		{head("permessage-deflate; server_no_context_takeover; server_max_window_bits=16"), "server_max_window_bits=16"},
+	} {
+		err := checkDeflateAnswer(c.head)
+		if err == nil || !strings.Contains(err.Error(), c.errHas) {
+			t.Errorf("%q: error %v, want one containing %q", c.head, err, c.errHas)
+		}
+	}
+}
+
+// serverFrame is an unmasked server frame: fin, rsv bits (0x40 for RSV1),
+// opcode and payload of under 126 bytes.
+func serverFrame(fin bool, rsv, op byte, p []byte) []byte {
+	b := rsv | op
+	if fin {
+		b |= 0x80
+	}
+	return append([]byte{b, byte(len(p))}, p...)
+}
+
+// TestDeflateEchoReader feeds the echo reader of the compression scenario
+// server frames: a compressed echo (whole or fragmented, RSV1 on the first
+// frame only) and an uncompressed one pass and count their frame bytes; a
+// corrupted compressed payload, a different text, RSV1 on a continuation,
+// a binary echo and an inflated echo longer than the message fail.
+func TestDeflateEchoReader(t *testing.T) {
+	want := deflatePayload(100)
+	comp := deflateMessage(want)
+	corrupt := append([]byte{0x07}, comp[1:]...) // BTYPE 11: reserved
+	longer := deflateMessage(append(append([]byte{}, want...), '!'))
+	cases := []struct {
+		name       string
+		frames     []byte
+		compressed bool
+		errHas     string
+	}{
+		{"compressed", serverFrame(true, 0x40, 1, comp), true, ""},
+		{"fragmented", append(serverFrame(false, 0x40, 1, comp[:10]), serverFrame(true, 0, 0, comp[10:])...), true, ""},
+		{"plain", serverFrame(true, 0, 1, want), false, ""},
+		{"corrupt", serverFrame(true, 0x40, 1, corrupt), true, "inflating the echo: flate: corrupt input"},
+		{"changed", serverFrame(true, 0, 1, bytes.ToUpper(want)), false, "echo differs from the message sent (compressed: false)"},
+		{"rsv1 on continuation", append(serverFrame(false, 0x40, 1, comp[:10]), serverFrame(true, 0x40, 0, comp[10:])...), true, "unexpected RSV bits 0x40"},
+		{"rsv2", serverFrame(true, 0x20, 1, want), false, "unexpected RSV bits 0x20"},
+		{"binary", serverFrame(true, 0x40, 2, comp), false, "unexpected opcode 0x2 (want a text message)"},
+		{"longer", serverFrame(true, 0x40, 1, longer), true, "inflated echo longer than the 100 bytes sent"},
+		{"short", serverFrame(true, 0, 1, want[:99]), false, "echo of 99 bytes, sent 100"},
+	}
+	d := new(deflateEchoReader) // one reader for all: each echo resets it
+	for _, c := range cases {
+		wire, compressed, err := d.read(bufio.NewReader(bytes.NewReader(c.frames)), want)
+		switch {
+		case c.errHas == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.errHas == "" && (wire != len(c.frames) || compressed != c.compressed):
+			t.Errorf("%s: %d frame bytes, compressed %v; want %d, %v", c.name, wire, compressed, len(c.frames), c.compressed)
+		case c.errHas != "" && (err == nil || !strings.Contains(err.Error(), c.errHas)):
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.errHas)
+		}
+	}
+}
+
+var (
+	echoserverOnce sync.Once
+	echoserverBin  string
+	echoserverErr  error
+)
+
+// buildEchoserver builds bench/echoserver once for the tests that run it
+// as the benchmark does, as a child process.
+func buildEchoserver(t *testing.T) string {
+	t.Helper()
+	echoserverOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "echoserver")
+		if err != nil {
+			echoserverErr = err
+			return
+		}
+		echoserverBin = filepath.Join(dir, "echoserver")
+		out, err := exec.Command("go", "build", "-o", echoserverBin, "../echoserver").CombinedOutput()
+		if err != nil {
+			echoserverErr = errors.New("go build ../echoserver: " + err.Error() + ": " + string(out))
+		}
+	})
+	if echoserverErr != nil {
+		t.Fatal(echoserverErr)
+	}
+	return echoserverBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if echoserverBin != "" {
+		os.RemoveAll(filepath.Dir(echoserverBin))
+	}
+	os.Exit(code)
+}
+
+// TestCompressScenarios runs the compression scenario (3 connections, 1 KiB
+// text) through run against every library's echoserver started with
+// -compress, as bench/run.sh does: each must echo with the extension
+// negotiated, compress every echo (100 %), send and receive fewer frame
+// bytes than the message has, and report its allocations;
+// duplex-eventloop must be left out, and say why; the report must show it
+// all.
+func TestCompressScenarios(t *testing.T) {
+	libs := []string{"duplex", "gorilla", "coder", "gobwas", "gws", "nbio", "duplex-eventloop"}
+	cfg := &config{server: buildEchoserver(t), libs: libs, rounds: 1, compress: []echoSpec{{3, 1024}},
+		duration: 300 * time.Millisecond, warmup: 50 * time.Millisecond}
+	res := run(cfg)
+	if len(res.Errors) > 0 {
+		t.Fatalf("errors: %q", res.Errors)
+	}
+	if len(res.Compress) != len(libs)-1 {
+		t.Fatalf("%d compression results, want %d: %+v", len(res.Compress), len(libs)-1, res.Compress)
+	}
+	want := []string{"duplex-eventloop: its event-loop Conn has no permessage-deflate"}
+	if strings.Join(res.CompressLeftOut, "|") != strings.Join(want, "|") {
+		t.Errorf("left out %q, want %q", res.CompressLeftOut, want)
+	}
+	sent := float64(len(deflateFrame(deflateMessage(deflatePayload(1024)))))
+	for i, r := range res.Compress {
+		if r.Lib != libs[i] || r.Conns != 3 || r.Size != 1024 {
+			t.Errorf("row %d: %s %dx%d, want %s 3x1024", i, r.Lib, r.Conns, r.Size, libs[i])
+		}
+		if r.Messages == 0 || r.P50us <= 0 || r.ServerUsMsg <= 0 {
+			t.Errorf("%s: implausible %+v", r.Lib, r)
+		}
+		if r.WireSentPerMsg != sent || r.WireEchoPerMsg <= 4 || r.WireEchoPerMsg >= 700 || r.CompressedEchoPct != 100 {
+			t.Errorf("%s: frame bytes %.0f sent (want %.0f), %.1f echoed (want 5 to 699), %.0f %% compressed (want 100)",
+				r.Lib, r.WireSentPerMsg, sent, r.WireEchoPerMsg, r.CompressedEchoPct)
+		}
+		if !r.MemStats || r.AllocsPerMsg < 0 || r.AllocBytesPerMsg < 0 || (r.AllocsPerMsg > 0) != (r.AllocBytesPerMsg > 0) {
+			t.Errorf("%s: allocations %v, %.2f/msg, %.0f B/msg", r.Lib, r.MemStats, r.AllocsPerMsg, r.AllocBytesPerMsg)
+		}
+	}
+	md := markdown(res)
+	for _, s := range []string{
+		"#### Echo with permessage-deflate, 3 connections × 1 KiB text",
+		"Left out: duplex-eventloop: its event-loop Conn has no permessage-deflate.",
+		"| permessage-deflate, 3 connections × 1 KiB: messages/s |",
+		"| permessage-deflate, 3 connections × 1 KiB: server µs per message |",
+	} {
+		if !strings.Contains(md, s) {
+			t.Errorf("report lacks %q:\n%s", s, md)
+		}
+	}
+}
+
+// TestEchoAllocations runs the plain echo scenario against the duplex
+// echoserver child and checks that the allocation counts were read at both
+// ends of the window and turned into per-message figures: the server's
+// answers to SIGUSR2 allocate, so the total is never zero, while a
+// steady-state echo allocates less than one object per message.
+func TestEchoAllocations(t *testing.T) {
+	cfg := &config{server: buildEchoserver(t), duration: 300 * time.Millisecond, warmup: 50 * time.Millisecond}
+	s, err := startServer(cfg, "duplex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.stop()
+	a, err := serverMem(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := runEcho(cfg, s, echoSpec{3, 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := serverMem(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.MemStats || r.Messages == 0 {
+		t.Fatalf("echo result %+v: allocations not measured", r)
+	}
+	allocs, bytes := r.AllocsPerMsg*float64(r.Messages), r.AllocBytesPerMsg*float64(r.Messages)
+	if allocs < 1 || allocs > float64(b.mallocs-a.mallocs) || bytes > float64(b.bytes-a.bytes) {
+		t.Errorf("window: %.0f objects, %.0f bytes; around it: %d objects, %d bytes", allocs, bytes, b.mallocs-a.mallocs, b.bytes-a.bytes)
+	}
+	if r.AllocsPerMsg >= 1 {
+		t.Errorf("duplex echo of 32 B: %.2f allocations per message, want under 1", r.AllocsPerMsg)
+	}
+	if md := markdown(&Results{Echo: []EchoResult{r}}); !strings.Contains(md, allocCells(r)) || strings.Contains(allocCells(r), "–") {
+		t.Errorf("report row lacks the allocation cells %q:\n%s", allocCells(r), md)
+	}
+}
+
+// TestParseMemLine checks the parsing of the server's SIGUSR2 answer.
+func TestParseMemLine(t *testing.T) {
+	if m, ok := parseMemLine("mem 12 3456"); !ok || m != (memStats{12, 3456}) {
+		t.Errorf("mem 12 3456: %v %v", m, ok)
+	}
+	for _, bad := range []string{"gc", "mem 12", "mem x 1", "mem 1 2 3", "listening on 127.0.0.1:1"} {
+		if _, ok := parseMemLine(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// TestEventLoopRefusesCompress checks that the duplex-eventloop echoserver
+// will not start with -compress, so that it can never be measured without
+// the extension by mistake.
+func TestEventLoopRefusesCompress(t *testing.T) {
+	cfg := &config{server: buildEchoserver(t)}
+	s, err := startServer(cfg, "duplex-eventloop", "-compress")
+	if err == nil {
+		s.stop()
+		t.Fatal("duplex-eventloop started with -compress")
+	}
+	if !strings.Contains(err.Error(), "server did not start") {
+		t.Fatalf("error %v, want 'server did not start'", err)
+	}
+}
+
+// fakeDeflateServer is an echo server of raw frames that misbehaves in
+// the compression scenario: with ext false its handshake answer has no
+// Sec-WebSocket-Extensions; otherwise it accepts the extension and sends
+// back each message's payload through mangle.
+func fakeDeflateServer(t *testing.T, ext bool, mangle func([]byte) []byte) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				answer := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + handshakeAccept + "\r\n"
+				if ext {
+					answer += "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+				}
+				if _, err := io.WriteString(c, answer+"\r\n"); err != nil {
+					return
+				}
+				for {
+					var h [2]byte
+					if _, err := io.ReadFull(br, h[:]); err != nil {
+						return
+					}
+					n := int(h[1] & 0x7f)
+					switch n {
+					case 126:
+						var e [2]byte
+						io.ReadFull(br, e[:])
+						n = int(e[0])<<8 | int(e[1])
+					case 127:
+						return // not sent by these tests
+					}
+					var key [4]byte
+					p := make([]byte, n)
+					if _, err := io.ReadFull(br, key[:]); err != nil {
+						return
+					}
+					if _, err := io.ReadFull(br, p); err != nil {
+						return
+					}
+					for i := range p {
+						p[i] ^= key[i&3]
+					}
+					if h[0]&0x0f == 0x8 {
+						c.Write([]byte{0x88, 0})
+						return
+					}
+					p = mangle(p)
+					f := []byte{h[0], 126, byte(len(p) >> 8), byte(len(p))}
+					if _, err := c.Write(append(f, p...)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestCompressScenarioFails checks that the compression scenario fails,
+// saying why, against a server that answers without the extension, one
+// that corrupts the compressed echo, and one that echoes other text.
+func TestCompressScenarioFails(t *testing.T) {
+	cfg := &config{duration: 200 * time.Millisecond, warmup: 20 * time.Millisecond}
+	for _, c := range []struct {
+		name   string
+		ext    bool
+		mangle func([]byte) []byte
+		errHas string
+	}{
+		{"no extension", false, func(p []byte) []byte { return p }, "connecting: the server did not accept permessage-deflate: no Sec-WebSocket-Extensions in its handshake answer"},
+		{"corrupt", true, func(p []byte) []byte { p[0] = 0x07; return p }, "inflating the echo: flate: corrupt input"},
+		{"changed", true, func(p []byte) []byte { return deflateMessage(bytes.ToUpper(deflatePayload(1024))) }, "echo differs from the message sent (compressed: true)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := &server{pid: os.Getpid(), addr: fakeDeflateServer(t, c.ext, c.mangle)}
+			r, err := runCompress(cfg, s, echoSpec{2, 1024})
+			if err == nil || !strings.Contains(err.Error(), c.errHas) {
+				t.Fatalf("error %v, want one containing %q", err, c.errHas)
+			}
+			if r.Messages != 0 {
+				t.Fatalf("%d messages counted from a failed scenario", r.Messages)
+			}
+		})
+	}
+	// The same server passes when it echoes faithfully.
+	s := &server{pid: os.Getpid(), addr: fakeDeflateServer(t, true, func(p []byte) []byte { return p })}
+	r, err := runCompress(cfg, s, echoSpec{2, 1024})
+	if err != nil || r.Messages == 0 || r.CompressedEchoPct != 100 || r.MemStats {
+		t.Fatalf("faithful server: %v, %+v", err, r)
+	}
+}
