@@ -44,14 +44,45 @@
 // holds up no one.
 //
 // Conn.Write and Conn.Close may be called from any goroutine, at any time.
-// Write writes at once what the socket takes and queues the rest, which the
-// loop sends when the socket is writable; whole messages go out one after
-// another, never interleaved. The queue of a connection is bounded
+// Write writes at once what the socket takes (when nothing is queued) and
+// queues the rest, which the loop sends when the socket is writable; whole
+// messages go out one after another, never interleaved. The queue of a
+// connection is bounded
 // (Server.WriteQueueLimit, default 4 MiB): a Write that would pass the
 // bound returns ErrWriteQueueFull, and the connection is then failed with
 // close code 1008 ("write queue full") and reported to OnClose with
 // ErrWriteQueueFull, because a peer that does not read its messages must
 // not hold the server's memory.
+//
+// # Broadcast
+//
+// Server.Broadcast sends one message to many connections for much less
+// than a Write to each: one system call per connection per loop round
+// instead of one per message, and no copy per connection.
+//
+//	s.Broadcast(websocket.MessageText, p, subscribers)
+//
+// The frame is built once into a buffer that the connections share; each
+// connection's queue gets a reference to it (with an offset, when a short
+// write took part of it), never a copy. Broadcast only queues: the loop
+// that owns a connection writes everything queued for it since its last
+// write with one writev, after the events at hand (so a Broadcast from a
+// callback needs no wake-up of its own loop), and a connection whose
+// socket is full waits for EPOLLOUT like any other. When messages are
+// broadcast faster than a loop writes, each connection gets several per
+// system call. The loop releases the connection's lock during the writev,
+// so that Write and Broadcast calls from other goroutines do not wait for
+// the system call.
+//
+// Order: Broadcast queues the message on every connection before it
+// returns, exactly where a Write would queue it, and a Write finds it
+// queued and goes behind it; so the messages of one connection keep the
+// order of the Write and Broadcast calls that made them. Closing and
+// closed connections are skipped; a connection whose queue would pass
+// Server.WriteQueueLimit (the shared bytes count as if copied) is failed
+// with 1008 as a Write would fail it, while the others get the message.
+// In steady state Broadcast allocates its shared frame and nothing per
+// connection; Write and the read path allocate nothing.
 //
 // # Limits and errors
 //

@@ -33,10 +33,15 @@ const (
 	flagOverflow                   // the write queue overflowed; OnClose is due with ErrWriteQueueFull
 	flagPollOut                    // EPOLLOUT is armed
 	flagShutWr                     // the write side is shut down (linger)
+	flagDirty                      // the queue waits in its loop's dirty list for a flush
+	flagFlushing                   // the loop writes the queue without c.mu: nobody else writes the socket
 )
 
 const (
 	readBufSize = 64 << 10
+	// maxIovecs is how many segments of a queue one writev takes at most
+	// (the kernel's IOV_MAX).
+	maxIovecs = 1024
 	// tick is how often a loop checks deadlines while it has any.
 	tick = 50 * time.Millisecond
 	// lingerDrain bounds how long and how much a failed connection's input
@@ -62,21 +67,29 @@ type serverImpl struct {
 	open     atomic.Int64 // connections in the table
 	loopsWG  sync.WaitGroup
 	accepted chan struct{} // closed when acceptLoop returned
+	batches  sync.Pool     // *[][]*Conn: Broadcast's newly dirty connections, per loop
 }
 
 // loop is one epoll loop and the connections it owns.
 type loop struct {
 	srv    *serverImpl
+	idx    int // in srv.loops
 	epfd   int
 	evfd   int // eventfd that wakes the loop
 	buf    []byte
 	events []unix.EpollEvent
+	iov    []unix.Iovec // writev scratch of the loop goroutine
+	spare  []*Conn      // the dirty list's other buffer, owned by the loop goroutine
 	quit   atomic.Bool
-	woken  atomic.Bool
+	// woken is true while the loop is awake (it checks its posted work
+	// before it sleeps again) or the eventfd was written: work posted then
+	// needs no write to the eventfd.
+	woken atomic.Bool
 
 	mu     sync.Mutex
 	timed  []*Conn // connections with a deadline
 	posted []*Conn // connections with an OnClose due from another goroutine
+	dirty  []*Conn // connections whose queue Broadcast filled, to flush
 }
 
 // Serve accepts connections on ln and serves them until Shutdown or Close,
@@ -127,8 +140,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.serving = true
 	s.mu.Unlock()
 
-	for range n {
-		l, err := newLoop(srv)
+	for i := range n {
+		l, err := newLoop(srv, i)
 		if err != nil {
 			for _, l := range srv.loops {
 				l.closeFDs()
@@ -137,6 +150,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		srv.loops = append(srv.loops, l)
 	}
+	srv.batches.New = func() any { b := make([][]*Conn, len(srv.loops)); return &b }
 	for _, l := range srv.loops {
 		srv.loopsWG.Add(1)
 		go l.run()
@@ -301,7 +315,7 @@ func detachFD(nc net.Conn) (int, error) {
 	return fd, nil
 }
 
-func newLoop(srv *serverImpl) (*loop, error) {
+func newLoop(srv *serverImpl, idx int) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("eventloop: epoll_create1: %w", err)
@@ -316,7 +330,7 @@ func newLoop(srv *serverImpl) (*loop, error) {
 		unix.Close(evfd)
 		return nil, fmt.Errorf("eventloop: epoll_ctl: %w", err)
 	}
-	return &loop{srv: srv, epfd: epfd, evfd: evfd, buf: make([]byte, readBufSize), events: make([]unix.EpollEvent, 256)}, nil
+	return &loop{srv: srv, idx: idx, epfd: epfd, evfd: evfd, buf: make([]byte, readBufSize), events: make([]unix.EpollEvent, 256), iov: make([]unix.Iovec, maxIovecs)}, nil
 }
 
 func (l *loop) closeFDs() {
@@ -324,7 +338,8 @@ func (l *loop) closeFDs() {
 	unix.Close(l.evfd)
 }
 
-// wake interrupts the loop's epoll_wait.
+// wake makes the loop look at its posted work: it interrupts epoll_wait,
+// unless the loop is awake and looks anyway before it sleeps.
 func (l *loop) wake() {
 	if l.woken.Swap(true) {
 		return
@@ -358,6 +373,9 @@ func (l *loop) run() {
 	defer l.closeFDs()
 	nextSweep := time.Now().Add(tick)
 	for {
+		// From here on, work posted by others must interrupt epoll_wait;
+		// what was posted before is seen below.
+		l.woken.Store(false)
 		if l.quit.Load() {
 			l.closeAll()
 			return
@@ -367,19 +385,23 @@ func (l *loop) run() {
 		if len(l.timed) > 0 {
 			timeout = int((max(time.Until(nextSweep), 0) + time.Millisecond - 1) / time.Millisecond)
 		}
+		if len(l.posted) > 0 || len(l.dirty) > 0 {
+			timeout = 0
+		}
 		l.mu.Unlock()
 		n, err := unix.EpollWait(l.epfd, l.events, timeout)
 		if err != nil && err != unix.EINTR {
 			panic("eventloop: epoll_wait: " + err.Error()) // only on a bad epoll descriptor: a bug
 		}
+		// Awake: work posted from now on (by a callback of this loop, or
+		// another goroutine) is run by runPosted below, or seen at the top.
+		l.woken.Store(true)
 		for i := range max(n, 0) {
 			ev := &l.events[i]
 			fd := int(ev.Fd)
 			if fd == l.evfd {
 				var b [8]byte
 				unix.Read(l.evfd, b[:])
-				l.woken.Store(false)
-				l.runPosted()
 				continue
 			}
 			c := l.srv.table.get(fd)
@@ -393,6 +415,7 @@ func (l *loop) run() {
 				l.readable(c)
 			}
 		}
+		l.runPosted()
 		if now := time.Now(); !now.Before(nextSweep) {
 			l.sweep(now)
 			nextSweep = now.Add(tick)
@@ -400,12 +423,30 @@ func (l *loop) run() {
 	}
 }
 
-// runPosted reports the ends that other goroutines decided.
+// runPosted flushes the queues that Broadcast filled, one writev per
+// connection for everything queued since its last flush, and reports the
+// ends that other goroutines decided.
 func (l *loop) runPosted() {
 	l.mu.Lock()
 	posted := l.posted
 	l.posted = nil
+	dirty := l.dirty
+	l.dirty = l.spare
+	l.spare = nil
 	l.mu.Unlock()
+	for i, c := range dirty {
+		c.mu.Lock()
+		c.flags &^= flagDirty
+		if c.flags&flagPollOut == 0 { // else EPOLLOUT flushes it when the socket takes more
+			c.flush(l.iov, true)
+		}
+		c.mu.Unlock()
+		dirty[i] = nil
+	}
+	if cap(dirty) > 4096 && len(dirty) < cap(dirty)/4 {
+		dirty = nil // give back the room a burst took
+	}
+	l.spare = dirty[:0]
 	for _, c := range posted {
 		c.mu.Lock()
 		due := c.flags&flagOverflow != 0
@@ -740,7 +781,7 @@ func (l *loop) peerClosed(c *Conn, ce *websocket.CloseError) {
 func (l *loop) writable(c *Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.flush()
+	c.flush(l.iov, true)
 }
 
 // Opcodes of the frames a server sends.
@@ -751,21 +792,18 @@ const (
 	opPong   = 0xA
 )
 
-// Write sends one message of type typ. It writes at once what the socket
-// takes and queues the rest for the loop (p is copied, not kept), so it
-// never blocks on the peer. It returns ErrWriteQueueFull when the queue
-// would pass Server.WriteQueueLimit (the connection is then failed with
-// 1008), and websocket.ErrClosed (wrapped) once the connection is closing
-// or closed. It may be called from any goroutine.
+// Write sends one message of type typ. When nothing is queued for the
+// connection it writes at once what the socket takes; it queues the rest,
+// or the whole message behind what is queued (a Broadcast's messages
+// included), for the loop (p is copied, not kept), so it never blocks on
+// the peer. It returns ErrWriteQueueFull when the queue would pass
+// Server.WriteQueueLimit (the connection is then failed with 1008), and
+// websocket.ErrClosed (wrapped) once the connection is closing or closed.
+// It may be called from any goroutine.
 func (c *Conn) Write(typ websocket.MessageType, p []byte) error {
-	var op byte
-	switch typ {
-	case websocket.MessageText:
-		op = opText
-	case websocket.MessageBinary:
-		op = opBinary
-	default:
-		return fmt.Errorf("eventloop: cannot write a message of type %v", typ)
+	op, err := dataOpcode(typ)
+	if err != nil {
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -857,7 +895,8 @@ func (c *Conn) linger(closeTO time.Duration) {
 	}
 	c.state = connLinger
 	c.deadline = time.Now().Add(closeTO).UnixNano()
-	c.flush()
+	var iov [8]unix.Iovec // linger may run on any goroutine: not the loop's scratch
+	c.flush(iov[:], false)
 }
 
 // writeFrame writes or queues one frame; c.mu is held. An unbounded frame
@@ -866,17 +905,28 @@ func (c *Conn) writeFrame(op byte, p []byte, unbounded bool) error {
 	if c.fd < 0 {
 		return fmt.Errorf("eventloop: write: %w", websocket.ErrClosed)
 	}
-	var hb [10]byte
+	var hb [maxHeaderLen]byte
 	h := appendHeader(hb[:0], op, len(p))
-	if c.out != nil {
-		if !unbounded && len(c.out.buf)-c.out.off+len(h)+len(p) > c.loop.srv.maxQueue {
+	if q := c.out; q != nil {
+		if !unbounded && q.size+len(h)+len(p) > c.loop.srv.maxQueue {
 			c.overflow()
 			return ErrWriteQueueFull
 		}
-		c.out.buf = append(append(c.out.buf, h...), p...)
+		q.appendPriv(h, p)
 		return nil
 	}
-	n, err := unix.Writev(int(c.fd), [][]byte{h, p})
+	// Set here, not by setIovec: a pointer stored through a parameter
+	// would move the header's array to the heap.
+	var iov [2]unix.Iovec
+	iov[0].Base = &h[0]
+	iov[0].SetLen(len(h))
+	k := 1
+	if len(p) > 0 {
+		iov[1].Base = &p[0]
+		iov[1].SetLen(len(p))
+		k = 2
+	}
+	n, err := writev(int(c.fd), iov[:k])
 	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 		// The peer is gone; the loop sees it on the read side.
 		return fmt.Errorf("eventloop: write: %w", err)
@@ -889,12 +939,11 @@ func (c *Conn) writeFrame(op byte, p []byte, unbounded bool) error {
 		c.overflow()
 		return ErrWriteQueueFull
 	}
-	q := &outQueue{buf: make([]byte, 0, len(h)+len(p)-n)}
+	q := getQueue()
 	if n < len(h) {
-		q.buf = append(q.buf, h[n:]...)
-		q.buf = append(q.buf, p...)
+		q.appendPriv(h[n:], p)
 	} else {
-		q.buf = append(q.buf, p[n-len(h):]...)
+		q.appendPriv(nil, p[n-len(h):])
 	}
 	c.out = q
 	c.pollOut(true)
@@ -914,27 +963,59 @@ func (c *Conn) overflow() {
 	c.loop.post(c)
 }
 
-// flush writes queued bytes; when the queue is empty it releases it and,
-// in a lingering close, shuts down the write side. c.mu is held.
-func (c *Conn) flush() {
-	if c.fd < 0 {
+// flush writes queued bytes, up to len(iov) segments per writev (iov is
+// scratch); when the queue is empty it releases it and, in a lingering
+// close, shuts down the write side. c.mu is held. The loop goroutine
+// passes unlock: it releases c.mu during each writev, so that a Write or
+// Broadcast meanwhile only waits for the queue's bookkeeping, not for the
+// system call; flagFlushing then keeps others from writing the socket or
+// releasing the queue (they only append to it), and a flush called
+// meanwhile leaves the work to this one. Only the loop closes the socket,
+// so it stays open.
+func (c *Conn) flush(iov []unix.Iovec, unlock bool) {
+	if c.fd < 0 || c.flags&flagFlushing != 0 {
 		return
 	}
 	if q := c.out; q != nil {
-		n, err := unix.Write(int(c.fd), q.buf[q.off:])
-		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
-			// The peer is gone: the loop sees it on the read side (only
-			// the loop closes descriptors, since it reads them unlocked).
-			c.out = nil
-			c.pollOut(false)
-			return
-		}
-		q.off += max(n, 0)
-		if q.off < len(q.buf) {
-			c.pollOut(true)
-			return
+		for {
+			k, total := q.iovecs(iov)
+			fd := int(c.fd)
+			if unlock {
+				c.flags |= flagFlushing
+				c.mu.Unlock()
+			}
+			n, err := writev(fd, iov[:k])
+			clear(iov[:k]) // keep no frame alive from the scratch
+			if unlock {
+				c.mu.Lock()
+				c.flags &^= flagFlushing
+			}
+			if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+				// The peer is gone: the loop sees it on the read side (only
+				// the loop closes descriptors, since it reads them unlocked).
+				c.out = nil
+				putQueue(q)
+				c.pollOut(false)
+				return
+			}
+			n = max(n, 0)
+			q.advance(n)
+			if n < total {
+				c.pollOut(true)
+				return
+			}
+			if q.empty() {
+				break
+			}
+			if c.flags&flagDirty != 0 {
+				// A Broadcast queued more meanwhile and put c in the
+				// dirty list: the next round writes it, with what else
+				// comes by then.
+				return
+			}
 		}
 		c.out = nil
+		putQueue(q)
 		c.pollOut(false)
 	}
 	if c.state == connLinger && c.flags&flagShutWr == 0 {
@@ -968,7 +1049,9 @@ func (c *Conn) queueAll(b []byte) {
 	}
 	n = max(n, 0)
 	if n < len(b) {
-		c.out = &outQueue{buf: append([]byte(nil), b[n:]...)}
+		q := getQueue()
+		q.appendPriv(b[n:], nil)
+		c.out = q
 		c.pollOut(true)
 	}
 }
@@ -988,6 +1071,20 @@ func (c *Conn) closeFD() {
 	c.state = connClosed
 	c.deadline = 0
 	c.out = nil
+}
+
+// maxHeaderLen is the longest header of a server frame.
+const maxHeaderLen = 10
+
+// dataOpcode is the opcode of a message of type typ.
+func dataOpcode(typ websocket.MessageType) (byte, error) {
+	switch typ {
+	case websocket.MessageText:
+		return opText, nil
+	case websocket.MessageBinary:
+		return opBinary, nil
+	}
+	return 0, fmt.Errorf("eventloop: cannot write a message of type %v", typ)
 }
 
 // appendHeader appends the header of an unmasked, final server frame.

@@ -98,10 +98,17 @@ type Conn struct {
 	subprotocol string
 }
 
-// outQueue holds the bytes queued for a connection's socket.
+// outQueue holds the bytes queued for a connection's socket, in order: a
+// list of segments, each either a frame shared with other connections (a
+// Broadcast's, never modified) or a piece of priv, the copies of this
+// connection's own frames (Write, control frames, a handshake response).
+// Queues are pooled: a connection holds one only while something waits.
 type outQueue struct {
-	buf []byte
-	off int // bytes of buf already written
+	segs     [][]byte // segs[head:] wait, segs[head] possibly cut by a short write
+	head     int
+	priv     []byte
+	tailPriv bool // segs ends with a piece of priv that ends at len(priv)
+	size     int  // bytes waiting, counted against Server.WriteQueueLimit
 }
 
 // handshake is a request whose head has not fully arrived.

@@ -22,6 +22,11 @@ func (s *Server) Shutdown(ctx context.Context) error { return nil }
 // Close does nothing: Serve never ran.
 func (s *Server) Close() error { return nil }
 
+// Broadcast returns ErrUnsupported.
+func (s *Server) Broadcast(typ websocket.MessageType, p []byte, conns []*Conn) error {
+	return ErrUnsupported
+}
+
 // Write returns ErrUnsupported.
 func (c *Conn) Write(typ websocket.MessageType, p []byte) error { return ErrUnsupported }
 

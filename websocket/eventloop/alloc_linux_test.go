@@ -1,0 +1,110 @@
+//go:build linux && !race
+
+// The race detector makes sync.Pool drop items at random, so allocation
+// counts are only checked without it.
+
+package eventloop
+
+import (
+	"encoding/binary"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/duplex-ws/duplex/websocket"
+)
+
+// drain reads and discards everything p receives until the test ends, and
+// counts the bytes.
+func drain(t *testing.T, p *peer) *counter {
+	c := &counter{}
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := p.c.Read(buf)
+			c.add(n)
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return c
+}
+
+type counter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *counter) add(n int) {
+	c.mu.Lock()
+	c.n += n
+	c.mu.Unlock()
+}
+
+func (c *counter) get() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// waitBytes waits until every counter reached n.
+func waitBytes(t *testing.T, cs []*counter, n int) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for _, c := range cs {
+		for c.get() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("a reader got %d bytes, want %d", c.get(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// TestAllocs: in steady state, Write and the read path allocate nothing,
+// and Broadcast allocates its shared frame and nothing per connection.
+func TestAllocs(t *testing.T) {
+	opened := make(chan *Conn, 1)
+	s := &Server{Loops: 2, OnOpen: func(c *Conn) { opened <- c }}
+	addr := startServer(t, s)
+	peers, conns := subscribers(t, addr, opened, 50, nil)
+	counters := make([]*counter, len(peers)-1)
+	for i, p := range peers[1:] {
+		counters[i] = drain(t, p)
+	}
+	msg := make([]byte, 100)
+	frameLen := 2 + len(msg)
+	const runs = 200
+
+	// Write, on a connection whose peer drains.
+	c := conns[1]
+	if n := testing.AllocsPerRun(runs, func() { c.Write(websocket.MessageBinary, msg) }); n != 0 {
+		t.Errorf("Write allocates %v times, want 0", n)
+	}
+	waitBytes(t, counters[:1], (runs+1)*frameLen)
+
+	// Broadcast to 49 connections.
+	subs := conns[1:]
+	if n := testing.AllocsPerRun(runs, func() { s.Broadcast(websocket.MessageBinary, msg, subs) }); n > 1 {
+		t.Errorf("Broadcast to %d connections allocates %v times, want 1 (its frame)", len(subs), n)
+	}
+	waitBytes(t, counters[1:], (runs+1)*frameLen)
+	waitBytes(t, counters[:1], 2*(runs+1)*frameLen)
+
+	// The read path: a message in, its echo out (default OnMessage).
+	p := peers[0]
+	in := frame(true, 0x2, msg)
+	out := make([]byte, frameLen)
+	echo := func() {
+		p.c.Write(in)
+		if _, err := io.ReadFull(p.c, out); err != nil || binary.BigEndian.Uint16(out) != 0x8264 {
+			t.Fatalf("echo: %v, header % x", err, out[:2])
+		}
+	}
+	p.c.SetDeadline(time.Now().Add(waitFor))
+	if n := testing.AllocsPerRun(runs, echo); n != 0 {
+		t.Errorf("an echo allocates %v times, want 0", n)
+	}
+}
