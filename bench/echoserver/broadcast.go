@@ -37,10 +37,10 @@ import (
 // and a publisher that finds one full waits until that subscriber's writer
 // takes one (or the subscriber leaves): a slow subscriber slows the
 // publisher, nothing is dropped. gws and nbio queue writes inside the
-// library without a bound, and duplex-eventloop's Conn.Write queues up to
-// its WriteQueueLimit (4 MiB) and then fails the subscriber with 1008; the
-// load generator keeps at most a window of messages (16 by default)
-// undelivered, so no queue of any library grows past that window.
+// library without a bound, and duplex-eventloop's Server.Broadcast queues
+// up to its WriteQueueLimit (4 MiB) and then fails the subscriber with
+// 1008; the load generator keeps at most a window of messages (16 by
+// default) undelivered, so no queue of any library grows past that window.
 const (
 	subPath  = "/sub"
 	pubPath  = "/pub"
@@ -610,11 +610,14 @@ func (b *nbioBcast) upgrade(up *nbws.Upgrader, w http.ResponseWriter, r *http.Re
 	_, _ = up.Upgrade(w, r, nil)
 }
 
-// elBcast: for now Conn.Write on every subscriber, called from the
-// publisher's OnMessage on its loop goroutine: each Write is one writev
-// to that subscriber's socket (queued for the loop when the socket does
-// not take it all, up to WriteQueueLimit). The connection's role is its
-// subprotocol, since the event loop's Conn does not keep the path.
+// elBcast: Server.Broadcast from the publisher's OnMessage, with the
+// whole list of subscribers: the frame is built once and queued (by
+// reference) on every subscriber, and each loop then writes everything
+// queued for a connection since its last write with one writev, so the
+// system calls are per connection and loop round, not per message. It
+// never blocks; a subscriber whose queue would pass WriteQueueLimit
+// (4 MiB) is failed with 1008. The connection's role is its subprotocol,
+// since the event loop's Conn does not keep the path.
 type elBcast struct {
 	subs roster[*eventloop.Conn]
 }
@@ -652,7 +655,9 @@ func (b *elBcast) wrap(s *eventloop.Server) {
 		switch c.Subprotocol() {
 		case subProto:
 		case pubProto:
-			b.subs.each(func(s *eventloop.Conn) { _ = s.Write(typ, p) })
+			b.subs.mu.RLock()
+			_ = s.Broadcast(typ, p, b.subs.subs) // keeps neither p nor the slice
+			b.subs.mu.RUnlock()
 		default:
 			msg(c, typ, p)
 		}
