@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"unsafe"
 
 	"github.com/duplex-ws/duplex/websocket"
 	"golang.org/x/sys/unix"
@@ -249,14 +248,4 @@ func setIovec(iov []unix.Iovec, k int, b []byte) int {
 	iov[k].Base = &b[0]
 	iov[k].SetLen(len(b))
 	return k + 1
-}
-
-// writev is unix.Writev on iovecs the caller keeps (unix.Writev builds its
-// own on every call, an allocation per write). iov must not be empty.
-func writev(fd int, iov []unix.Iovec) (int, error) {
-	r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
 }

@@ -41,7 +41,10 @@
 // stalls every connection of its loop, so hand long work to another
 // goroutine. Sockets are non-blocking and every read is parsed
 // incrementally, so a peer that sends a byte at a time, or stops reading,
-// holds up no one.
+// holds up no one. A loop never waits in the kernel: reads, writes and
+// epoll_wait are raw system calls that cannot block, and an idle loop parks
+// in the Go runtime's poller, so the scheduler never has to take its
+// processor back (see sys_linux.go).
 //
 // Conn.Write and Conn.Close may be called from any goroutine, at any time.
 // Write writes at once what the socket takes (when nothing is queued) and

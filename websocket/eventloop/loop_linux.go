@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -75,12 +76,20 @@ type loop struct {
 	srv    *serverImpl
 	idx    int // in srv.loops
 	epfd   int
-	evfd   int // eventfd that wakes the loop
-	buf    []byte
-	events []unix.EpollEvent
-	iov    []unix.Iovec // writev scratch of the loop goroutine
-	spare  []*Conn      // the dirty list's other buffer, owned by the loop goroutine
-	quit   atomic.Bool
+	epFile *os.File           // epfd, registered in the runtime's poller
+	epConn syscall.RawConn    // epFile's, to wait on it
+	waitDL time.Time          // the deadline set on epFile
+	pollFn func(uintptr) bool // l.pollEvents
+	// waitEvents's state, for pollEvents
+	waitBlock bool
+	waitN     int
+	waitErr   error
+	evfd      int // eventfd that wakes the loop
+	buf       []byte
+	events    []unix.EpollEvent
+	iov       []unix.Iovec // writev scratch of the loop goroutine
+	spare     []*Conn      // the dirty list's other buffer, owned by the loop goroutine
+	quit      atomic.Bool
 	// woken is true while the loop is awake (it checks its posted work
 	// before it sleeps again) or the eventfd was written: work posted then
 	// needs no write to the eventfd.
@@ -330,11 +339,27 @@ func newLoop(srv *serverImpl, idx int) (*loop, error) {
 		unix.Close(evfd)
 		return nil, fmt.Errorf("eventloop: epoll_ctl: %w", err)
 	}
-	return &loop{srv: srv, idx: idx, epfd: epfd, evfd: evfd, buf: make([]byte, readBufSize), events: make([]unix.EpollEvent, 256), iov: make([]unix.Iovec, maxIovecs)}, nil
+	// The loop waits for its epoll descriptor to become readable in the
+	// runtime's poller (waitEvents), which needs it non-blocking.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, fmt.Errorf("eventloop: epoll descriptor: %w", err)
+	}
+	epFile := os.NewFile(uintptr(epfd), "epoll")
+	epConn, err := epFile.SyscallConn()
+	if err != nil {
+		epFile.Close()
+		unix.Close(evfd)
+		return nil, fmt.Errorf("eventloop: epoll descriptor: %w", err)
+	}
+	l := &loop{srv: srv, idx: idx, epfd: epfd, epFile: epFile, epConn: epConn, evfd: evfd, buf: make([]byte, readBufSize), events: make([]unix.EpollEvent, 256), iov: make([]unix.Iovec, maxIovecs)}
+	l.pollFn = l.pollEvents
+	return l, nil
 }
 
 func (l *loop) closeFDs() {
-	unix.Close(l.epfd)
+	l.epFile.Close()
 	unix.Close(l.evfd)
 }
 
@@ -381,18 +406,13 @@ func (l *loop) run() {
 			return
 		}
 		l.mu.Lock()
-		timeout := -1
+		var deadline time.Time
 		if len(l.timed) > 0 {
-			timeout = int((max(time.Until(nextSweep), 0) + time.Millisecond - 1) / time.Millisecond)
+			deadline = nextSweep
 		}
-		if len(l.posted) > 0 || len(l.dirty) > 0 {
-			timeout = 0
-		}
+		block := len(l.posted) == 0 && len(l.dirty) == 0
 		l.mu.Unlock()
-		n, err := unix.EpollWait(l.epfd, l.events, timeout)
-		if err != nil && err != unix.EINTR {
-			panic("eventloop: epoll_wait: " + err.Error()) // only on a bad epoll descriptor: a bug
-		}
+		n := l.waitEvents(block, deadline)
 		// Awake: work posted from now on (by a callback of this loop, or
 		// another goroutine) is run by runPosted below, or seen at the top.
 		l.woken.Store(true)
@@ -421,6 +441,44 @@ func (l *loop) run() {
 			nextSweep = now.Add(tick)
 		}
 	}
+}
+
+// waitEvents fills l.events with the ready events and returns how many.
+// Unless block is set it does not wait. Otherwise, while nothing is ready,
+// it parks the goroutine in the runtime's poller (where the epoll
+// descriptor is registered) until an event arrives or deadline passes (a
+// zero deadline: none); it then returns 0.
+func (l *loop) waitEvents(block bool, deadline time.Time) int {
+	l.waitBlock = block
+	if !block {
+		l.pollEvents(0)
+	} else {
+		if !deadline.Equal(l.waitDL) {
+			l.epFile.SetReadDeadline(deadline)
+			l.waitDL = deadline
+		}
+		if err := l.epConn.Read(l.pollFn); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return 0
+			}
+			panic("eventloop: waiting on epoll: " + err.Error()) // the descriptor closed under the loop: a bug
+		}
+	}
+	if err := l.waitErr; err != nil {
+		if err == unix.EINTR {
+			return 0
+		}
+		panic("eventloop: epoll_wait: " + err.Error()) // only on a bad epoll descriptor: a bug
+	}
+	return l.waitN
+}
+
+// pollEvents is waitEvents's callback for epConn.Read (kept in l.pollFn,
+// so that waiting allocates nothing): it takes the events ready now and
+// says whether to return rather than wait.
+func (l *loop) pollEvents(uintptr) bool {
+	l.waitN, l.waitErr = epollNow(l.epfd, l.events)
+	return l.waitN > 0 || !l.waitBlock || l.waitErr != nil
 }
 
 // runPosted flushes the queues that Broadcast filled, one writev per
@@ -555,7 +613,7 @@ func (l *loop) readable(c *Conn) {
 	if st == connClosed {
 		return
 	}
-	n, err := unix.Read(fd, l.buf)
+	n, err := rawRead(fd, l.buf)
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return
 	}
@@ -1043,7 +1101,7 @@ func (c *Conn) pollOut(on bool) {
 // queueAll writes a handshake response, queueing what the socket does not
 // take; c.mu is held.
 func (c *Conn) queueAll(b []byte) {
-	n, err := unix.Write(int(c.fd), b)
+	n, err := rawWrite(int(c.fd), b)
 	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 		return
 	}
