@@ -27,7 +27,7 @@
 // handshake request or of a message that has only partly arrived, and the
 // bytes of its write queue that the socket did not take at once. A server
 // also keeps one 8-byte slot per file descriptor to find a Conn from an
-// epoll event. Reads go into one 64 KiB buffer per loop; a message that
+// epoll event. Reads go into one 256 KiB buffer per loop; a message that
 // arrives whole in one read is handed to OnMessage in place, without a
 // copy, and only a message split across reads is gathered in a buffer of
 // its own, returned to a pool once delivered. The kernel's socket buffers

@@ -39,7 +39,7 @@ const (
 )
 
 const (
-	readBufSize = 64 << 10
+	readBufSize = 256 << 10
 	// maxIovecs is how many segments of a queue one writev takes at most
 	// (the kernel's IOV_MAX).
 	maxIovecs = 1024
