@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The side-by-side benchmark of Go WebSocket libraries (duplex, gorilla,
+# The side-by-side benchmark of Go WebSocket libraries (duplex, duplex-eventloop, gorilla,
 # coder, gobwas, gws, nbio): builds bench/echoserver and bench/load, runs
 # every scenario against every library one after another, and writes the
 # results into docs/benchmarks.md (between its results markers), the plots

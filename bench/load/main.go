@@ -193,7 +193,7 @@ func main() {
 	var cfg config
 	var libs, echo, idle, bcast, compress string
 	flag.StringVar(&cfg.server, "server", "", "path of the echoserver binary (go build ./echoserver)")
-	flag.StringVar(&libs, "libs", "duplex,gorilla,coder,gobwas,gws,nbio", "libraries to run, in order")
+	flag.StringVar(&libs, "libs", "duplex,duplex-eventloop,gorilla,coder,gobwas,gws,nbio", "libraries to run, in order")
 	flag.IntVar(&cfg.rounds, "rounds", 1, "repeat everything this many times (the report shows medians)")
 	flag.BoolVar(&cfg.pin, "pin", false, "pin each server to -server-cpu and this process to -load-cpu (taskset)")
 	flag.IntVar(&cfg.serverCPU, "server-cpu", 0, "CPU for the servers with -pin")

@@ -313,8 +313,8 @@ func barChart(title, unit string, panels []panel) []byte {
 	}
 	const (
 		width   = 760
-		labelW  = 80
-		barMaxW = 520
+		labelW  = 130
+		barMaxW = 470
 		barH    = 16
 		gap     = 4
 		titleH  = 22
