@@ -309,3 +309,56 @@ func TestBroadcastSkipsClosed(t *testing.T) {
 	peers[2].expectMessage(0x1, []byte("next"))
 	peers[3].expectMessage(0x1, []byte("next"))
 }
+
+// TestBroadcastManyRounds: 300 subscribers on one loop, more than a round
+// writes (flushRound), get a publisher's 40 messages, broadcast from its
+// OnMessage as they arrive in a few reads, each once and in order.
+func TestBroadcastManyRounds(t *testing.T) {
+	const subs, msgs = flushRound + 44, 40
+	opened := make(chan *Conn, 1)
+	var mu sync.Mutex
+	var list []*Conn
+	var s *Server
+	s = &Server{
+		Loops: 1,
+		OnOpen: func(c *Conn) {
+			opened <- c
+		},
+		OnMessage: func(c *Conn, typ websocket.MessageType, p []byte) {
+			mu.Lock()
+			all := list
+			mu.Unlock()
+			if err := s.Broadcast(typ, p, all); err != nil {
+				t.Errorf("Broadcast: %v", err)
+			}
+		},
+	}
+	addr := startServer(t, s)
+	peers, conns := subscribers(t, addr, opened, subs+1, nil)
+	pub, peers := peers[0], peers[1:]
+	mu.Lock()
+	list = conns[1:]
+	mu.Unlock()
+	for i := range msgs {
+		pub.write(frame(true, 0x1, fmt.Appendf(nil, "message %d", i)))
+		if i%10 == 9 {
+			peers[len(peers)-1].expectMessage(0x1, []byte("message "+fmt.Sprint(i-9))) // let rounds run between bursts
+			peers[len(peers)-1].readN(t, 9, i-8)
+		}
+	}
+	for pi, p := range peers {
+		from := 0
+		if pi == len(peers)-1 {
+			from = msgs
+		}
+		p.readN(t, msgs-from, from)
+	}
+}
+
+// readN expects n text messages "message FROM" onwards.
+func (p *peer) readN(t *testing.T, n, from int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		p.expectMessage(0x1, fmt.Appendf(nil, "message %d", i))
+	}
+}

@@ -71,9 +71,12 @@
 // that owns a connection writes everything queued for it since its last
 // write with one writev, after the events at hand (so a Broadcast from a
 // callback needs no wake-up of its own loop), and a connection whose
-// socket is full waits for EPOLLOUT like any other. When messages are
-// broadcast faster than a loop writes, each connection gets several per
-// system call. The loop releases the connection's lock during the writev,
+// socket is full waits for EPOLLOUT like any other. A round writes at most
+// 256 connections, in the order they got something to write, then the
+// loop reads its sockets again: messages published meanwhile (by a
+// publisher this loop reads) join the queues not yet written. When
+// messages are broadcast faster than a loop writes, each connection gets
+// several per system call. The loop releases the connection's lock during the writev,
 // so that Write and Broadcast calls from other goroutines do not wait for
 // the system call.
 //

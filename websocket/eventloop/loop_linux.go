@@ -43,6 +43,11 @@ const (
 	// maxIovecs is how many segments of a queue one writev takes at most
 	// (the kernel's IOV_MAX).
 	maxIovecs = 1024
+	// flushRound is how many dirty connections a round of the loop writes
+	// at most before it polls its events again: a publisher's next
+	// messages are read while a long list is written, and go out with the
+	// queues not yet written instead of waiting for the whole list.
+	flushRound = 256
 	// tick is how often a loop checks deadlines while it has any.
 	tick = 50 * time.Millisecond
 	// lingerDrain bounds how long and how much a failed connection's input
@@ -88,7 +93,7 @@ type loop struct {
 	buf       []byte
 	events    []unix.EpollEvent
 	iov       []unix.Iovec // writev scratch of the loop goroutine
-	spare     []*Conn      // the dirty list's other buffer, owned by the loop goroutine
+	round     []*Conn      // the dirty connections a round writes, owned by the loop goroutine
 	quit      atomic.Bool
 	// woken is true while the loop is awake (it checks its posted work
 	// before it sleeps again) or the eventfd was written: work posted then
@@ -98,7 +103,9 @@ type loop struct {
 	mu     sync.Mutex
 	timed  []*Conn // connections with a deadline
 	posted []*Conn // connections with an OnClose due from another goroutine
-	dirty  []*Conn // connections whose queue Broadcast filled, to flush
+	dirty  []*Conn // connections whose queue Broadcast filled, to flush, from dirtyHead on
+	// dirtyHead is where the rounds are in dirty.
+	dirtyHead int
 }
 
 // Serve accepts connections on ln and serves them until Shutdown or Close,
@@ -410,7 +417,7 @@ func (l *loop) run() {
 		if len(l.timed) > 0 {
 			deadline = nextSweep
 		}
-		block := len(l.posted) == 0 && len(l.dirty) == 0
+		block := len(l.posted) == 0 && len(l.dirty) == l.dirtyHead
 		l.mu.Unlock()
 		n := l.waitEvents(block, deadline)
 		// Awake: work posted from now on (by a callback of this loop, or
@@ -481,30 +488,40 @@ func (l *loop) pollEvents(uintptr) bool {
 	return l.waitN > 0 || !l.waitBlock || l.waitErr != nil
 }
 
-// runPosted flushes the queues that Broadcast filled, one writev per
-// connection for everything queued since its last flush, and reports the
-// ends that other goroutines decided.
+// runPosted flushes up to flushRound of the queues that Broadcast
+// filled, in the order they became dirty, one writev per connection for
+// everything queued since its last flush, and reports the ends that other
+// goroutines decided.
 func (l *loop) runPosted() {
 	l.mu.Lock()
 	posted := l.posted
 	l.posted = nil
-	dirty := l.dirty
-	l.dirty = l.spare
-	l.spare = nil
+	n := min(len(l.dirty)-l.dirtyHead, flushRound)
+	round := append(l.round[:0], l.dirty[l.dirtyHead:l.dirtyHead+n]...)
+	clear(l.dirty[l.dirtyHead : l.dirtyHead+n])
+	l.dirtyHead += n
+	switch {
+	case l.dirtyHead == len(l.dirty):
+		l.dirty, l.dirtyHead = l.dirty[:0], 0
+		if cap(l.dirty) > 1<<16 {
+			l.dirty = nil // give back the room a burst took
+		}
+	case l.dirtyHead >= len(l.dirty)/2:
+		m := copy(l.dirty, l.dirty[l.dirtyHead:])
+		clear(l.dirty[m:])
+		l.dirty, l.dirtyHead = l.dirty[:m], 0
+	}
 	l.mu.Unlock()
-	for i, c := range dirty {
+	for i, c := range round {
 		c.mu.Lock()
 		c.flags &^= flagDirty
 		if c.flags&flagPollOut == 0 { // else EPOLLOUT flushes it when the socket takes more
 			c.flush(l.iov, true)
 		}
 		c.mu.Unlock()
-		dirty[i] = nil
+		round[i] = nil
 	}
-	if cap(dirty) > 4096 && len(dirty) < cap(dirty)/4 {
-		dirty = nil // give back the room a burst took
-	}
-	l.spare = dirty[:0]
+	l.round = round[:0]
 	for _, c := range posted {
 		c.mu.Lock()
 		due := c.flags&flagOverflow != 0
