@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -116,7 +115,7 @@ func runBroadcast(cfg *config, s *server, b bcastSpec) (BCResult, error) {
 	}
 	stopReaders := func() {
 		for _, rd := range readers {
-			rd.file.Close()
+			rd.ep.close()
 		}
 		for _, rd := range readers {
 			<-rd.exited
@@ -343,52 +342,27 @@ func dialSubscriber(addr string) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got := make([]byte, len(greetingFrame))
 	if _, err := io.ReadFull(br, got); err != nil {
+		c.Close()
 		return -1, fmt.Errorf("waiting for the greeting: %w", err)
 	}
 	if !bytes.Equal(got, greetingFrame) {
+		c.Close()
 		return -1, fmt.Errorf("first frame % x, want the text %q", got, bcastGreeting)
 	}
 	if br.Buffered() > 0 {
+		c.Close()
 		return -1, fmt.Errorf("%d unexpected bytes after the greeting", br.Buffered())
 	}
-	rc, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd, dupErr := -1, error(nil)
-	if err := rc.Control(func(s uintptr) {
-		fd, dupErr = dupCloexec(int(s))
-	}); err != nil {
-		return -1, err
-	}
-	if dupErr != nil {
-		return -1, dupErr
-	}
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		syscall.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
-
-// dupCloexec duplicates fd with close-on-exec set.
-func dupCloexec(fd int) (int, error) {
-	r, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
+	return detachConn(c)
 }
 
 // breader is one epoll loop over a share of the subscribers.
 type breader struct {
 	run    *bcastRun
-	epfd   int
-	file   *os.File // epfd, in the runtime's poller: readable when a subscriber is
+	ep     *epoller
 	subs   []*bsub
 	buf    []byte
 	h      hist
@@ -396,34 +370,28 @@ type breader struct {
 	exited chan struct{}
 }
 
-// startReaders spreads the subscribers over one epoll loop per GOMAXPROCS
-// (at most 4) and starts them.
+// startReaders spreads the subscribers over loopCount epoll loops and
+// starts them.
 func startReaders(run *bcastRun) ([]*breader, error) {
-	k := min(runtime.GOMAXPROCS(0), 4, len(run.subs))
+	k := loopCount(len(run.subs))
 	var out []*breader
 	fail := func(err error) ([]*breader, error) {
 		for _, rd := range out {
-			rd.file.Close()
+			rd.ep.close()
 		}
 		return nil, err
 	}
 	for range k {
-		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		ep, err := newEpoller(256)
 		if err != nil {
-			return fail(fmt.Errorf("epoll_create1: %w", err))
-		}
-		if err := syscall.SetNonblock(epfd, true); err != nil {
-			syscall.Close(epfd)
 			return fail(err)
 		}
-		out = append(out, &breader{run: run, epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"),
-			buf: make([]byte, 64<<10), exited: make(chan struct{})})
+		out = append(out, &breader{run: run, ep: ep, buf: make([]byte, 64<<10), exited: make(chan struct{})})
 	}
 	for i, s := range run.subs {
 		rd := out[i%k]
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(len(rd.subs))}
-		if err := syscall.EpollCtl(rd.epfd, syscall.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
-			return fail(fmt.Errorf("epoll_ctl: %w", err))
+		if err := rd.ep.add(s.fd, int32(len(rd.subs))); err != nil {
+			return fail(err)
 		}
 		rd.subs = append(rd.subs, s)
 	}
@@ -433,36 +401,21 @@ func startReaders(run *bcastRun) ([]*breader, error) {
 	return out, nil
 }
 
-// loop waits, in the runtime's poller, for the epoll descriptor to be
-// readable, then reads each ready subscriber once; it ends when the file
-// is closed or on the first error.
+// loop waits for ready subscribers and reads each once; it ends when its
+// epoller is closed or on the first error.
 func (rd *breader) loop() {
 	defer close(rd.exited)
-	rc, err := rd.file.SyscallConn()
-	if err != nil {
-		rd.run.fail(err)
-		return
-	}
-	events := make([]syscall.EpollEvent, 256)
 	for {
-		var n int
-		var werr error
-		err := rc.Read(func(uintptr) bool {
-			n, werr = syscall.EpollWait(rd.epfd, events, 0)
-			if werr == syscall.EINTR {
-				n, werr = 0, nil
-			}
-			return n > 0 || werr != nil
-		})
-		if err != nil {
-			return // closed
+		events, err := rd.ep.wait()
+		if err == errEpollerClosed {
+			return
 		}
-		if werr != nil {
-			rd.run.fail(fmt.Errorf("epoll_wait: %w", werr))
+		if err != nil {
+			rd.run.fail(err)
 			return
 		}
 		done := rd.run.done.Load()
-		for _, ev := range events[:n] {
+		for _, ev := range events {
 			if err := rd.readable(rd.subs[ev.Fd]); err != nil {
 				rd.run.fail(err)
 				return
@@ -476,12 +429,12 @@ func (rd *breader) loop() {
 
 // readable reads what subscriber s has been sent and checks its frames.
 func (rd *breader) readable(s *bsub) error {
-	n, err := syscall.Read(s.fd, rd.buf)
+	n, errno := rawRead(s.fd, rd.buf)
 	switch {
-	case err == syscall.EAGAIN || err == syscall.EINTR:
+	case errno == syscall.EAGAIN || errno == syscall.EINTR:
 		return nil
-	case err != nil:
-		return fmt.Errorf("subscriber %d: read after message %d: %w", s.idx, int64(s.next.Load())-1, err)
+	case errno != 0:
+		return fmt.Errorf("subscriber %d: read after message %d: %w", s.idx, int64(s.next.Load())-1, errno)
 	case n == 0:
 		return fmt.Errorf("subscriber %d: the server closed the connection after message %d", s.idx, int64(s.next.Load())-1)
 	}

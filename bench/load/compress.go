@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -173,101 +172,43 @@ func validWindowBits(v string) bool {
 // decompressor stops with io.EOF at the message's end.
 var inflateTail = []byte{0, 0, 0xff, 0xff, 0x01, 0, 0, 0xff, 0xff}
 
-// deflateEchoReader reads and checks echoes on one connection, reusing its
-// buffers and decompressor.
-type deflateEchoReader struct {
-	msg []byte        // the echo's payload, gathered from its frames
-	out []byte        // the inflated echo
-	src bytes.Reader  // msg and inflateTail, for the decompressor
-	fr  io.ReadCloser // compress/flate's decompressor, reset per echo
+// deflateLimit bounds the frame payload of an echo of a message of n
+// bytes: deflate's worst case is far below.
+func deflateLimit(n int) int { return n + n/2 + 1024 }
+
+// finishDeflate checks a whole echo of the compression scenario: inflated
+// if it came compressed, it must equal want.
+func (c *echoCheck) finishDeflate() error {
+	got := c.msg
+	if c.compressed {
+		var err error
+		if got, err = c.inflate(len(c.want)); err != nil {
+			return err
+		}
+	}
+	if len(got) != len(c.want) {
+		return fmt.Errorf("echo of %d bytes, sent %d (compressed: %v)", len(got), len(c.want), c.compressed)
+	}
+	if !bytes.Equal(got, c.want) {
+		return fmt.Errorf("echo differs from the message sent (compressed: %v)", c.compressed)
+	}
+	return nil
 }
 
-// read reads one echo of want (a text message, compressed or not, in one
-// or more frames) from br and checks it byte for byte. It returns the
-// frame bytes read and whether the echo was compressed.
-func (d *deflateEchoReader) read(br *bufio.Reader, want []byte) (wire int, compressed bool, err error) {
-	d.msg = d.msg[:0]
-	limit := len(want) + len(want)/2 + 1024 // deflate's worst case is far below
-	first := true
-	for {
-		var h [2]byte
-		if _, err := io.ReadFull(br, h[:]); err != nil {
-			return wire, compressed, err
-		}
-		wire += 2
-		fin, rsv, op := h[0]&0x80 != 0, h[0]&0x70, h[0]&0x0f
-		if h[1]&0x80 != 0 {
-			return wire, compressed, errors.New("server frame is masked")
-		}
-		switch {
-		case first && op != 0x1:
-			return wire, compressed, fmt.Errorf("unexpected opcode %#x (want a text message)", op)
-		case !first && op != 0x0:
-			return wire, compressed, fmt.Errorf("unexpected opcode %#x (want a continuation)", op)
-		case first && rsv&^0x40 != 0, !first && rsv != 0:
-			return wire, compressed, fmt.Errorf("unexpected RSV bits %#x in a frame of the echo", rsv)
-		}
-		if first {
-			compressed = rsv == 0x40
-		}
-		first = false
-		n := uint64(h[1] & 0x7f)
-		switch n {
-		case 126:
-			var e [2]byte
-			if _, err := io.ReadFull(br, e[:]); err != nil {
-				return wire, compressed, err
-			}
-			n, wire = uint64(binary.BigEndian.Uint16(e[:])), wire+2
-		case 127:
-			var e [8]byte
-			if _, err := io.ReadFull(br, e[:]); err != nil {
-				return wire, compressed, err
-			}
-			n, wire = binary.BigEndian.Uint64(e[:]), wire+8
-		}
-		if n > uint64(limit-len(d.msg)) {
-			return wire, compressed, fmt.Errorf("echo of over %d bytes for a message of %d", limit, len(want))
-		}
-		off := len(d.msg)
-		d.msg = slices.Grow(d.msg, int(n))[:off+int(n)]
-		if _, err := io.ReadFull(br, d.msg[off:]); err != nil {
-			return wire, compressed, err
-		}
-		wire += int(n)
-		if fin {
-			break
-		}
-	}
-	got := d.msg
-	if compressed {
-		if got, err = d.inflate(len(want)); err != nil {
-			return wire, compressed, err
-		}
-	}
-	if len(got) != len(want) {
-		return wire, compressed, fmt.Errorf("echo of %d bytes, sent %d (compressed: %v)", len(got), len(want), compressed)
-	}
-	if !bytes.Equal(got, want) {
-		return wire, compressed, fmt.Errorf("echo differs from the message sent (compressed: %v)", compressed)
-	}
-	return wire, compressed, nil
-}
-
-// inflate decompresses d.msg, reading at most max+1 bytes.
-func (d *deflateEchoReader) inflate(max int) ([]byte, error) {
-	d.msg = append(d.msg, inflateTail...)
-	d.src.Reset(d.msg)
-	if d.fr == nil {
-		d.fr = flate.NewReader(&d.src)
-	} else if err := d.fr.(flate.Resetter).Reset(&d.src, nil); err != nil {
+// inflate decompresses c.msg, reading at most max+1 bytes.
+func (c *echoCheck) inflate(max int) ([]byte, error) {
+	c.msg = append(c.msg, inflateTail...)
+	c.src.Reset(c.msg)
+	if c.fr == nil {
+		c.fr = flate.NewReader(&c.src)
+	} else if err := c.fr.(flate.Resetter).Reset(&c.src, nil); err != nil {
 		return nil, err
 	}
-	if cap(d.out) < max+1 {
-		d.out = make([]byte, max+1)
+	if cap(c.out) < max+1 {
+		c.out = make([]byte, max+1)
 	}
-	out := d.out[:max+1]
-	n, err := io.ReadFull(d.fr, out)
+	out := c.out[:max+1]
+	n, err := io.ReadFull(c.fr, out)
 	switch {
 	case err == nil:
 		return nil, fmt.Errorf("inflated echo longer than the %d bytes sent", max)
@@ -287,20 +228,15 @@ func runCompress(cfg *config, s *server, e echoSpec) (EchoResult, error) {
 	if err != nil {
 		return r, fmt.Errorf("connecting: %w", err)
 	}
-	trips := make([]roundTrip, len(conns))
+	ecs := make([]*echoConn, len(conns))
 	sent := 0
 	for i, c := range conns {
 		frame := deflateFrame(msg)
 		sent = len(frame)
-		br, d := brs[i], new(deflateEchoReader)
-		trips[i] = func() (int, bool, error) {
-			if _, err := c.Write(frame); err != nil {
-				return 0, false, err
-			}
-			return d.read(br, payload)
-		}
+		ecs[i] = &echoConn{idx: i, conn: c, br: brs[i], frames: [2][]byte{frame, frame}, wants: [2][]byte{payload, payload},
+			check: echoCheck{deflate: true}}
 	}
-	r, t, err := closedLoop(cfg, s, conns, trips)
+	r, t, err := closedLoop(cfg, s, ecs)
 	if r.Messages > 0 {
 		r.MBPerSec = r.MsgsPerSec * float64(e.Size) / 1e6
 		r.WireSentPerMsg = float64(sent)

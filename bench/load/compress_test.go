@@ -119,9 +119,10 @@ func TestDeflateEchoReader(t *testing.T) {
 		{"longer", serverFrame(true, 0x40, 1, longer), true, "inflated echo longer than the 100 bytes sent"},
 		{"short", serverFrame(true, 0, 1, want[:99]), false, "echo of 99 bytes, sent 100"},
 	}
-	d := new(deflateEchoReader) // one reader for all: each echo resets it
+	d := &echoCheck{want: want, deflate: true} // one for all: each echo resets it
 	for _, c := range cases {
-		wire, compressed, err := d.read(bufio.NewReader(bytes.NewReader(c.frames)), want)
+		err := d.readFrom(bufio.NewReader(bytes.NewReader(c.frames)))
+		wire, compressed := d.wire, d.compressed
 		switch {
 		case c.errHas == "" && err != nil:
 			t.Errorf("%s: %v", c.name, err)
@@ -291,6 +292,31 @@ func TestEventLoopRefusesCompress(t *testing.T) {
 // Sec-WebSocket-Extensions; otherwise it accepts the extension and sends
 // back each message's payload through mangle.
 func fakeDeflateServer(t *testing.T, ext bool, mangle func([]byte) []byte) string {
+	return fakeServer(t, fakeOpts{ext: ext, mangle: func(_, _ int, p []byte) []byte { return mangle(p) }})
+}
+
+// fakeOpts shape fakeServer's echoes.
+type fakeOpts struct {
+	ext bool // accept permessage-deflate
+	// mangle, if set, turns message k (from 0) of connection conn (in the
+	// order they were accepted, from 0) into what is echoed; a nil result
+	// closes the connection instead, and a result ending in closeNow is
+	// sent (without closeNow) in a frame whose header announces as many
+	// bytes as the message had, then the connection is closed.
+	mangle func(conn, k int, p []byte) []byte
+	// split writes each echo frame in two writes, cut after byte k mod
+	// (frame length + 1) for message k, and sends every odd message as
+	// two frames (a fragmented message).
+	split bool
+}
+
+// closeNow, at the end of a mangled payload, makes fakeServer send the
+// echo up to there and close: a truncated echo.
+var closeNow = []byte("\x00close now\x00")
+
+// fakeServer is an echo server of raw frames, for echoes as opts shape
+// them.
+func fakeServer(t *testing.T, opts fakeOpts) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -298,69 +324,97 @@ func fakeDeflateServer(t *testing.T, ext bool, mangle func([]byte) []byte) strin
 	}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
-		for {
+		for idx := 0; ; idx++ {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				answer := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + handshakeAccept + "\r\n"
-				if ext {
-					answer += "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
-				}
-				if _, err := io.WriteString(c, answer+"\r\n"); err != nil {
-					return
-				}
-				for {
-					var h [2]byte
-					if _, err := io.ReadFull(br, h[:]); err != nil {
-						return
-					}
-					n := int(h[1] & 0x7f)
-					switch n {
-					case 126:
-						var e [2]byte
-						io.ReadFull(br, e[:])
-						n = int(e[0])<<8 | int(e[1])
-					case 127:
-						return // not sent by these tests
-					}
-					var key [4]byte
-					p := make([]byte, n)
-					if _, err := io.ReadFull(br, key[:]); err != nil {
-						return
-					}
-					if _, err := io.ReadFull(br, p); err != nil {
-						return
-					}
-					for i := range p {
-						p[i] ^= key[i&3]
-					}
-					if h[0]&0x0f == 0x8 {
-						c.Write([]byte{0x88, 0})
-						return
-					}
-					p = mangle(p)
-					f := []byte{h[0], 126, byte(len(p) >> 8), byte(len(p))}
-					if _, err := c.Write(append(f, p...)); err != nil {
-						return
-					}
-				}
-			}()
+			go fakeServe(c, idx, opts)
 		}
 	}()
 	return ln.Addr().String()
+}
+
+func fakeServe(c net.Conn, idx int, opts fakeOpts) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	answer := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + handshakeAccept + "\r\n"
+	if opts.ext {
+		answer += "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+	}
+	if _, err := io.WriteString(c, answer+"\r\n"); err != nil {
+		return
+	}
+	for k := 0; ; k++ {
+		var h [2]byte
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			return
+		}
+		n := int(h[1] & 0x7f)
+		switch n {
+		case 126:
+			var e [2]byte
+			io.ReadFull(br, e[:])
+			n = int(e[0])<<8 | int(e[1])
+		case 127:
+			return // not sent by these tests
+		}
+		var key [4]byte
+		p := make([]byte, n)
+		if _, err := io.ReadFull(br, key[:]); err != nil {
+			return
+		}
+		if _, err := io.ReadFull(br, p); err != nil {
+			return
+		}
+		for i := range p {
+			p[i] ^= key[i&3]
+		}
+		if h[0]&0x0f == 0x8 {
+			c.Write([]byte{0x88, 0})
+			return
+		}
+		if opts.mangle != nil {
+			m := opts.mangle(idx, k, p)
+			if m == nil {
+				return
+			}
+			if bytes.HasSuffix(m, closeNow) {
+				f := append([]byte{h[0], 126, byte(n >> 8), byte(n)}, bytes.TrimSuffix(m, closeNow)...)
+				c.Write(f)
+				return
+			}
+			p = m
+		}
+		var f []byte
+		if opts.split && k%2 == 1 && len(p) > 1 {
+			half := len(p) / 2
+			f = append([]byte{h[0] & 0x7f, 126, byte(half >> 8), byte(half)}, p[:half]...)
+			f = append(f, 0x80, 126, byte((len(p)-half)>>8), byte(len(p)-half))
+			f = append(f, p[half:]...)
+		} else {
+			f = append([]byte{h[0], 126, byte(len(p) >> 8), byte(len(p))}, p...)
+		}
+		if opts.split {
+			at := k % (len(f) + 1)
+			if _, err := c.Write(f[:at]); err != nil {
+				return
+			}
+			f = f[at:]
+		}
+		if _, err := c.Write(f); err != nil {
+			return
+		}
+	}
 }
 
 // TestCompressScenarioFails checks that the compression scenario fails,

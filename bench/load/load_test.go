@@ -36,9 +36,10 @@ func TestHistQuantile(t *testing.T) {
 	}
 }
 
-// TestReadEcho feeds readEcho server frames: a fragmented echo is one
-// message; a changed byte, a masked frame, a wrong opcode or a short echo
-// are errors.
+// TestReadEcho feeds the echo check server frames through a
+// bufio.Reader, as the goroutine client does: a fragmented echo is one
+// message; a changed byte, a masked frame, a wrong opcode, a close frame
+// or a short echo are errors.
 func TestReadEcho(t *testing.T) {
 	want := []byte("hello")
 	cases := []struct {
@@ -53,9 +54,11 @@ func TestReadEcho(t *testing.T) {
 		{"text", []byte("\x81\x05hello"), "opcode"},
 		{"short", []byte("\x82\x04hell"), "echo of 4 bytes"},
 		{"long", []byte("\x82\x06hello!"), "longer"},
+		{"close", []byte("\x88\x02\x03\xe8"), "unexpected opcode 0x8 (a close frame)"},
 	}
 	for _, c := range cases {
-		err := readEcho(bufio.NewReader(bytes.NewReader(c.frames)), want, make([]byte, 2))
+		check := &echoCheck{want: want}
+		err := check.readFrom(bufio.NewReader(bytes.NewReader(c.frames)))
 		switch {
 		case c.errHas == "" && err != nil:
 			t.Errorf("%s: %v", c.name, err)

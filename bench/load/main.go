@@ -35,9 +35,10 @@
 //     then its RSS is read. Reported: RSS at each count and the slope per
 //     connection between the first and last count.
 //
-// The client side is raw frames (client.go), not a WebSocket library, so
-// that it costs as little as possible; its CPU use is reported next to
-// every result.
+// The client side is raw frames (client.go), not a WebSocket library, and
+// on Linux a few epoll loops drive all the connections of a scenario
+// (echo_linux.go, broadcast_linux.go), so that it costs as little as
+// possible; its CPU use is reported next to every result.
 //
 //	go build -o echoserver.bin ./echoserver
 //	go run ./load -server ./echoserver.bin -pin -json results.json
@@ -90,6 +91,10 @@ type config struct {
 	broadcast   []bcastSpec
 	bcastWindow int
 	bcastStall  time.Duration
+
+	// goroutineClient drives the echo connections with a goroutine each
+	// through net.Conn, the client where epoll is missing (to compare).
+	goroutineClient bool
 }
 
 type echoSpec struct{ Conns, Size int }
@@ -202,6 +207,7 @@ func main() {
 	flag.StringVar(&bcast, "broadcast", "10000x32", "broadcast scenarios, SUBSCRIBERSxSIZE, comma-separated (empty: none); at most 15000 subscribers, SIZE at least 16")
 	flag.IntVar(&cfg.bcastWindow, "bcast-window", 16, "broadcast: most messages not yet received by every subscriber")
 	flag.StringVar(&compress, "compress", "100x1024", "echo scenarios with permessage-deflate, CONNSxSIZE, comma-separated (empty: none)")
+	flag.BoolVar(&cfg.goroutineClient, "goroutine-client", false, "drive the echo connections with a goroutine each through net.Conn (the client where epoll is missing) instead of epoll loops")
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured time of each echo scenario")
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured time before each echo scenario")
 	flag.DurationVar(&cfg.hsDuration, "hs-duration", 5*time.Second, "time of the handshake scenario (0: skip)")
@@ -510,148 +516,6 @@ type snapshot struct {
 
 func snap(pid int) snapshot {
 	return snapshot{time.Now(), procCPU(pid), selfCPU(), machineBusy()}
-}
-
-func runEcho(cfg *config, s *server, e echoSpec) (EchoResult, error) {
-	conns, brs, err := dialAll(s.addr, e.Conns)
-	if err != nil {
-		return EchoResult{}, fmt.Errorf("connecting: %w", err)
-	}
-	payload := make([]byte, e.Size)
-	for i := range payload {
-		payload[i] = byte(i*31 + 7)
-	}
-	trips := make([]roundTrip, len(conns))
-	for i, c := range conns {
-		frame := clientFrame(0x2, payload)
-		br := brs[i]
-		buf := make([]byte, min(max(e.Size, 1), 32<<10))
-		trips[i] = func() (int, bool, error) {
-			if _, err := c.Write(frame); err != nil {
-				return 0, false, err
-			}
-			return 0, false, readEcho(br, payload, buf)
-		}
-	}
-	r, _, err := closedLoop(cfg, s, conns, trips)
-	r.MBPerSec = r.MsgsPerSec * float64(e.Size) / 1e6
-	return r, err
-}
-
-// roundTrip sends one message on its connection and reads and checks the
-// echo; it may return a count of bytes and a flag for the caller to sum
-// over the measured window (frame bytes echoed, compressed echoes).
-type roundTrip func() (n int, flag bool, err error)
-
-// loopTotals are the sums of the round trips' counts and flags over the
-// measured window.
-type loopTotals struct{ wire, flagged uint64 }
-
-// closedLoop runs trips[i] in a loop on conns[i], one goroutine each,
-// through the warm-up and the measured window, then closes the
-// connections. It fills the figures common to echo scenarios: messages,
-// latency, server and client CPU, server RSS and allocations.
-func closedLoop(cfg *config, s *server, conns []net.Conn, trips []roundTrip) (EchoResult, loopTotals, error) {
-	var (
-		r       EchoResult
-		t       loopTotals
-		phase   atomic.Int32
-		wg      sync.WaitGroup
-		hists   = make([]*hist, len(conns))
-		counts  = make([]uint64, len(conns))
-		totals  = make([]loopTotals, len(conns))
-		errOnce sync.Once
-		runErr  error
-	)
-	for i := range conns {
-		hists[i] = new(hist)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			trip, h := trips[i], hists[i]
-			var (
-				n   uint64
-				tot loopTotals
-			)
-			defer func() { counts[i], totals[i] = n, tot }()
-			for phase.Load() != phaseStop {
-				t0 := time.Now()
-				k, flag, err := trip()
-				if err != nil {
-					if phase.Load() != phaseStop {
-						errOnce.Do(func() { runErr = err })
-					}
-					return
-				}
-				if phase.Load() == phaseMeasure {
-					h.add(time.Since(t0))
-					n++
-					tot.wire += uint64(k)
-					if flag {
-						tot.flagged++
-					}
-				}
-			}
-		}()
-	}
-	r.LoadAvg = loadAvg()
-	time.Sleep(cfg.warmup)
-	// The allocation counts are read just outside the measured window
-	// (an in-process test server, without lines, has none).
-	var m0, m1 memStats
-	var memErr error
-	if s.lines != nil {
-		m0, memErr = serverMem(s)
-	}
-	a := snap(s.pid)
-	phase.Store(phaseMeasure)
-	time.Sleep(cfg.duration)
-	phase.Store(phaseStop)
-	b := snap(s.pid)
-	if s.lines != nil && memErr == nil {
-		m1, memErr = serverMem(s)
-	}
-	r.ServerRSSKiB = procStatus(s.pid, "VmRSS")
-	// Unblock workers waiting for an echo, then close.
-	for _, c := range conns {
-		c.SetDeadline(time.Now())
-	}
-	wg.Wait()
-	for _, c := range conns {
-		c.Write(closeFrame)
-		c.Close()
-	}
-	if runErr != nil {
-		return r, t, runErr
-	}
-	var all hist
-	for i, h := range hists {
-		all.merge(h)
-		r.Messages += counts[i]
-		t.wire += totals[i].wire
-		t.flagged += totals[i].flagged
-	}
-	secs := b.t.Sub(a.t).Seconds()
-	r.Seconds = secs
-	r.MsgsPerSec = float64(r.Messages) / secs
-	r.P50us, r.P99us, r.P999us = all.quantile(0.5), all.quantile(0.99), all.quantile(0.999)
-	scpu, ccpu := b.server-a.server, b.client-a.client
-	r.ServerCPUPct = 100 * scpu / secs
-	r.ClientCPUPct = 100 * ccpu / secs
-	r.OtherCPUSec = max(0, (b.machine-a.machine)-scpu-ccpu)
-	if r.Messages > 0 {
-		r.ServerUsMsg = 1e6 * scpu / float64(r.Messages)
-	}
-	if r.Messages == 0 {
-		return r, t, errors.New("no message echoed")
-	}
-	if memErr != nil {
-		return r, t, memErr
-	}
-	if s.lines != nil {
-		setAllocs(&r, m0, m1)
-	}
-	return r, t, nil
 }
 
 func runHandshakes(cfg *config, s *server) (HSResult, error) {
