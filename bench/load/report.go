@@ -184,6 +184,13 @@ func markdown(res *Results) string {
 			w("; server CPU per message %s (%s against %s, lower is better)", ratio(us.ServerUsMsg, peer.ServerUsMsg), us.Lib, peer.Lib)
 			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": server µs per message", ourValue(num(us.ServerUsMsg), us.Lib), num(peer.ServerUsMsg), peer.Lib, ratio(us.ServerUsMsg, peer.ServerUsMsg)})
 		}
+		if s.Conns >= 10000 {
+			perConn := func(r EchoResult) float64 { return r.ServerRSSKiB * 1024 / float64(s.Conns) }
+			if us, peer, ok1, ok2 := best(rows, lib, failed, perConn, false); ok1 && ok2 {
+				w("; server RSS per active connection %s (%s: %s bytes, %s: %s bytes)", ratio(perConn(us), perConn(peer)), us.Lib, num(perConn(us)), peer.Lib, num(perConn(peer)))
+				sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": server RSS bytes per active connection", ourValue(num(perConn(us)), us.Lib), num(perConn(peer)), peer.Lib, ratio(perConn(us), perConn(peer))})
+			}
+		}
 		w(".\n\n")
 	}
 
