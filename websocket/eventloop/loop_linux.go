@@ -87,6 +87,8 @@ type loop struct {
 	pollFn func(uintptr) bool // l.pollEvents
 	// waitEvents's state, for pollEvents
 	waitBlock bool
+	polls     int  // pollEvents calls in this waitEvents
+	parked    bool // the last waitEvents waited in the poller
 	waitN     int
 	waitErr   error
 	evfd      int // eventfd that wakes the loop
@@ -420,6 +422,15 @@ func (l *loop) run() {
 		block := len(l.posted) == 0 && len(l.dirty) == l.dirtyHead
 		l.mu.Unlock()
 		n := l.waitEvents(block, deadline)
+		if !l.parked {
+			// A loop that always finds work never enters the scheduler:
+			// its system calls are raw and it waits only when idle, and a
+			// preemption signal mostly lands inside a system call, where
+			// the runtime cannot preempt. Yield once a round so that other
+			// goroutines (timers, signal handlers, the application's own)
+			// run even with one processor (TestBusyLoopYields).
+			runtime.Gosched()
+		}
 		// Awake: work posted from now on (by a callback of this loop, or
 		// another goroutine) is run by runPosted below, or seen at the top.
 		l.woken.Store(true)
@@ -457,6 +468,8 @@ func (l *loop) run() {
 // zero deadline: none); it then returns 0.
 func (l *loop) waitEvents(block bool, deadline time.Time) int {
 	l.waitBlock = block
+	l.polls = 0
+	defer func() { l.parked = l.polls > 1 }()
 	if !block {
 		l.pollEvents(0)
 	} else {
@@ -484,6 +497,7 @@ func (l *loop) waitEvents(block bool, deadline time.Time) int {
 // so that waiting allocates nothing): it takes the events ready now and
 // says whether to return rather than wait.
 func (l *loop) pollEvents(uintptr) bool {
+	l.polls++
 	l.waitN, l.waitErr = epollNow(l.epfd, l.events)
 	return l.waitN > 0 || !l.waitBlock || l.waitErr != nil
 }
