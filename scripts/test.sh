@@ -32,6 +32,14 @@ step "go vet"
 step "go test -race"
 "$GO" test -race -count=1 -timeout 30m ./...
 
+step "allocation tests (built without -race, which allocates)"
+"$GO" test -count=1 -run 'Allocs' -v ./websocket/ ./websocket/eventloop/ | grep -E '^(=== RUN|--- |ok|FAIL)'
+test "${PIPESTATUS[0]}" -eq 0
+
+step "event loop built with eventloop_safe (x/sys/unix calls instead of raw system calls)"
+"$GO" vet -tags eventloop_safe ./websocket/eventloop/
+"$GO" test -race -count=1 -tags eventloop_safe ./websocket/eventloop/
+
 step "bench module: go vet and its tests (the measurements themselves are run by hand)"
 (cd bench && "$GO" vet ./... && "$GO" test -count=1 -timeout 10m ./...)
 

@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && !eventloop_safe
 
 package eventloop
 
@@ -18,6 +18,12 @@ import (
 // echo: 0.6 nanosleep and 0.16 futex per message). A loop waits for work
 // only in the runtime's own poller (see waitEvents), never in the kernel
 // while holding a processor.
+//
+// These raw calls pass buffers to the kernel as unsafe.Pointer, the way
+// x/sys/unix does. Building with the tag eventloop_safe replaces them with
+// x/sys/unix's own Read, Write and EpollWait (sys_safe_linux.go): the same
+// behaviour at the cost of the scheduler's wake-ups; scripts/test.sh runs
+// the package's tests in both builds.
 
 // rawRead reads from a non-blocking descriptor.
 func rawRead(fd int, p []byte) (int, error) {
