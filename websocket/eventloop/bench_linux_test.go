@@ -2,7 +2,9 @@ package eventloop
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -142,4 +144,101 @@ func benchBroadcast(b *testing.B, subs, size int, broadcast bool) {
 	b.ReportMetric(float64(elapsed.Nanoseconds())/deliveries, "ns/delivery")
 	b.ReportMetric(float64(cpu.Nanoseconds())/deliveries, "cpu-ns/delivery")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkEcho runs closed-loop echoes over loopback against a server of
+// one loop whose OnMessage writes each message back: conns connections,
+// each driven by a goroutine that writes one pre-masked frame and reads its
+// echo whole before the next. One op is one echo; cpu-ns/op is the
+// process's CPU time (server and clients) per echo. Run it with -cpu 1 to
+// see a server core's cost with the clients sharing it.
+func BenchmarkEcho(b *testing.B) {
+	for _, size := range []int{32, 1024, 65536} {
+		for _, conns := range []int{1, 64} {
+			b.Run(fmt.Sprintf("size=%d/conns=%d", size, conns), func(b *testing.B) {
+				benchEcho(b, size, conns)
+			})
+		}
+	}
+}
+
+func benchEcho(b *testing.B, size, conns int) {
+	s := &Server{
+		Loops: 1,
+		OnMessage: func(c *Conn, typ websocket.MessageType, p []byte) {
+			c.Write(typ, p)
+		},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Close()
+	addr := ln.Addr().String()
+	msg := make([]byte, size)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	out := frame(true, 0x2, msg) // masked, as a client sends it
+	echoLen := size + 2
+	switch {
+	case size > 0xFFFF:
+		echoLen += 8
+	case size > 125:
+		echoLen += 2
+	}
+	ncs := make([]net.Conn, conns)
+	req := []byte(requestFor(addr))
+	for i := range ncs {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		nc.Write(req)
+		nc.SetReadDeadline(time.Now().Add(waitFor))
+		br := bufio.NewReader(nc)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 101 || br.Buffered() > 0 {
+			b.Fatalf("handshake: %v, %v", resp, err)
+		}
+		nc.SetReadDeadline(time.Time{})
+		ncs[i] = nc
+	}
+	var next atomic.Int64 // echoes handed out
+	errs := make(chan error, conns)
+	var ru0, ru1 syscall.Rusage
+	b.ReportAllocs()
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	b.ResetTimer()
+	for _, nc := range ncs {
+		go func() {
+			in := make([]byte, echoLen)
+			for next.Add(1) <= int64(b.N) {
+				if _, err := nc.Write(out); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := io.ReadFull(nc, in); err != nil {
+					errs <- err
+					return
+				}
+				if in[0] != 0x82 || !bytes.Equal(in[echoLen-size:], msg) {
+					errs <- fmt.Errorf("echo % x… is not the message", in[:min(len(in), 8)])
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()
+	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 }
