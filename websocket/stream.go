@@ -137,8 +137,13 @@ type Parsed struct {
 	Kind    ParsedKind
 	Type    MessageType // the current message's type (ParsedData)
 	Payload []byte
-	Final   bool        // ParsedData: this event ends the message
-	Close   *CloseError // ParsedClose: the peer's code and reason
+	Final   bool // ParsedData: this event ends the message
+	// Left (ParsedData) is how many payload bytes of the current frame
+	// are still to come after Payload: with len(Payload) it sizes the
+	// buffer a caller gathers a split message into, so that buffers can
+	// be reused by size instead of grown by appends.
+	Left  int64
+	Close *CloseError // ParsedClose: the peer's code and reason
 }
 
 // Init makes p ready for a new server connection: masked frames expected,
@@ -206,7 +211,7 @@ func (s *ServerParser) Parse(b []byte) (n int, ev Parsed, err error) {
 	if err := s.p.parsePayload(b[:k]); err != nil {
 		return n + k, Parsed{}, err
 	}
-	return n + k, Parsed{Kind: ParsedData, Type: s.p.msgType, Payload: b[:k], Final: !s.p.inMessage}, nil
+	return n + k, Parsed{Kind: ParsedData, Type: s.p.msgType, Payload: b[:k], Final: !s.p.inMessage, Left: s.p.payloadLeft()}, nil
 }
 
 // control turns a complete control frame into its event.

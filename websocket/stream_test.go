@@ -125,3 +125,30 @@ func TestServerParserFails(t *testing.T) {
 		t.Fatalf("with DisableUTF8Check: %v, %v", ev, err)
 	}
 }
+
+// TestServerParserLeft: each data event says how much of its frame is
+// still to come, so that a caller can size the buffer it gathers into.
+func TestServerParserLeft(t *testing.T) {
+	stream := maskedFrame(true, opBinary, bytes.Repeat([]byte{7}, 300)) // 8-byte header
+	var s ServerParser
+	s.Init(nil)
+	var lefts []int64
+	var sizes []int
+	for off := 0; off < len(stream); off += 100 {
+		b := stream[off:min(off+100, len(stream))]
+		for len(b) > 0 {
+			n, ev, err := s.Parse(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = b[n:]
+			if ev.Kind == ParsedData {
+				lefts = append(lefts, ev.Left)
+				sizes = append(sizes, len(ev.Payload))
+			}
+		}
+	}
+	if fmt.Sprint(sizes) != "[92 100 100 8]" || fmt.Sprint(lefts) != "[208 108 8 0]" {
+		t.Fatalf("payload sizes %v with Left %v, want [92 100 100 8] with [208 108 8 0]", sizes, lefts)
+	}
+}

@@ -108,3 +108,35 @@ func TestAllocs(t *testing.T) {
 		t.Errorf("an echo allocates %v times, want 0", n)
 	}
 }
+
+// TestAllocsSplitMessage: a message larger than a loop's read buffer is
+// gathered across reads into a pooled buffer sized from its frame header,
+// so that in steady state receiving such messages allocates nothing.
+func TestAllocsSplitMessage(t *testing.T) {
+	got := make(chan int, 1)
+	s := &Server{Loops: 1, OnMessage: func(_ *Conn, _ websocket.MessageType, p []byte) { got <- len(p) }}
+	addr := startServer(t, s)
+	p := open(t, addr)
+	timeout := time.NewTimer(waitFor) // reused: time.After would allocate
+	for _, size := range []int{readBufSize + 1, 1 << 20, 3 << 20} {
+		in := frame(true, 0x2, make([]byte, size))
+		send := func() {
+			if _, err := p.c.Write(in); err != nil {
+				t.Fatal(err)
+			}
+			timeout.Reset(waitFor)
+			select {
+			case n := <-got:
+				if n != size {
+					t.Fatalf("got a message of %d bytes, want %d", n, size)
+				}
+			case <-timeout.C:
+				t.Fatalf("no message of %d bytes within %v", size, waitFor)
+			}
+		}
+		send() // the first fills the pool
+		if n := testing.AllocsPerRun(20, send); n != 0 {
+			t.Errorf("receiving a %d-byte message allocates %v times, want 0", size, n)
+		}
+	}
+}

@@ -779,7 +779,7 @@ func (l *loop) frames(c *Conn, b []byte) {
 					srv.s.OnMessage(c, ev.Type, ev.Payload)
 					continue
 				}
-				c.msg = getBuf(len(ev.Payload))
+				c.msg = getBuf(len(ev.Payload) + int(ev.Left))
 			}
 			*c.msg = append(*c.msg, ev.Payload...)
 			if ev.Final {
@@ -1256,21 +1256,47 @@ func (t *fdTable) each(fn func(c *Conn)) {
 	}
 }
 
-// Message buffers for messages that span reads.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// Message buffers for messages that span reads, pooled by size class so
+// that a steady stream of large messages allocates nothing: class k holds
+// buffers of at least minBuf<<k bytes. A buffer goes back to the largest
+// class its capacity fills; beyond the largest class it is left to the
+// garbage collector.
+const (
+	minBuf     = 4 << 10
+	bufClasses = 13 // 4 KiB to 16 MiB
+)
 
+var bufPools [bufClasses]sync.Pool
+
+// getBuf returns an empty buffer of at least hint bytes of capacity.
 func getBuf(hint int) *[]byte {
-	if hint > 64<<10 {
+	k := 0
+	for k < bufClasses && minBuf<<k < hint {
+		k++
+	}
+	if k == bufClasses {
 		b := make([]byte, 0, hint)
 		return &b
 	}
-	return bufPool.Get().(*[]byte)
+	if b, ok := bufPools[k].Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, minBuf<<k)
+	return &b
 }
 
 func putBuf(b *[]byte) {
-	if cap(*b) > 64<<10 {
-		return // a large message's buffer goes back to the garbage collector
+	c := cap(*b)
+	if c < minBuf {
+		return
+	}
+	k := 0
+	for k+1 < bufClasses && minBuf<<(k+1) <= c {
+		k++
+	}
+	if c >= minBuf<<bufClasses {
+		return // larger than the largest class: left to the collector
 	}
 	*b = (*b)[:0]
-	bufPool.Put(b)
+	bufPools[k].Put(b)
 }
