@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -64,6 +65,15 @@ func num(v float64) string {
 	default:
 		return fmt.Sprintf("%.2f", v)
 	}
+}
+
+// count formats a whole number like num but never with decimals: num
+// gives 50 connections as "50.0".
+func count(n int) string {
+	if n > -100 && n < 100 {
+		return strconv.Itoa(n)
+	}
+	return num(float64(n))
 }
 
 // scenarios returns the echo scenarios of res in their order.
@@ -232,7 +242,7 @@ func markdown(res *Results) string {
 		w("the slope is the RSS difference between the first and last count per connection, and the projection multiplies it by 10⁶.\n\n")
 		w("| library | RSS, 0 conns |")
 		for _, c := range counts {
-			w(" RSS, %s conns |", num(float64(c)))
+			w(" RSS, %s conns |", count(c))
 		}
 		w(" slope, bytes/conn | projected for 1M conns |\n| --- | ---: |")
 		for range counts {
