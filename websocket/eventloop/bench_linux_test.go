@@ -59,21 +59,8 @@ func benchBroadcast(b *testing.B, subs, size int, broadcast bool) {
 	var waiting atomic.Bool
 	progress := make(chan struct{}, 1)
 	conns := make([]*Conn, subs)
-	req := []byte(requestFor(addr))
 	for i := range subs {
-		nc, err := net.Dial("tcp", addr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer nc.Close()
-		nc.Write(req)
-		nc.SetReadDeadline(time.Now().Add(waitFor))
-		br := bufio.NewReader(nc)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != 101 || br.Buffered() > 0 {
-			b.Fatalf("handshake: %v, %v", resp, err)
-		}
-		nc.SetReadDeadline(time.Time{})
+		nc := dialRaw(b, addr)
 		conns[i] = <-opened
 		buf := make([]byte, 64<<10) // here: allocations in the timed part are the server's
 		go func() {
@@ -189,22 +176,8 @@ func benchEcho(b *testing.B, size, conns int) {
 		echoLen += 2
 	}
 	ncs := make([]net.Conn, conns)
-	req := []byte(requestFor(addr))
 	for i := range ncs {
-		nc, err := net.Dial("tcp", addr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer nc.Close()
-		nc.Write(req)
-		nc.SetReadDeadline(time.Now().Add(waitFor))
-		br := bufio.NewReader(nc)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != 101 || br.Buffered() > 0 {
-			b.Fatalf("handshake: %v, %v", resp, err)
-		}
-		nc.SetReadDeadline(time.Time{})
-		ncs[i] = nc
+		ncs[i] = dialRaw(b, addr)
 	}
 	var next atomic.Int64 // echoes handed out
 	errs := make(chan error, conns)
@@ -241,4 +214,23 @@ func benchEcho(b *testing.B, size, conns int) {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	cpu := ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+}
+
+// dialRaw opens a connection to the server at addr and runs the opening
+// handshake; the connection is closed when the benchmark ends.
+func dialRaw(b *testing.B, addr string) net.Conn {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { nc.Close() })
+	nc.Write([]byte(requestFor(addr)))
+	nc.SetReadDeadline(time.Now().Add(waitFor))
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 || br.Buffered() > 0 {
+		b.Fatalf("handshake: %v, %v", resp, err)
+	}
+	nc.SetReadDeadline(time.Time{})
+	return nc
 }
