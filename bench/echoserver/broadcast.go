@@ -110,6 +110,21 @@ func bcastPath(uri string) string {
 	return p
 }
 
+// routeBcast serves r with subscriber or publisher when its path is
+// subPath or pubPath, and reports whether it was either (the net/http
+// servers serve echo otherwise).
+func routeBcast(w http.ResponseWriter, r *http.Request, subscriber, publisher http.HandlerFunc) bool {
+	switch r.URL.Path {
+	case subPath:
+		subscriber(w, r)
+	case pubPath:
+		publisher(w, r)
+	default:
+		return false
+	}
+	return true
+}
+
 // queued is a subscriber of the servers that keep a queue per subscriber:
 // q holds what the writer goroutine has yet to send, done is closed when
 // the subscriber leaves (so a publisher never waits on a queue nobody
@@ -154,15 +169,7 @@ func newDuplexBcast() *duplexBcast {
 // serve handles r when it is a broadcast request and reports whether it
 // was.
 func (b *duplexBcast) serve(w http.ResponseWriter, r *http.Request) bool {
-	switch r.URL.Path {
-	case subPath:
-		b.subscriber(w, r)
-	case pubPath:
-		b.publisher(w, r)
-	default:
-		return false
-	}
-	return true
+	return routeBcast(w, r, b.subscriber, b.publisher)
 }
 
 func (b *duplexBcast) subscriber(w http.ResponseWriter, r *http.Request) {
@@ -258,16 +265,10 @@ func newGorillaBcast(up gorilla.Upgrader) *gorillaBcast {
 	return &gorillaBcast{up: up, greet: g}
 }
 
+// serve handles r when it is a broadcast request and reports whether it
+// was.
 func (b *gorillaBcast) serve(w http.ResponseWriter, r *http.Request) bool {
-	switch r.URL.Path {
-	case subPath:
-		b.subscriber(w, r)
-	case pubPath:
-		b.publisher(w, r)
-	default:
-		return false
-	}
-	return true
+	return routeBcast(w, r, b.subscriber, b.publisher)
 }
 
 func (b *gorillaBcast) subscriber(w http.ResponseWriter, r *http.Request) {
@@ -337,16 +338,10 @@ type coderMsg struct {
 
 type coderSub struct{ *queued[coderMsg] }
 
+// serve handles r when it is a broadcast request and reports whether it
+// was.
 func (b *coderBcast) serve(w http.ResponseWriter, r *http.Request) bool {
-	switch r.URL.Path {
-	case subPath:
-		b.subscriber(w, r)
-	case pubPath:
-		b.publisher(w, r)
-	default:
-		return false
-	}
-	return true
+	return routeBcast(w, r, b.subscriber, b.publisher)
 }
 
 func (b *coderBcast) subscriber(w http.ResponseWriter, r *http.Request) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -47,18 +46,10 @@ func TestBroadcastServers(t *testing.T) {
 	for _, lib := range Libs {
 		t.Run(lib, func(t *testing.T) {
 			t.Parallel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			stop, err := servers[lib](ln)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stop()
+			addr := startServer(t, servers[lib])
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			base := "ws://" + ln.Addr().String()
+			base := "ws://" + addr
 			dial := func(path, proto string) *websocket.Conn {
 				t.Helper()
 				c, _, err := websocket.Dial(ctx, base+path, &websocket.DialOptions{Subprotocols: []string{proto}})

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
-	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -15,9 +13,6 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsflate"
 	gorilla "github.com/gorilla/websocket"
-	"github.com/lesismal/nbio/logging"
-	"github.com/lesismal/nbio/nbhttp"
-	nbws "github.com/lesismal/nbio/nbhttp/websocket"
 	"github.com/lxzan/gws"
 )
 
@@ -57,17 +52,7 @@ func serveDuplexDeflate(ln net.Listener) (func(), error) {
 		if err != nil {
 			return
 		}
-		defer c.CloseNow()
-		ctx := context.Background()
-		for {
-			typ, p, err := c.Read(ctx)
-			if err != nil {
-				return
-			}
-			if err := c.Write(ctx, typ, p); err != nil {
-				return
-			}
-		}
+		duplexEcho(c)
 	})
 }
 
@@ -81,21 +66,7 @@ func serveGorillaDeflate(ln net.Listener) (func(), error) {
 		if err != nil {
 			return
 		}
-		defer c.Close()
-		var buf bytes.Buffer
-		for {
-			typ, rd, err := c.NextReader()
-			if err != nil {
-				return
-			}
-			p, err := readInto(&buf, rd)
-			if err != nil {
-				return
-			}
-			if err := c.WriteMessage(typ, p); err != nil {
-				return
-			}
-		}
+		gorillaEcho(c)
 	})
 }
 
@@ -109,23 +80,7 @@ func serveCoderDeflate(ln net.Listener) (func(), error) {
 		if err != nil {
 			return
 		}
-		defer c.CloseNow()
-		c.SetReadLimit(-1)
-		ctx := context.Background()
-		var buf bytes.Buffer
-		for {
-			typ, rd, err := c.Reader(ctx)
-			if err != nil {
-				return
-			}
-			p, err := readInto(&buf, rd)
-			if err != nil {
-				return
-			}
-			if err := c.Write(ctx, typ, p); err != nil {
-				return
-			}
-		}
+		coderEcho(c)
 	})
 }
 
@@ -137,19 +92,7 @@ func serveCoderDeflate(ln net.Listener) (func(), error) {
 // messages, so frames are gathered into a message, inflated when the first
 // frame has RSV1, and the echo goes back deflated as one frame with RSV1.
 func serveGobwasDeflate(ln net.Listener) (func(), error) {
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
-			}
-			go gobwasDeflateConn(conn)
-		}
-	}()
-	return func() { ln.Close() }, nil
+	return acceptEach(ln, gobwasDeflateConn)
 }
 
 // resettableInflater gives compress/flate's decompressor the
@@ -282,40 +225,19 @@ func gobwasDeflateConn(conn net.Conn) {
 // ClientContextTakeover), Threshold 1 (its default leaves messages under
 // 512 bytes uncompressed), level 1 (its default).
 func serveGWSDeflate(ln net.Listener) (func(), error) {
-	srv := gws.NewServer(gwsEcho{}, &gws.ServerOption{PermessageDeflate: gws.PermessageDeflate{
+	return runGWS(ln, gwsEcho{}, &gws.ServerOption{PermessageDeflate: gws.PermessageDeflate{
 		Enabled:   true,
 		Threshold: 1,
 	}})
-	srv.OnError = func(net.Conn, error) {}
-	sl := &stoppableListener{Listener: ln, done: make(chan struct{})}
-	go srv.RunListener(sl)
-	return sl.stop, nil
 }
 
 // serveNbioDeflate: serveNbio with Upgrader.EnableCompression, which, as
 // gorilla's, answers no context takeover both ways and compresses every
 // message at level 1.
 func serveNbioDeflate(ln net.Listener) (func(), error) {
-	logging.SetLevel(logging.LevelNone)
-	up := nbws.NewUpgrader()
-	up.KeepaliveTime = 0
+	up := newNbioEchoUpgrader()
 	up.EnableCompression(true)
-	up.CheckOrigin = func(*http.Request) bool { return true }
-	up.OnMessage(func(c *nbws.Conn, typ nbws.MessageType, p []byte) {
-		_ = c.WriteMessage(typ, p)
+	return runNbio(ln, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = up.Upgrade(w, r, nil)
 	})
-	engine := nbhttp.NewEngine(nbhttp.Config{
-		Network:                 "tcp",
-		Addrs:                   []string{ln.Addr().String()},
-		Listen:                  func(string, string) (net.Listener, error) { return ln, nil },
-		MaxLoad:                 1 << 20,
-		ReleaseWebsocketPayload: true,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = up.Upgrade(w, r, nil)
-		}),
-	})
-	if err := engine.Start(); err != nil {
-		return nil, err
-	}
-	return engine.Stop, nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -30,10 +29,7 @@ func TestDeflateEchoServers(t *testing.T) {
 	for i := 0; js.Len() < 70000; i++ {
 		fmt.Fprintf(&js, `{"id":%d,"user":"user-%04d","event":"click","ok":true},`, i, i%97)
 	}
-	msgs := []struct {
-		typ websocket.MessageType
-		p   []byte
-	}{
+	msgs := []echoMsg{
 		{websocket.MessageText, []byte("héllo, wörld")},
 		{websocket.MessageText, []byte(js.String()[:1024])},
 		{websocket.MessageBinary, bytes.Repeat([]byte{0, 1, 2, 3, 0xfe}, 300)},
@@ -43,18 +39,10 @@ func TestDeflateEchoServers(t *testing.T) {
 	for lib, serve := range compressServers {
 		t.Run(lib, func(t *testing.T) {
 			t.Parallel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			stop, err := serve(ln)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stop()
+			addr := startServer(t, serve)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, resp, err := websocket.Dial(ctx, "ws://"+ln.Addr().String()+"/", &websocket.DialOptions{Options: websocket.Options{
+			c, resp, err := websocket.Dial(ctx, "ws://"+addr+"/", &websocket.DialOptions{Options: websocket.Options{
 				Compression: websocket.CompressionOptions{Enabled: true, ServerNoContextTakeover: true, ClientNoContextTakeover: true, Threshold: -1},
 			}})
 			if err != nil {
@@ -65,22 +53,7 @@ func TestDeflateEchoServers(t *testing.T) {
 			if !strings.HasPrefix(ext, "permessage-deflate") || !strings.Contains(ext, "server_no_context_takeover") {
 				t.Fatalf("Sec-WebSocket-Extensions %q, want permessage-deflate with server_no_context_takeover", ext)
 			}
-			for i, m := range msgs {
-				if err := c.Write(ctx, m.typ, m.p); err != nil {
-					t.Fatalf("message %d: write: %v", i, err)
-				}
-				typ, p, err := c.Read(ctx)
-				if err != nil {
-					t.Fatalf("message %d: read: %v", i, err)
-				}
-				if typ != m.typ || !bytes.Equal(p, m.p) {
-					t.Fatalf("message %d: got %v of %d bytes, want %v of %d bytes (equal bytes: %v)",
-						i, typ, len(p), m.typ, len(m.p), bytes.Equal(p, m.p))
-				}
-			}
-			if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
-				t.Fatalf("close: %v", err)
-			}
+			checkEchoes(ctx, t, c, msgs)
 		})
 	}
 }

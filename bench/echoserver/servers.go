@@ -75,18 +75,25 @@ func serveDuplex(ln net.Listener) (func(), error) {
 		if err != nil {
 			return
 		}
-		defer c.CloseNow()
-		ctx := context.Background()
-		for {
-			typ, p, err := c.Read(ctx)
-			if err != nil {
-				return
-			}
-			if err := c.Write(ctx, typ, p); err != nil {
-				return
-			}
-		}
+		duplexEcho(c)
 	})
+}
+
+// duplexEcho echoes every message of c with whole-message Read and Write
+// until either fails, then closes c. It serves both the plain and the
+// -compress duplex server, which differ only in their AcceptOptions.
+func duplexEcho(c *websocket.Conn) {
+	defer c.CloseNow()
+	ctx := context.Background()
+	for {
+		typ, p, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		if err := c.Write(ctx, typ, p); err != nil {
+			return
+		}
+	}
 }
 
 // readInto reads a whole message from r into buf, reusing its storage; a
@@ -116,22 +123,30 @@ func serveGorilla(ln net.Listener) (func(), error) {
 		if err != nil {
 			return
 		}
-		defer c.Close()
-		var buf bytes.Buffer
-		for {
-			typ, rd, err := c.NextReader()
-			if err != nil {
-				return
-			}
-			p, err := readInto(&buf, rd)
-			if err != nil {
-				return
-			}
-			if err := c.WriteMessage(typ, p); err != nil {
-				return
-			}
-		}
+		gorillaEcho(c)
 	})
+}
+
+// gorillaEcho echoes every message of c (NextReader into a per-connection
+// buffer, then WriteMessage) until either fails, then closes c. It serves
+// both the plain and the -compress gorilla server, which differ only in
+// their Upgrader.
+func gorillaEcho(c *gorilla.Conn) {
+	defer c.Close()
+	var buf bytes.Buffer
+	for {
+		typ, rd, err := c.NextReader()
+		if err != nil {
+			return
+		}
+		p, err := readInto(&buf, rd)
+		if err != nil {
+			return
+		}
+		if err := c.WriteMessage(typ, p); err != nil {
+			return
+		}
+	}
 }
 
 // serveCoder: Accept, then Reader read into a per-connection buffer (Read
@@ -147,24 +162,32 @@ func serveCoder(ln net.Listener) (func(), error) {
 		if err != nil {
 			return
 		}
-		defer c.CloseNow()
-		c.SetReadLimit(-1)
-		ctx := context.Background()
-		var buf bytes.Buffer
-		for {
-			typ, rd, err := c.Reader(ctx)
-			if err != nil {
-				return
-			}
-			p, err := readInto(&buf, rd)
-			if err != nil {
-				return
-			}
-			if err := c.Write(ctx, typ, p); err != nil {
-				return
-			}
-		}
+		coderEcho(c)
 	})
+}
+
+// coderEcho lifts c's read limit and echoes every message of c (Reader
+// into a per-connection buffer, then Write) until either fails, then
+// closes c. It serves both the plain and the -compress coder server, which
+// differ only in their AcceptOptions.
+func coderEcho(c *coder.Conn) {
+	defer c.CloseNow()
+	c.SetReadLimit(-1)
+	ctx := context.Background()
+	var buf bytes.Buffer
+	for {
+		typ, rd, err := c.Reader(ctx)
+		if err != nil {
+			return
+		}
+		p, err := readInto(&buf, rd)
+		if err != nil {
+			return
+		}
+		if err := c.Write(ctx, typ, p); err != nil {
+			return
+		}
+	}
 }
 
 // serveGobwas: gobwas/ws's low-level, zero-copy path: ws.Upgrade parses
@@ -177,6 +200,13 @@ func serveCoder(ln net.Listener) (func(), error) {
 // messages fragmented, which the protocol allows.
 func serveGobwas(ln net.Listener) (func(), error) {
 	b := newGobwasBcast()
+	return acceptEach(ln, b.conn) // upgrades, then gobwasConn for echo
+}
+
+// acceptEach accepts connections on ln, each served by serve on its own
+// goroutine, until ln is closed, which the returned function does. The
+// gobwas servers use it, since gobwas/ws works on raw connections.
+func acceptEach(ln net.Listener, serve func(net.Conn)) (func(), error) {
 	go func() {
 		for {
 			conn, err := ln.Accept()
@@ -186,7 +216,7 @@ func serveGobwas(ln net.Listener) (func(), error) {
 				}
 				continue
 			}
-			go b.conn(conn) // upgrades, then gobwasConn for echo
+			go serve(conn)
 		}
 	}()
 	return func() { ln.Close() }, nil
@@ -264,7 +294,13 @@ func (gwsEcho) OnMessage(c *gws.Conn, m *gws.Message) {
 // UTF-8 check).
 func serveGWS(ln net.Listener) (func(), error) {
 	b := &gwsBcast{Event: gwsEcho{}}
-	srv := gws.NewServer(b, b.option())
+	return runGWS(ln, b, b.option())
+}
+
+// runGWS runs a gws server with handler ev and options opt on ln, with
+// accept errors ignored; the returned function stops it.
+func runGWS(ln net.Listener, ev gws.Event, opt *gws.ServerOption) (func(), error) {
+	srv := gws.NewServer(ev, opt)
 	srv.OnError = func(net.Conn, error) {}
 	sl := &stoppableListener{Listener: ln, done: make(chan struct{})}
 	go srv.RunListener(sl)
@@ -302,6 +338,17 @@ func (l *stoppableListener) stop() {
 // upgrader's keepalive read deadline (120 s by default) is off, as every
 // other server here has none.
 func serveNbio(ln net.Listener) (func(), error) {
+	up := newNbioEchoUpgrader()
+	b := newNbioBcast()
+	return runNbio(ln, func(w http.ResponseWriter, r *http.Request) {
+		b.upgrade(up, w, r)
+	})
+}
+
+// newNbioEchoUpgrader silences nbio's logging and returns an Upgrader
+// that echoes every message from OnMessage with WriteMessage, with no
+// keepalive read deadline and any origin accepted.
+func newNbioEchoUpgrader() *nbws.Upgrader {
 	logging.SetLevel(logging.LevelNone)
 	up := nbws.NewUpgrader()
 	up.KeepaliveTime = 0
@@ -309,16 +356,20 @@ func serveNbio(ln net.Listener) (func(), error) {
 	up.OnMessage(func(c *nbws.Conn, typ nbws.MessageType, p []byte) {
 		_ = c.WriteMessage(typ, p)
 	})
-	b := newNbioBcast()
+	return up
+}
+
+// runNbio starts an nbhttp engine on ln whose requests h upgrades, with
+// payload buffers going back to the engine's pool after OnMessage; the
+// returned function stops it.
+func runNbio(ln net.Listener, h http.HandlerFunc) (func(), error) {
 	engine := nbhttp.NewEngine(nbhttp.Config{
 		Network:                 "tcp",
 		Addrs:                   []string{ln.Addr().String()},
 		Listen:                  func(string, string) (net.Listener, error) { return ln, nil },
 		MaxLoad:                 1 << 20,
 		ReleaseWebsocketPayload: true,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b.upgrade(up, w, r)
-		}),
+		Handler:                 h,
 	})
 	if err := engine.Start(); err != nil {
 		return nil, err
