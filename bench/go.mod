@@ -10,6 +10,7 @@ require (
 	github.com/klauspost/compress v1.20.3
 	github.com/lesismal/nbio v1.6.8
 	github.com/lxzan/gws v1.8.9
+	golang.org/x/sync v0.24.0
 )
 
 require (

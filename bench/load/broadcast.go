@@ -126,29 +126,14 @@ func bcastTitle(subs, size int) string {
 	return fmt.Sprintf("%s subscribers × %s", num(float64(subs)), sizeName(size))
 }
 
-// bcastScenarios returns the broadcast scenarios of res in their order.
-func bcastScenarios(res *Results) []bcastSpec {
-	var out []bcastSpec
-	seen := map[bcastSpec]bool{}
-	for _, r := range res.Broadcast {
-		k := bcastSpec{r.Subs, r.Size}
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
-	}
-	return out
-}
+// bcastKey is the scenario of a broadcast result.
+func bcastKey(r BCResult) bcastSpec { return bcastSpec{r.Subs, r.Size} }
 
-func bcastRows(res *Results, s bcastSpec) []BCResult {
-	var out []BCResult
-	for _, r := range res.Broadcast {
-		if r.Subs == s.Subs && r.Size == s.Size {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+// bcastScenarios returns the broadcast scenarios of res in their order.
+func bcastScenarios(res *Results) []bcastSpec { return distinctKeys(res.Broadcast, bcastKey) }
+
+// bcastRows returns the results of broadcast scenario s, in order.
+func bcastRows(res *Results, s bcastSpec) []BCResult { return rowsWithKey(res.Broadcast, bcastKey, s) }
 
 // bcastMarkdown returns the report's broadcast tables (res summarized)
 // and the rows of the Duplex-against-best-peer table: what, Duplex,

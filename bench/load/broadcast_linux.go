@@ -301,38 +301,21 @@ var greetingFrame = append([]byte{0x81, byte(len(bcastGreeting))}, bcastGreeting
 // non-blocking duplicate; the net.Conn is closed), for the reader loops.
 func dialSubscribers(addr string, n int) ([]*bsub, error) {
 	subs := make([]*bsub, n)
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	sem := make(chan struct{}, 64)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			fd, err := dialSubscriber(addr)
-			if err != nil {
-				mu.Lock()
-				if first == nil {
-					first = fmt.Errorf("subscriber %d: %w", i, err)
-				}
-				mu.Unlock()
-				return
-			}
-			subs[i] = &bsub{idx: i, fd: fd}
-		}()
-	}
-	wg.Wait()
-	if first != nil {
+	err := dialEach(n, func(i int) error {
+		fd, err := dialSubscriber(addr)
+		if err != nil {
+			return fmt.Errorf("subscriber %d: %w", i, err)
+		}
+		subs[i] = &bsub{idx: i, fd: fd}
+		return nil
+	})
+	if err != nil {
 		for _, s := range subs {
 			if s != nil {
 				syscall.Close(s.fd)
 			}
 		}
-		return nil, first
+		return nil, err
 	}
 	return subs, nil
 }

@@ -63,6 +63,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 type config struct {
@@ -465,40 +467,35 @@ func dialAll(addr string, n int) ([]net.Conn, []*bufio.Reader, error) {
 func dialAllWith(addr string, n int, dial func(string, time.Duration) (net.Conn, *bufio.Reader, error)) ([]net.Conn, []*bufio.Reader, error) {
 	conns := make([]net.Conn, n)
 	brs := make([]*bufio.Reader, n)
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	sem := make(chan struct{}, 64)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			c, br, err := dial(addr, 10*time.Second)
-			if err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-				return
-			}
-			conns[i], brs[i] = c, br
-		}()
-	}
-	wg.Wait()
-	if first != nil {
+	err := dialEach(n, func(i int) error {
+		c, br, err := dial(addr, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		conns[i], brs[i] = c, br
+		return nil
+	})
+	if err != nil {
 		for _, c := range conns {
 			if c != nil {
 				c.Close()
 			}
 		}
-		return nil, nil, first
+		return nil, nil, err
 	}
 	return conns, brs, nil
+}
+
+// dialEach calls dial for 0 to n-1, at most 64 at a time (so that the
+// server's accept backlog does not overflow), and returns the first
+// error, after every call has returned.
+func dialEach(n int, dial func(i int) error) error {
+	var g errgroup.Group
+	g.SetLimit(64)
+	for i := range n {
+		g.Go(func() error { return dial(i) })
+	}
+	return g.Wait()
 }
 
 // Phases of a measured scenario.

@@ -76,12 +76,13 @@ func count(n int) string {
 	return num(float64(n))
 }
 
-// scenarios returns the echo scenarios of res in their order.
-func scenarios(res *Results) []echoSpec {
-	var out []echoSpec
-	seen := map[echoSpec]bool{}
-	for _, e := range res.Echo {
-		k := echoSpec{e.Conns, e.Size}
+// distinctKeys returns the distinct keys of rows in the order they first
+// appear: the scenarios of a table of results, in the order they ran.
+func distinctKeys[R any, K comparable](rows []R, key func(R) K) []K {
+	var out []K
+	seen := map[K]bool{}
+	for _, r := range rows {
+		k := key(r)
 		if !seen[k] {
 			seen[k] = true
 			out = append(out, k)
@@ -90,15 +91,26 @@ func scenarios(res *Results) []echoSpec {
 	return out
 }
 
-func echoRows(res *Results, s echoSpec) []EchoResult {
-	var out []EchoResult
-	for _, e := range res.Echo {
-		if e.Conns == s.Conns && e.Size == s.Size {
-			out = append(out, e)
+// rowsWithKey returns, in order, the rows whose key is k: the results of
+// one scenario.
+func rowsWithKey[R any, K comparable](rows []R, key func(R) K, k K) []R {
+	var out []R
+	for _, r := range rows {
+		if key(r) == k {
+			out = append(out, r)
 		}
 	}
 	return out
 }
+
+// echoKey is the scenario of an echo result.
+func echoKey(e EchoResult) echoSpec { return echoSpec{e.Conns, e.Size} }
+
+// scenarios returns the echo scenarios of res in their order.
+func scenarios(res *Results) []echoSpec { return distinctKeys(res.Echo, echoKey) }
+
+// echoRows returns the results of echo scenario s, in order.
+func echoRows(res *Results, s echoSpec) []EchoResult { return rowsWithKey(res.Echo, echoKey, s) }
 
 // isOurs reports whether lib is one of Duplex's servers: "duplex" (the
 // net/http Conn API) or a mode named "duplex-…" (duplex-eventloop). The
