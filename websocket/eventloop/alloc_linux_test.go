@@ -8,6 +8,7 @@ package eventloop
 import (
 	"encoding/binary"
 	"io"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -138,5 +139,32 @@ func TestAllocsSplitMessage(t *testing.T) {
 		if n := testing.AllocsPerRun(20, send); n != 0 {
 			t.Errorf("receiving a %d-byte message allocates %v times, want 0", size, n)
 		}
+	}
+}
+
+// TestAnnouncedLengthNotReserved: a frame header may announce far more
+// than the peer ever sends (any length when there is no read limit); the
+// loop reserves at most maxBufHint for it, grows the buffer with the bytes
+// that come, and goes on serving everyone (before: a header announcing
+// 2^62 bytes made the loop ask for that much memory and the process die).
+func TestAnnouncedLengthNotReserved(t *testing.T) {
+	s := &Server{Loops: 1, Options: &websocket.AcceptOptions{Options: websocket.Options{ReadLimit: -1}}}
+	addr := startServer(t, s)
+	liar := open(t, addr)
+	var hdr []byte
+	hdr = append(hdr, 0x82, 0x80|127)
+	hdr = binary.BigEndian.AppendUint64(hdr, 1<<62)
+	hdr = append(hdr, 1, 2, 3, 4)                         // mask key
+	liar.write(append(hdr, make([]byte, readBufSize)...)) // a first read's worth, then nothing
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	// Another connection still gets its echo, after the loop read the
+	// liar's bytes (the loop serves in turn).
+	p := open(t, addr)
+	p.write(frame(true, 0x2, []byte("still here")))
+	p.expectMessage(0x2, []byte("still here"))
+	runtime.ReadMemStats(&after)
+	if grown := after.HeapAlloc - min(after.HeapAlloc, before.HeapAlloc); grown > 64<<20 {
+		t.Fatalf("the heap grew by %d MiB for a message announced at 2^62 bytes", grown>>20)
 	}
 }

@@ -357,6 +357,9 @@ func newLoop(srv *serverImpl, idx int) (*loop, error) {
 	}
 	epFile := os.NewFile(uintptr(epfd), "epoll")
 	epConn, err := epFile.SyscallConn()
+	if err == nil {
+		err = epFile.SetReadDeadline(time.Time{}) // fails if the poller did not take it
+	}
 	if err != nil {
 		epFile.Close()
 		unix.Close(evfd)
@@ -779,7 +782,7 @@ func (l *loop) frames(c *Conn, b []byte) {
 					srv.s.OnMessage(c, ev.Type, ev.Payload)
 					continue
 				}
-				c.msg = getBuf(len(ev.Payload) + int(ev.Left))
+				c.msg = getBuf(len(ev.Payload) + int(min(ev.Left, maxBufHint)))
 			}
 			*c.msg = append(*c.msg, ev.Payload...)
 			if ev.Final {
@@ -1268,18 +1271,28 @@ const (
 
 var bufPools [bufClasses]sync.Pool
 
-// getBuf returns an empty buffer of at least hint bytes of capacity.
+// maxBufHint bounds how much of a frame's announced length is reserved
+// before its bytes arrive: a peer could announce far more than it sends
+// (up to the read limit, or any length with no limit), so a larger message
+// grows its buffer as its bytes come in.
+const maxBufHint = 1 << 20
+
+// getBuf returns an empty buffer of at least hint bytes of capacity: from
+// the pool of hint's class or, failing that, of a larger class (where a
+// buffer grown by a large message went back).
 func getBuf(hint int) *[]byte {
 	k := 0
 	for k < bufClasses && minBuf<<k < hint {
 		k++
 	}
+	for j := k; j < bufClasses; j++ {
+		if b, ok := bufPools[j].Get().(*[]byte); ok {
+			return b
+		}
+	}
 	if k == bufClasses {
 		b := make([]byte, 0, hint)
 		return &b
-	}
-	if b, ok := bufPools[k].Get().(*[]byte); ok {
-		return b
 	}
 	b := make([]byte, 0, minBuf<<k)
 	return &b

@@ -1,8 +1,10 @@
 package eventloop
 
 import (
+	"bufio"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -42,13 +44,20 @@ func TestFloodChild(t *testing.T) {
 	for range floodConns {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			p := dialPeer(t, addr, &net.Dialer{})
-			p.write([]byte(requestFor(addr)))
-			p.expectSwitch()
-			p.c.SetDeadline(stop)
-			go io.Copy(io.Discard, p.br) // the echoes
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(stop)
+			br := bufio.NewReader(c)
+			c.Write([]byte(requestFor(addr)))
+			if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+				return
+			}
+			go io.Copy(io.Discard, br) // the echoes
 			for {
-				if _, err := p.c.Write(out); err != nil {
+				if _, err := c.Write(out); err != nil {
 					return
 				}
 			}
@@ -63,8 +72,12 @@ func TestFloodChild(t *testing.T) {
 // not starve the server process's other goroutines on one processor: its
 // system calls are raw and it only waits when idle, so without yielding it
 // would never enter the scheduler, and a goroutine woken from outside the
-// scheduler, as os/signal's is, would wait for as long as the load lasted
-// (bench/echoserver's answer to SIGUSR2 did, at 10 000 connections).
+// scheduler, as os/signal's is, could wait for as long as the load lasted.
+// That is what bench/echoserver's answer to SIGUSR2 did in a side-by-side
+// run at 10 000 connections before the loop yielded (4 scenarios of 4);
+// this test did not reproduce it without the yield on the machine where
+// it was written (signals came within 25 to 42 ms, as with it), so it
+// checks the property, not that particular failure.
 func TestBusyLoopYields(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	var echoes atomic.Int64
