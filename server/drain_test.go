@@ -414,7 +414,14 @@ func TestDrainReadyz(t *testing.T) {
 	}
 
 	cancel() // the caller gives up: the rest is closed at once
-	if err, want := <-drained, "drain: stopped by its caller with WebSocket connections still open, closed without a closing handshake: context canceled"; err == nil || err.Error() != want || !errors.Is(err, context.Canceled) {
+	// The WebSocket line is exact. An HTTP connection of this test that
+	// the server had not yet seen go idle when the caller gave up is
+	// reported on a second line (seen once in a CI run on a loaded
+	// machine); nothing else may follow.
+	err := <-drained
+	want := "drain: stopped by its caller with WebSocket connections still open, closed without a closing handshake: context canceled"
+	httpLine := "drain: stopped by its caller with HTTP requests in flight, their connections closed: context canceled"
+	if err == nil || !errors.Is(err, context.Canceled) || (err.Error() != want && err.Error() != want+"\n"+httpLine) {
 		t.Fatalf("Drain after cancel: %v, want %q", err, want)
 	}
 	if r := <-results[open]; r.err == nil || websocket.CloseStatus(r.err) != websocket.StatusAbnormalClosure {
