@@ -112,7 +112,7 @@ func gobwasDeflateConn(conn net.Conn) {
 	}
 	_, deflate := ext.Accepted()
 	br := bufio.NewReaderSize(conn, 4096)
-	bw := bufio.NewWriterSize(conn, 4096)
+	wr := newGobwasWriter(conn)
 	fr := wsflate.NewReader(nil, func(r io.Reader) wsflate.Decompressor {
 		return resettableInflater{flate.NewReader(r)}
 	})
@@ -128,22 +128,7 @@ func gobwasDeflateConn(conn net.Conn) {
 		src        bytes.Reader // msg, for the inflater
 		plain      bytes.Buffer // the inflated message
 		out        bytes.Buffer // the deflated echo
-		hb         bytes.Buffer // a frame header
 	)
-	writeFrame := func(h ws.Header, p []byte) error {
-		hb.Reset()
-		if err := ws.WriteHeader(&hb, h); err != nil {
-			return err
-		}
-		if hb.Len()+len(p) <= bw.Available() {
-			bw.Write(hb.Bytes())
-			bw.Write(p)
-			return bw.Flush()
-		}
-		bufs := net.Buffers{hb.Bytes(), p}
-		_, err := bufs.WriteTo(conn)
-		return err
-	}
 	for {
 		h, err := ws.ReadHeader(br)
 		if err != nil || h.Length > 64<<20 {
@@ -168,7 +153,7 @@ func gobwasDeflateConn(conn net.Conn) {
 			case ws.OpPing:
 				h.OpCode = ws.OpPong
 			}
-			if writeFrame(h, p) != nil || h.OpCode == ws.OpClose {
+			if wr.writeFrame(h, p) != nil || h.OpCode == ws.OpClose {
 				return
 			}
 			continue
@@ -210,7 +195,7 @@ func gobwasDeflateConn(conn net.Conn) {
 			}
 			payload, rsv = out.Bytes(), ws.Rsv(true, false, false)
 		}
-		if writeFrame(ws.Header{Fin: true, Rsv: rsv, OpCode: op, Length: int64(len(payload))}, payload) != nil {
+		if wr.writeFrame(ws.Header{Fin: true, Rsv: rsv, OpCode: op, Length: int64(len(payload))}, payload) != nil {
 			return
 		}
 		if cap(msg) > 1<<20 { // do not keep a large message's buffers

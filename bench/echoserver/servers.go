@@ -222,13 +222,41 @@ func acceptEach(ln net.Listener, serve func(net.Conn)) (func(), error) {
 	return func() { ln.Close() }, nil
 }
 
+// gobwasWriter writes frames to conn, each header and payload in one
+// write: through a 4 KiB bufio.Writer when they fit in its free space, as
+// one vectored write (net.Buffers) otherwise. The echo servers with and
+// without permessage-deflate share it.
+type gobwasWriter struct {
+	conn net.Conn
+	bw   *bufio.Writer
+	hb   bytes.Buffer // the header being written, reused
+}
+
+func newGobwasWriter(conn net.Conn) *gobwasWriter {
+	return &gobwasWriter{conn: conn, bw: bufio.NewWriterSize(conn, 4096)}
+}
+
+// writeFrame writes the frame of header h and payload p.
+func (w *gobwasWriter) writeFrame(h ws.Header, p []byte) error {
+	w.hb.Reset()
+	if err := ws.WriteHeader(&w.hb, h); err != nil {
+		return err
+	}
+	if w.hb.Len()+len(p) <= w.bw.Available() {
+		w.bw.Write(w.hb.Bytes())
+		w.bw.Write(p)
+		return w.bw.Flush()
+	}
+	// A large frame: header and payload in one vectored write.
+	bufs := net.Buffers{w.hb.Bytes(), p}
+	_, err := bufs.WriteTo(w.conn)
+	return err
+}
+
 func gobwasConn(conn net.Conn) {
 	br := bufio.NewReaderSize(conn, 4096)
-	bw := bufio.NewWriterSize(conn, 4096)
-	var (
-		buf []byte
-		hb  bytes.Buffer
-	)
+	fw := newGobwasWriter(conn)
+	var buf []byte
 	for {
 		h, err := ws.ReadHeader(br)
 		if err != nil {
@@ -255,19 +283,7 @@ func gobwasConn(conn net.Conn) {
 		case ws.OpPong:
 			continue
 		}
-		hb.Reset()
-		if err := ws.WriteHeader(&hb, h); err != nil {
-			return
-		}
-		if hb.Len()+len(p) <= bw.Available() {
-			bw.Write(hb.Bytes())
-			bw.Write(p)
-			err = bw.Flush()
-		} else { // a large frame: header and payload in one vectored write
-			bufs := net.Buffers{hb.Bytes(), p}
-			_, err = bufs.WriteTo(conn)
-		}
-		if err != nil {
+		if err := fw.writeFrame(h, p); err != nil {
 			return
 		}
 		if h.OpCode == ws.OpClose {
