@@ -90,9 +90,9 @@ func allocPlot(res *Results) []byte {
 	var ps []panel
 	any := false
 	add := func(prefix string, rows []EchoResult) {
-		for _, s := range specsOf(rows) {
+		for _, s := range distinctKeys(rows, echoKey) {
 			p := panel{title: prefix + echoTitle(s.Conns, s.Size)}
-			for _, r := range rowsOf(rows, s) {
+			for _, r := range rowsWithKey(rows, echoKey, s) {
 				p.labels = append(p.labels, r.Lib)
 				p.values = append(p.values, r.AllocsPerMsg)
 				p.failed = append(p.failed, r.Error != "" || !r.MemStats)

@@ -273,24 +273,8 @@ func stallError(run *bcastRun, sent, done uint64) error {
 // dialBcast opens a connection to path offering subprotocol proto and
 // runs the opening handshake.
 func dialBcast(addr, path, proto string, timeout time.Duration) (net.Conn, *bufio.Reader, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		return nil, nil, err
-	}
-	c.SetDeadline(time.Now().Add(timeout))
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + handshakeKey + "\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: " + proto + "\r\n\r\n"
-	if _, err := c.Write([]byte(req)); err != nil {
-		c.Close()
-		return nil, nil, err
-	}
-	br := bufio.NewReaderSize(c, 4096)
-	if err := readUpgradeResponse(br); err != nil {
-		c.Close()
-		return nil, nil, err
-	}
-	c.SetDeadline(time.Time{})
-	return c, br, nil
+	c, br, _, err := dialWSRequest(addr, timeout, upgradeRequest(addr, path, "Sec-WebSocket-Protocol: "+proto+"\r\n"))
+	return c, br, err
 }
 
 // greetingFrame is the server's text frame "subscribed".
@@ -456,22 +440,11 @@ func (rd *breader) frames(s *bsub, b []byte, now int64) (int, error) {
 		if len(f) < 2 {
 			return used, nil
 		}
-		hl, n := 2, uint64(f[1]&0x7f)
-		switch n {
-		case 126:
-			hl = 4
-		case 127:
-			hl = 10
-		}
+		hl := headerLen(f[1])
 		if len(f) < hl {
 			return used, nil
 		}
-		switch hl {
-		case 4:
-			n = uint64(binary.BigEndian.Uint16(f[2:4]))
-		case 10:
-			n = binary.BigEndian.Uint64(f[2:10])
-		}
+		n := payloadLen(f[:hl])
 		after := int64(s.next.Load()) - 1
 		switch {
 		case f[1]&0x80 != 0:

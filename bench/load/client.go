@@ -36,20 +36,16 @@ func acceptKey(key string) string {
 	return base64.StdEncoding.EncodeToString(h[:])
 }
 
-func upgradeRequest(addr string) []byte {
-	return []byte("GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + handshakeKey + "\r\nSec-WebSocket-Version: 13\r\n\r\n")
+// upgradeRequest is the opening handshake request for path, with the
+// header lines extra (each "Name: value\r\n") after the required ones.
+func upgradeRequest(addr, path, extra string) []byte {
+	return []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + handshakeKey + "\r\nSec-WebSocket-Version: 13\r\n" + extra + "\r\n")
 }
 
-// readUpgradeResponse reads the handshake response up to its blank line,
-// byte by byte from br so that nothing after it is consumed, and checks
-// the status and Sec-WebSocket-Accept.
-func readUpgradeResponse(br *bufio.Reader) error {
-	_, err := readUpgradeHead(br)
-	return err
-}
-
-// readUpgradeHead is readUpgradeResponse returning the response head.
+// readUpgradeHead reads the handshake response up to its blank line,
+// byte by byte from br so that nothing after it is consumed, checks the
+// status and Sec-WebSocket-Accept, and returns the response head.
 func readUpgradeHead(br *bufio.Reader) ([]byte, error) {
 	var head []byte
 	for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
@@ -80,7 +76,7 @@ func readUpgradeHead(br *bufio.Reader) ([]byte, error) {
 
 // dialWS opens a TCP connection to addr and runs the opening handshake.
 func dialWS(addr string, timeout time.Duration) (net.Conn, *bufio.Reader, error) {
-	c, br, _, err := dialWSRequest(addr, timeout, upgradeRequest(addr))
+	c, br, _, err := dialWSRequest(addr, timeout, upgradeRequest(addr, "/", ""))
 	return c, br, err
 }
 
@@ -240,6 +236,18 @@ func headerLen(b1 byte) int {
 	return 2
 }
 
+// payloadLen is the payload length given by h, a whole unmasked frame
+// header (headerLen(h[1]) bytes).
+func payloadLen(h []byte) uint64 {
+	switch len(h) {
+	case 4:
+		return uint64(binary.BigEndian.Uint16(h[2:4]))
+	case 10:
+		return binary.BigEndian.Uint64(h[2:10])
+	}
+	return uint64(h[1] & 0x7f)
+}
+
 // opNote names a close frame in an opcode error.
 func opNote(op byte) string {
 	if op == 0x8 {
@@ -275,13 +283,7 @@ func (c *echoCheck) frameStart() error {
 // header takes a frame's complete header: its length must fit what is
 // left of the echo.
 func (c *echoCheck) header() error {
-	n := uint64(c.hdr[1] & 0x7f)
-	switch c.nh {
-	case 4:
-		n = uint64(binary.BigEndian.Uint16(c.hdr[2:4]))
-	case 10:
-		n = binary.BigEndian.Uint64(c.hdr[2:10])
-	}
+	n := payloadLen(c.hdr[:c.nh])
 	c.wire += c.nh
 	c.frames++
 	c.fin = c.hdr[0]&0x80 != 0

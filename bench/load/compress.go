@@ -103,8 +103,7 @@ func deflateFrame(c []byte) []byte {
 // dialDeflate opens a connection offering permessage-deflate and fails
 // unless the server accepted it.
 func dialDeflate(addr string, timeout time.Duration) (net.Conn, *bufio.Reader, error) {
-	req := upgradeRequest(addr)
-	req = append(req[:len(req)-2:len(req)-2], "Sec-WebSocket-Extensions: "+deflateOffer+"\r\n\r\n"...)
+	req := upgradeRequest(addr, "/", "Sec-WebSocket-Extensions: "+deflateOffer+"\r\n")
 	c, br, head, err := dialWSRequest(addr, timeout, req)
 	if err != nil {
 		return nil, nil, err
@@ -277,28 +276,6 @@ func runCompressScenarios(cfg *config, res *Results, round int, order []string, 
 	}
 }
 
-// specsOf returns the scenarios of rows in their order.
-func specsOf(rows []EchoResult) []echoSpec {
-	var out []echoSpec
-	for _, e := range rows {
-		if k := (echoSpec{e.Conns, e.Size}); !slices.Contains(out, k) {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
-// rowsOf returns the rows of scenario s.
-func rowsOf(rows []EchoResult, s echoSpec) []EchoResult {
-	var out []EchoResult
-	for _, e := range rows {
-		if e.Conns == s.Conns && e.Size == s.Size {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // summaryRow is one line of the report's table of Duplex against the best
 // peer: scenario, ours, best peer's figure, best peer, ratio.
 type summaryRow struct{ what, us, peer, peerLib, ratio string }
@@ -311,8 +288,8 @@ func compressMarkdown(w func(format string, args ...any), res *Results) []summar
 		return nil
 	}
 	var sum []summaryRow
-	for i, s := range specsOf(res.Compress) {
-		rows := rowsOf(res.Compress, s)
+	for i, s := range distinctKeys(res.Compress, echoKey) {
+		rows := rowsWithKey(res.Compress, echoKey, s)
 		title := deflateTitlePrefix + echoTitle(s.Conns, s.Size)
 		w("#### Echo with permessage-deflate, %s text\n\n", echoTitle(s.Conns, s.Size))
 		if i == 0 {
@@ -368,9 +345,9 @@ func compressIntro(w func(format string, args ...any), res *Results) {
 // of f.
 func compressPanels(res *Results, f func(EchoResult) float64) []panel {
 	var ps []panel
-	for _, s := range specsOf(res.Compress) {
+	for _, s := range distinctKeys(res.Compress, echoKey) {
 		p := panel{title: deflateTitlePrefix + echoTitle(s.Conns, s.Size)}
-		for _, r := range rowsOf(res.Compress, s) {
+		for _, r := range rowsWithKey(res.Compress, echoKey, s) {
 			p.labels = append(p.labels, r.Lib)
 			p.values = append(p.values, f(r))
 			p.failed = append(p.failed, r.Error != "")
