@@ -15,9 +15,9 @@ import (
 // to take the processor back, and on a busy server takes it and wakes a
 // thread to run it, so that each message paid for wake-ups, futex calls
 // and context switches besides its read and write (strace of a 100 × 32 B
-// echo: 0.6 nanosleep and 0.04 to 0.16 futex per message). A loop waits for work
-// only in the runtime's own poller (see waitEvents), never in the kernel
-// while holding a processor.
+// echo: 0.6 nanosleep and 0.04 to 0.16 futex per message). A loop waits
+// for work only in the runtime's own poller (see waitEvents), never in the
+// kernel while holding a processor.
 //
 // These raw calls pass buffers to the kernel as unsafe.Pointer, the way
 // x/sys/unix does. Building with the tag eventloop_safe replaces them with
@@ -26,25 +26,18 @@ import (
 // the package's tests in both builds.
 
 // rawRead reads from a non-blocking descriptor.
-func rawRead(fd int, p []byte) (int, error) {
-	var b unsafe.Pointer
-	if len(p) > 0 {
-		b = unsafe.Pointer(&p[0])
-	}
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(b), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
-}
+func rawRead(fd int, p []byte) (int, error) { return rawIO(unix.SYS_READ, fd, p) }
 
 // rawWrite writes to a non-blocking descriptor.
-func rawWrite(fd int, p []byte) (int, error) {
+func rawWrite(fd int, p []byte) (int, error) { return rawIO(unix.SYS_WRITE, fd, p) }
+
+// rawIO is read(2) or write(2), by trap, of p on fd.
+func rawIO(trap uintptr, fd int, p []byte) (int, error) {
 	var b unsafe.Pointer
 	if len(p) > 0 {
 		b = unsafe.Pointer(&p[0])
 	}
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(b), uintptr(len(p)))
+	r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(b), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
 	}
