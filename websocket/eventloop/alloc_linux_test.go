@@ -168,3 +168,38 @@ func TestAnnouncedLengthNotReserved(t *testing.T) {
 		t.Fatalf("the heap grew by %d MiB for a message announced at 2^62 bytes", grown>>20)
 	}
 }
+
+// TestAllocsBatchedEcho: 8 connections send a message each, then read
+// their echoes, so that the loop reads several in a round and defers their
+// echoes to a batched flush (with io_uring): in steady state that
+// allocates nothing either.
+func TestAllocsBatchedEcho(t *testing.T) {
+	s := &Server{Loops: 1}
+	addr := startServer(t, s)
+	peers := make([]*peer, 8)
+	for i := range peers {
+		peers[i] = open(t, addr)
+		peers[i].c.SetDeadline(time.Now().Add(waitFor))
+	}
+	batched := batching(t, s)
+	msg := make([]byte, 100)
+	in := frame(true, 0x2, msg)
+	out := make([]byte, 2+len(msg))
+	echo := func() {
+		for _, p := range peers {
+			p.c.Write(in)
+		}
+		for _, p := range peers {
+			if _, err := io.ReadFull(p.c, out); err != nil || binary.BigEndian.Uint16(out) != 0x8264 {
+				t.Fatalf("echo: %v, header % x", err, out[:2])
+			}
+		}
+	}
+	before := batchCalls(s)
+	if n := testing.AllocsPerRun(200, echo); n != 0 {
+		t.Errorf("8 echoes allocate %v times, want 0", n)
+	}
+	if calls := batchCalls(s) - before; batched && calls == 0 {
+		t.Errorf("no io_uring batch in 200 rounds of 8 echoes")
+	}
+}

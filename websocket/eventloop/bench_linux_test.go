@@ -138,20 +138,24 @@ func benchBroadcast(b *testing.B, subs, size int, broadcast bool) {
 // each driven by a goroutine that writes one pre-masked frame and reads its
 // echo whole before the next. One op is one echo; cpu-ns/op is the
 // process's CPU time (server and clients) per echo. Run it with -cpu 1 to
-// see a server core's cost with the clients sharing it.
+// see a server core's cost with the clients sharing it. iouring=false
+// sets Server.DisableIOURing: benchstat -col /iouring compares the two.
 func BenchmarkEcho(b *testing.B) {
 	for _, size := range []int{32, 1024, 65536} {
 		for _, conns := range []int{1, 64} {
-			b.Run(fmt.Sprintf("size=%d/conns=%d", size, conns), func(b *testing.B) {
-				benchEcho(b, size, conns)
-			})
+			for _, uring := range []bool{true, false} {
+				b.Run(fmt.Sprintf("size=%d/conns=%d/iouring=%v", size, conns, uring), func(b *testing.B) {
+					benchEcho(b, size, conns, !uring)
+				})
+			}
 		}
 	}
 }
 
-func benchEcho(b *testing.B, size, conns int) {
+func benchEcho(b *testing.B, size, conns int, noURing bool) {
 	s := &Server{
-		Loops: 1,
+		Loops:          1,
+		DisableIOURing: noURing,
 		OnMessage: func(c *Conn, typ websocket.MessageType, p []byte) {
 			c.Write(typ, p)
 		},

@@ -40,6 +40,8 @@ const (
 
 const (
 	readBufSize = 256 << 10
+	// maxEvents is how many epoll events a round takes at most.
+	maxEvents = 256
 	// maxIovecs is how many segments of a queue one writev takes at most
 	// (the kernel's IOV_MAX).
 	maxIovecs = 1024
@@ -96,6 +98,11 @@ type loop struct {
 	events    []unix.EpollEvent
 	iov       []unix.Iovec // writev scratch of the loop goroutine
 	round     []*Conn      // the dirty connections a round writes, owned by the loop goroutine
+
+	batchState // io_uring batches (batch_linux.go); ring is nil without io_uring
+	// deferring is set while the loop runs the callbacks of a batched
+	// read: small writes then wait for the round's batched flush.
+	deferring atomic.Bool
 	quit      atomic.Bool
 	// woken is true while the loop is awake (it checks its posted work
 	// before it sleeps again) or the eventfd was written: work posted then
@@ -365,12 +372,25 @@ func newLoop(srv *serverImpl, idx int) (*loop, error) {
 		unix.Close(evfd)
 		return nil, fmt.Errorf("eventloop: epoll descriptor: %w", err)
 	}
-	l := &loop{srv: srv, idx: idx, epfd: epfd, epFile: epFile, epConn: epConn, evfd: evfd, buf: make([]byte, readBufSize), events: make([]unix.EpollEvent, 256), iov: make([]unix.Iovec, maxIovecs)}
+	l := &loop{srv: srv, idx: idx, epfd: epfd, epFile: epFile, epConn: epConn, evfd: evfd, events: make([]unix.EpollEvent, maxEvents), iov: make([]unix.Iovec, maxIovecs)}
+	bufSize := readBufSize
+	if !srv.s.DisableIOURing {
+		// Without io_uring (an old kernel, or turned off) the loop makes
+		// one system call per read and write, as before.
+		if r, err := newURing(uint32(max(maxEvents, flushRound))); err == nil {
+			l.batchState = newBatchState(r)
+			bufSize = uringReadBufSize
+		}
+	}
+	l.buf = make([]byte, bufSize)
 	l.pollFn = l.pollEvents
 	return l, nil
 }
 
 func (l *loop) closeFDs() {
+	if l.ring != nil {
+		l.ring.close()
+	}
 	l.epFile.Close()
 	unix.Close(l.evfd)
 }
@@ -453,8 +473,15 @@ func (l *loop) run() {
 				l.writable(c)
 			}
 			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				l.readable(c)
+				if l.ring != nil {
+					l.rd = append(l.rd, c) // read with the others below
+				} else {
+					l.readable(c)
+				}
 			}
+		}
+		if len(l.rd) > 0 {
+			l.readBatch()
 		}
 		l.runPosted()
 		if now := time.Now(); !now.Before(nextSweep) {
@@ -529,7 +556,14 @@ func (l *loop) runPosted() {
 		l.dirty, l.dirtyHead = l.dirty[:m], 0
 	}
 	l.mu.Unlock()
+	if l.ring != nil && len(round) >= batchMin {
+		l.flushBatch(round)
+		clear(round)
+	}
 	for i, c := range round {
+		if c == nil {
+			break // flushBatch wrote them
+		}
 		c.mu.Lock()
 		c.flags &^= flagDirty
 		if c.flags&flagPollOut == 0 { // else EPOLLOUT flushes it when the socket takes more
@@ -648,6 +682,12 @@ func (l *loop) readable(c *Conn) {
 		return
 	}
 	n, err := rawRead(fd, l.buf)
+	l.consume(c, st, l.buf, n, err)
+}
+
+// consume acts on a read of the socket into buf that returned n, err; st
+// is c's state before the read.
+func (l *loop) consume(c *Conn, st uint8, buf []byte, n int, err error) {
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return
 	}
@@ -655,7 +695,7 @@ func (l *loop) readable(c *Conn) {
 		l.eof(c, err)
 		return
 	}
-	b := l.buf[:n]
+	b := buf[:n]
 	switch st {
 	case connHandshake:
 		l.handshake(c, b)
@@ -1007,6 +1047,9 @@ func (c *Conn) writeFrame(op byte, p []byte, unbounded bool) error {
 		q.appendPriv(h, p)
 		return nil
 	}
+	if c.deferWrite(h, p) {
+		return nil
+	}
 	// Set here, not by setIovec: a pointer stored through a parameter
 	// would move the header's array to the heap.
 	var iov [2]unix.Iovec
@@ -1068,48 +1111,65 @@ func (c *Conn) flush(iov []unix.Iovec, unlock bool) {
 	if c.fd < 0 || c.flags&flagFlushing != 0 {
 		return
 	}
-	if q := c.out; q != nil {
-		for {
-			k, total := q.iovecs(iov)
-			fd := int(c.fd)
-			if unlock {
-				c.flags |= flagFlushing
-				c.mu.Unlock()
-			}
-			n, err := writev(fd, iov[:k])
-			clear(iov[:k]) // keep no frame alive from the scratch
-			if unlock {
-				c.mu.Lock()
-				c.flags &^= flagFlushing
-			}
-			if err != nil && err != unix.EAGAIN && err != unix.EINTR {
-				// The peer is gone: the loop sees it on the read side (only
-				// the loop closes descriptors, since it reads them unlocked).
-				c.out = nil
-				putQueue(q)
-				c.pollOut(false)
-				return
-			}
-			n = max(n, 0)
-			q.advance(n)
-			if n < total {
-				c.pollOut(true)
-				return
-			}
-			if q.empty() {
-				break
-			}
-			if c.flags&flagDirty != 0 {
-				// A Broadcast queued more meanwhile and put c in the
-				// dirty list: the next round writes it, with what else
-				// comes by then.
-				return
-			}
+	q := c.out
+	if q == nil {
+		c.lingerShut()
+		return
+	}
+	for {
+		k, total := q.iovecs(iov)
+		fd := int(c.fd)
+		if unlock {
+			c.flags |= flagFlushing
+			c.mu.Unlock()
 		}
+		n, err := writev(fd, iov[:k])
+		clear(iov[:k]) // keep no frame alive from the scratch
+		if unlock {
+			c.mu.Lock()
+			c.flags &^= flagFlushing
+		}
+		if !c.wrote(q, n, err, total) {
+			return
+		}
+	}
+}
+
+// wrote acts on a write of the first total bytes of queue q that returned
+// n, err: it forgets what was written, arms EPOLLOUT for what the socket
+// did not take, and releases the queue once it is empty (then, in a
+// lingering close, shuts down the write side). It returns true when more
+// waits in the queue that the caller should write now. c.mu is held.
+func (c *Conn) wrote(q *outQueue, n int, err error, total int) (again bool) {
+	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+		// The peer is gone: the loop sees it on the read side (only
+		// the loop closes descriptors, since it reads them unlocked).
 		c.out = nil
 		putQueue(q)
 		c.pollOut(false)
+		return false
 	}
+	n = max(n, 0)
+	q.advance(n)
+	if n < total {
+		c.pollOut(true)
+		return false
+	}
+	if !q.empty() {
+		// A Broadcast that queued more meanwhile put c in the dirty
+		// list: the next round writes it, with what else comes by then.
+		return c.flags&flagDirty == 0
+	}
+	c.out = nil
+	putQueue(q)
+	c.pollOut(false)
+	c.lingerShut()
+	return false
+}
+
+// lingerShut shuts down the write side of a lingering close once its
+// queue is written; c.mu is held.
+func (c *Conn) lingerShut() {
 	if c.state == connLinger && c.flags&flagShutWr == 0 {
 		c.flags |= flagShutWr
 		unix.Shutdown(int(c.fd), unix.SHUT_WR)

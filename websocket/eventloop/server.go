@@ -69,6 +69,13 @@ type Server struct {
 	// socket has not taken yet; zero means DefaultWriteQueueLimit. See
 	// ErrWriteQueueFull.
 	WriteQueueLimit int
+	// DisableIOURing makes the loops read and write each connection with
+	// its own system calls instead of batching a round's reads and writes
+	// through io_uring (see the package documentation, "System calls").
+	// The batches are used by default when the kernel allows io_uring
+	// (5.18 or later, not turned off by sysctl or seccomp); this is for
+	// hosts whose policy forbids io_uring, and for comparing the two.
+	DisableIOURing bool
 
 	mu      sync.Mutex
 	serving bool
