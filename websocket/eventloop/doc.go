@@ -27,7 +27,8 @@
 // handshake request or of a message that has only partly arrived, and the
 // bytes of its write queue that the socket did not take at once. A server
 // also keeps one 8-byte slot per file descriptor to find a Conn from an
-// epoll event. Reads go into one 256 KiB buffer per loop; a message that
+// epoll event. Reads go into one buffer per loop (1 MiB with io_uring,
+// 256 KiB without; see "System calls"); a message that
 // arrives whole in one read is handed to OnMessage in place, without a
 // copy, and only a message split across reads is gathered in a buffer of
 // its own, returned to a pool once delivered. The kernel's socket buffers
@@ -49,13 +50,38 @@
 // Conn.Write and Conn.Close may be called from any goroutine, at any time.
 // Write writes at once what the socket takes (when nothing is queued) and
 // queues the rest, which the loop sends when the socket is writable; whole
-// messages go out one after another, never interleaved. The queue of a
+// messages go out one after another, never interleaved. While a loop runs
+// the callbacks of a batched read (see "System calls"), a Write of at most
+// 8 KiB to a connection with nothing queued is queued instead, and the
+// loop writes it with the others when the round's callbacks are done. The
+// queue of a
 // connection is bounded
 // (Server.WriteQueueLimit, default 4 MiB): a Write that would pass the
 // bound returns ErrWriteQueueFull, and the connection is then failed with
 // close code 1008 ("write queue full") and reported to OnClose with
 // ErrWriteQueueFull, because a peer that does not read its messages must
 // not hold the server's memory.
+//
+// # System calls
+//
+// On a busy server most of the cost of a small message is the kernel's: a
+// read and a write per message, plus a share of an epoll_wait. When the
+// kernel allows io_uring (Linux 5.18 or later, not turned off by the
+// kernel.io_uring_disabled sysctl or a seccomp policy), each loop reads all
+// the connections that one epoll_wait reported readable with one
+// io_uring_enter, each into its own slot of the loop's read buffer (at
+// least 4 KiB; a connection that fills its slot is read again at once with
+// the whole buffer), runs their callbacks, and then writes every queue
+// those callbacks filled (and Broadcast's) with one more io_uring_enter.
+// A round with a single connection reads and writes it directly. The
+// operations are submitted non-blocking (MSG_DONTWAIT): each one completes,
+// or fails with EAGAIN, inside the call that submits it, so the ring never
+// holds an operation between two calls and the kernel never touches a
+// buffer after the call returned; epoll stays in charge of readiness.
+// Without io_uring, with Server.DisableIOURing, and in the build with the
+// tag eventloop_safe (which leaves out the ring code, written with unsafe
+// pointers into memory shared with the kernel), every read and write is a
+// system call of its own; the behaviour is otherwise the same.
 //
 // # Broadcast
 //

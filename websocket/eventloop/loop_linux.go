@@ -928,10 +928,13 @@ const (
 // connection it writes at once what the socket takes; it queues the rest,
 // or the whole message behind what is queued (a Broadcast's messages
 // included), for the loop (p is copied, not kept), so it never blocks on
-// the peer. It returns ErrWriteQueueFull when the queue would pass
-// Server.WriteQueueLimit (the connection is then failed with 1008), and
-// websocket.ErrClosed (wrapped) once the connection is closing or closed.
-// It may be called from any goroutine.
+// the peer. While the loop runs the callbacks of a batched read, a
+// message of at most 8 KiB is queued rather than written, and the loop
+// writes it with the round's other writes in one system call (see the
+// package documentation, "System calls"). It returns ErrWriteQueueFull
+// when the queue would pass Server.WriteQueueLimit (the connection is then
+// failed with 1008), and websocket.ErrClosed (wrapped) once the connection
+// is closing or closed. It may be called from any goroutine.
 func (c *Conn) Write(typ websocket.MessageType, p []byte) error {
 	op, err := dataOpcode(typ)
 	if err != nil {
