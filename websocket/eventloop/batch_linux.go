@@ -20,11 +20,16 @@ import (
 // system calls per message.
 //
 // Writes are batched by deferring them: while a loop runs the callbacks of
-// a batched read (l.deferring), a Write to a connection with nothing
-// queued queues a copy of its frame (up to deferMax bytes; a larger frame
-// is written at once, as copying it would cost more than the call) and
-// puts the connection in the loop's dirty list, which runPosted flushes
-// when the callbacks are done, as it flushes Broadcast's queues. Order is
+// one connection in a batched read (l.deferFor), a Write to that
+// connection with nothing queued queues a copy of its frame instead and
+// puts the connection in the loop's deferred list, which runPosted writes
+// as soon as the round's callbacks are done, before Broadcast's dirty
+// list. A connection's deferred frames hold at most deferLimit bytes
+// (8 KiB, or WriteQueueLimit if smaller): a Write that would pass that
+// first writes them directly, and then goes on as without the batch, so
+// deferring never makes a Write fail on the queue's bound nor copies large
+// frames. Writes to other connections, and from other goroutines to
+// connections whose callbacks are not running, are not deferred. Order is
 // kept: a frame behind a queue always joins the queue.
 
 const (
@@ -38,7 +43,8 @@ const (
 	// uringReadBufSize is a loop's read buffer with io_uring: a full
 	// batch of events gets minSlot each.
 	uringReadBufSize = maxEvents * minSlot
-	// deferMax is the largest frame a Write defers to the batch.
+	// deferMax bounds the frames deferred for one connection (headers
+	// included).
 	deferMax = 8 << 10
 	// notSubmitted marks a batch entry without an operation.
 	notSubmitted = math.MinInt32
@@ -63,7 +69,8 @@ func newBatchState(r *uring) batchState {
 
 // readBatch reads the round's readable connections (l.rd) with one
 // io_uring_enter, each into a slot of the read buffer, and acts on what
-// each got; the frames the callbacks write are deferred to runPosted.
+// each got; small frames that the callbacks write to their own connection
+// are deferred to runPosted.
 func (l *loop) readBatch() {
 	rd := l.rd
 	defer func() { clear(rd); l.rd = rd[:0] }()
@@ -85,7 +92,6 @@ func (l *loop) readBatch() {
 		}
 	}
 	l.submit()
-	l.deferring.Store(true)
 	for i, c := range rd {
 		r := l.res[i]
 		if r == notSubmitted {
@@ -95,17 +101,19 @@ func (l *loop) readBatch() {
 		if r < 0 {
 			n, err = -1, syscall.Errno(-r)
 		}
+		l.deferFor.Store(c)
 		l.consume(c, st[i], l.buf[i*slot:(i+1)*slot], n, err)
 		if n == slot {
 			l.again = append(l.again, c) // more is likely waiting
 		}
 	}
 	for i, c := range l.again {
+		l.deferFor.Store(c)
 		l.readable(c) // the whole buffer, now that the slots are done with
 		l.again[i] = nil
 	}
 	l.again = l.again[:0]
-	l.deferring.Store(false)
+	l.deferFor.Store(nil)
 }
 
 // flushBatch writes the queues of round with one io_uring_enter, each up
@@ -165,32 +173,38 @@ func (l *loop) flushBatch(round []*Conn) {
 	l.again = l.again[:0]
 }
 
-// submit runs the batch's operations.
+// submit runs the batch's operations, if any.
 func (l *loop) submit() {
+	if l.ring.pending == 0 {
+		return
+	}
 	if err := l.ring.submit(l.res); err != nil {
 		panic(err.Error()) // only on a bad ring descriptor or address: a bug
 	}
 	l.calls.Add(1)
 }
 
-// deferWrite queues frame h+p for the loop's batched flush when the loop
-// is running the callbacks of a batched read and nothing is queued for c;
-// it reports whether it did. c.mu is held.
+// deferLimit is the most bytes a connection's deferred frames may hold.
+func (l *loop) deferLimit() int { return min(deferMax, l.srv.maxQueue) }
+
+// deferWrite queues frame h+p for the loop's batched flush, and reports
+// that it did, when the loop is running c's callbacks in a batched read
+// and nothing is queued for c; c.mu is held.
 func (c *Conn) deferWrite(h, p []byte) bool {
 	l := c.loop
-	n := len(h) + len(p)
-	if l.ring == nil || n > deferMax || n > l.srv.maxQueue || !l.deferring.Load() {
+	if l.ring == nil || len(h)+len(p) > l.deferLimit() || l.deferFor.Load() != c {
 		return false
 	}
 	q := getQueue()
 	q.appendPriv(h, p)
 	c.out = q
+	c.flags |= flagDeferred
 	if c.flags&flagDirty == 0 {
 		c.flags |= flagDirty
 		l.mu.Lock()
-		l.dirty = append(l.dirty, c)
+		l.deferred = append(l.deferred, c)
 		l.mu.Unlock()
-		l.wake() // the loop is awake: no system call, unless it is about to sleep
+		l.wake() // no system call from the loop itself: it is awake
 	}
 	return true
 }

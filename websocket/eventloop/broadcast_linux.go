@@ -16,7 +16,8 @@ import (
 // the connections: each gets a reference to it in its write queue, not a
 // copy. The system calls are made by the loops that own the connections,
 // after Broadcast returned: each loop writes all that was queued for a
-// connection since its last write with one writev, so that when messages
+// connection since its last write at once (one writev, or one sendmsg of
+// an io_uring batch), so that when messages
 // are broadcast faster than the loops write, a connection gets several of
 // them per system call. Called from a callback (OnMessage of a publisher,
 // say), the writes are made when the loop finished the events at hand, and
@@ -110,6 +111,7 @@ func (c *Conn) queueShared(f []byte) bool {
 		c.out = q
 	}
 	q.appendShared(f)
+	c.flags &^= flagDeferred
 	// A queue waiting for EPOLLOUT, or already in a dirty list, is flushed
 	// without another entry.
 	if c.flags&(flagDirty|flagPollOut) != 0 {

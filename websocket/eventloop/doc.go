@@ -42,19 +42,21 @@
 // stalls every connection of its loop, so hand long work to another
 // goroutine. Sockets are non-blocking and every read is parsed
 // incrementally, so a peer that sends a byte at a time, or stops reading,
-// holds up no one. A loop never waits in the kernel: reads, writes and
-// epoll_wait are raw system calls that cannot block, and an idle loop parks
-// in the Go runtime's poller, so the scheduler never has to take its
+// holds up no one. A loop never waits in the kernel for a peer: reads,
+// writes, io_uring_enter (whose operations are all non-blocking) and
+// epoll_wait are raw system calls that return at once, and an idle loop
+// parks in the Go runtime's poller, so the scheduler never has to take its
 // processor back (see sys_linux.go).
 //
 // Conn.Write and Conn.Close may be called from any goroutine, at any time.
 // Write writes at once what the socket takes (when nothing is queued) and
 // queues the rest, which the loop sends when the socket is writable; whole
 // messages go out one after another, never interleaved. While a loop runs
-// the callbacks of a batched read (see "System calls"), a Write of at most
-// 8 KiB to a connection with nothing queued is queued instead, and the
-// loop writes it with the others when the round's callbacks are done. The
-// queue of a
+// a connection's callbacks in a batched read (see "System calls"), its
+// Writes to that connection are queued instead, up to 8 KiB of frames,
+// and the loop writes them with the round's other writes as soon as the
+// round's callbacks are done; a Write that would pass 8 KiB writes them
+// at once. The queue of a
 // connection is bounded
 // (Server.WriteQueueLimit, default 4 MiB): a Write that would pass the
 // bound returns ErrWriteQueueFull, and the connection is then failed with
@@ -72,8 +74,9 @@
 // io_uring_enter, each into its own slot of the loop's read buffer (at
 // least 4 KiB; a connection that fills its slot is read again at once with
 // the whole buffer), runs their callbacks, and then writes every queue
-// those callbacks filled (and Broadcast's) with one more io_uring_enter.
-// A round with a single connection reads and writes it directly. The
+// those callbacks filled with one more (and Broadcast's queues with one
+// per 256 connections). A round with a single connection reads and writes
+// it directly. The
 // operations are submitted non-blocking (MSG_DONTWAIT): each one completes,
 // or fails with EAGAIN, inside the call that submits it, so the ring never
 // holds an operation between two calls and the kernel never touches a
@@ -86,8 +89,9 @@
 // # Broadcast
 //
 // Server.Broadcast sends one message to many connections for much less
-// than a Write to each: one system call per connection per loop round
-// instead of one per message, and no copy per connection.
+// than a Write to each: one write per connection per loop round instead
+// of one per message (with io_uring, one system call for up to 256 such
+// writes), and no copy per connection.
 //
 //	s.Broadcast(websocket.MessageText, p, subscribers)
 //
@@ -95,16 +99,17 @@
 // connection's queue gets a reference to it (with an offset, when a short
 // write took part of it), never a copy. Broadcast only queues: the loop
 // that owns a connection writes everything queued for it since its last
-// write with one writev, after the events at hand (so a Broadcast from a
+// write with one write (a writev, or a sendmsg in an io_uring batch),
+// after the events at hand (so a Broadcast from a
 // callback needs no wake-up of its own loop), and a connection whose
 // socket is full waits for EPOLLOUT like any other. A round writes at most
 // 256 connections, in the order they got something to write, then the
 // loop reads its sockets again: messages published meanwhile (by a
 // publisher this loop reads) join the queues not yet written. When
 // messages are broadcast faster than a loop writes, each connection gets
-// several per system call. The loop releases the connection's lock during the writev,
-// so that Write and Broadcast calls from other goroutines do not wait for
-// the system call.
+// several per write. The loop releases the connection's lock during the
+// write, so that Write and Broadcast calls from other goroutines do not
+// wait for the system call.
 //
 // Order: Broadcast queues the message on every connection before it
 // returns, exactly where a Write would queue it, and a Write finds it

@@ -36,6 +36,7 @@ const (
 	flagShutWr                     // the write side is shut down (linger)
 	flagDirty                      // the queue waits in its loop's dirty list for a flush
 	flagFlushing                   // the loop writes the queue without c.mu: nobody else writes the socket
+	flagDeferred                   // the queue holds only frames deferred to the loop's batched flush
 )
 
 const (
@@ -98,12 +99,15 @@ type loop struct {
 	events    []unix.EpollEvent
 	iov       []unix.Iovec // writev scratch of the loop goroutine
 	round     []*Conn      // the dirty connections a round writes, owned by the loop goroutine
+	// deferredRound holds the deferred connections while runPosted
+	// writes them, owned by the loop goroutine.
+	deferredRound []*Conn
 
 	batchState // io_uring batches (batch_linux.go); ring is nil without io_uring
-	// deferring is set while the loop runs the callbacks of a batched
-	// read: small writes then wait for the round's batched flush.
-	deferring atomic.Bool
-	quit      atomic.Bool
+	// deferFor is the connection whose callbacks the loop runs in a
+	// batched read: its small writes wait for the batched flush.
+	deferFor atomic.Pointer[Conn]
+	quit     atomic.Bool
 	// woken is true while the loop is awake (it checks its posted work
 	// before it sleeps again) or the eventfd was written: work posted then
 	// needs no write to the eventfd.
@@ -113,6 +117,10 @@ type loop struct {
 	timed  []*Conn // connections with a deadline
 	posted []*Conn // connections with an OnClose due from another goroutine
 	dirty  []*Conn // connections whose queue Broadcast filled, to flush, from dirtyHead on
+	// deferred are the connections with frames deferred to the batched
+	// flush; the loop writes them all after the round's callbacks, before
+	// the dirty list.
+	deferred []*Conn
 	// dirtyHead is where the rounds are in dirty.
 	dirtyHead int
 }
@@ -442,7 +450,7 @@ func (l *loop) run() {
 		if len(l.timed) > 0 {
 			deadline = nextSweep
 		}
-		block := len(l.posted) == 0 && len(l.dirty) == l.dirtyHead
+		block := len(l.posted) == 0 && len(l.dirty) == l.dirtyHead && len(l.deferred) == 0
 		l.mu.Unlock()
 		n := l.waitEvents(block, deadline)
 		if !l.parked {
@@ -532,14 +540,18 @@ func (l *loop) pollEvents(uintptr) bool {
 	return l.waitN > 0 || !l.waitBlock || l.waitErr != nil
 }
 
-// runPosted flushes up to flushRound of the queues that Broadcast
-// filled, in the order they became dirty, one writev per connection for
-// everything queued since its last flush, and reports the ends that other
+// runPosted writes the frames that callbacks deferred to the batched
+// flush, then up to flushRound of the queues that Broadcast filled, in the
+// order they became dirty (one write per connection for everything
+// queued since its last write), and reports the ends that other
 // goroutines decided.
 func (l *loop) runPosted() {
 	l.mu.Lock()
 	posted := l.posted
 	l.posted = nil
+	deferred := append(l.deferredRound[:0], l.deferred...)
+	clear(l.deferred)
+	l.deferred = l.deferred[:0]
 	n := min(len(l.dirty)-l.dirtyHead, flushRound)
 	round := append(l.round[:0], l.dirty[l.dirtyHead:l.dirtyHead+n]...)
 	clear(l.dirty[l.dirtyHead : l.dirtyHead+n])
@@ -556,23 +568,8 @@ func (l *loop) runPosted() {
 		l.dirty, l.dirtyHead = l.dirty[:m], 0
 	}
 	l.mu.Unlock()
-	if l.ring != nil && len(round) >= batchMin {
-		l.flushBatch(round)
-		clear(round)
-	}
-	for i, c := range round {
-		if c == nil {
-			break // flushBatch wrote them
-		}
-		c.mu.Lock()
-		c.flags &^= flagDirty
-		if c.flags&flagPollOut == 0 { // else EPOLLOUT flushes it when the socket takes more
-			c.flush(l.iov, true)
-		}
-		c.mu.Unlock()
-		round[i] = nil
-	}
-	l.round = round[:0]
+	l.deferredRound = l.flushAll(deferred)
+	l.round = l.flushAll(round)
 	for _, c := range posted {
 		c.mu.Lock()
 		due := c.flags&flagOverflow != 0
@@ -581,6 +578,30 @@ func (l *loop) runPosted() {
 			l.report(c, ErrWriteQueueFull)
 		}
 	}
+}
+
+// flushAll writes the queues of cs, which were in a list of the loop
+// (flagDirty): with io_uring, up to flushRound per io_uring_enter;
+// otherwise one writev each. It returns cs emptied, for reuse.
+func (l *loop) flushAll(cs []*Conn) []*Conn {
+	for rest := cs; len(rest) > 0; {
+		chunk := rest[:min(len(rest), flushRound)]
+		rest = rest[len(chunk):]
+		if l.ring != nil && len(chunk) >= batchMin {
+			l.flushBatch(chunk)
+			continue
+		}
+		for _, c := range chunk {
+			c.mu.Lock()
+			c.flags &^= flagDirty
+			if c.flags&flagPollOut == 0 { // else EPOLLOUT flushes it when the socket takes more
+				c.flush(l.iov, true)
+			}
+			c.mu.Unlock()
+		}
+	}
+	clear(cs)
+	return cs[:0]
 }
 
 // sweep acts on the deadlines that passed, and forgets the connections
@@ -928,10 +949,11 @@ const (
 // connection it writes at once what the socket takes; it queues the rest,
 // or the whole message behind what is queued (a Broadcast's messages
 // included), for the loop (p is copied, not kept), so it never blocks on
-// the peer. While the loop runs the callbacks of a batched read, a
-// message of at most 8 KiB is queued rather than written, and the loop
-// writes it with the round's other writes in one system call (see the
-// package documentation, "System calls"). It returns ErrWriteQueueFull
+// the peer. While the loop runs c's callbacks in a batched read, Write
+// queues up to 8 KiB of frames rather than writing them, and the loop
+// writes them with the round's other writes in one system call as soon as
+// the round's callbacks are done (see the package documentation, "System
+// calls"). It returns ErrWriteQueueFull
 // when the queue would pass Server.WriteQueueLimit (the connection is then
 // failed with 1008), and websocket.ErrClosed (wrapped) once the connection
 // is closing or closed. It may be called from any goroutine.
@@ -1042,6 +1064,15 @@ func (c *Conn) writeFrame(op byte, p []byte, unbounded bool) error {
 	}
 	var hb [maxHeaderLen]byte
 	h := appendHeader(hb[:0], op, len(p))
+	if c.out != nil && c.flags&(flagDeferred|flagFlushing) == flagDeferred && c.out.size+len(h)+len(p) > c.loop.deferLimit() {
+		// A batch holds at most deferLimit bytes for a connection: write
+		// the deferred frames now, as they would have been without the
+		// batch, so that this frame is written at once too when the
+		// socket takes it, and counts against the queue's bound only
+		// then.
+		var iov [4]unix.Iovec // any goroutine may be here: not the loop's scratch
+		c.flush(iov[:], false)
+	}
 	if q := c.out; q != nil {
 		if !unbounded && q.size+len(h)+len(p) > c.loop.srv.maxQueue {
 			c.overflow()
@@ -1073,10 +1104,8 @@ func (c *Conn) writeFrame(op byte, p []byte, unbounded bool) error {
 	if n == len(h)+len(p) {
 		return nil
 	}
-	if !unbounded && len(h)+len(p)-n > c.loop.srv.maxQueue {
-		c.overflow()
-		return ErrWriteQueueFull
-	}
+	// The rest is queued even when it passes the bound, so that the
+	// frame is whole before the close frame that overflow sends.
 	q := getQueue()
 	if n < len(h) {
 		q.appendPriv(h[n:], p)
@@ -1085,6 +1114,10 @@ func (c *Conn) writeFrame(op byte, p []byte, unbounded bool) error {
 	}
 	c.out = q
 	c.pollOut(true)
+	if !unbounded && q.size > c.loop.srv.maxQueue {
+		c.overflow()
+		return ErrWriteQueueFull
+	}
 	return nil
 }
 
@@ -1144,6 +1177,7 @@ func (c *Conn) flush(iov []unix.Iovec, unlock bool) {
 // lingering close, shuts down the write side). It returns true when more
 // waits in the queue that the caller should write now. c.mu is held.
 func (c *Conn) wrote(q *outQueue, n int, err error, total int) (again bool) {
+	c.flags &^= flagDeferred // written or backlogged, it is an ordinary queue now
 	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 		// The peer is gone: the loop sees it on the read side (only
 		// the loop closes descriptors, since it reads them unlocked).
@@ -1226,6 +1260,7 @@ func (c *Conn) closeFD() {
 	c.state = connClosed
 	c.deadline = 0
 	c.out = nil
+	c.flags &^= flagDeferred
 }
 
 // maxHeaderLen is the longest header of a server frame.

@@ -27,9 +27,6 @@ import (
 
 // io_uring ABI (include/uapi/linux/io_uring.h).
 const (
-	sysIOURingSetup = 425
-	sysIOURingEnter = 426
-
 	uringSetupSubmitAll = 1 << 7 // IORING_SETUP_SUBMIT_ALL (5.18): go on past a failed SQE
 	uringEnterGetEvents = 1 << 0 // IORING_ENTER_GETEVENTS
 
@@ -103,7 +100,7 @@ type uring struct {
 func newURing(entries uint32) (*uring, error) {
 	var p uringParams
 	p.flags = uringSetupSubmitAll
-	fd, _, e := unix.Syscall(sysIOURingSetup, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
+	fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
 	if e != 0 {
 		return nil, fmt.Errorf("eventloop: io_uring_setup: %w", e)
 	}
@@ -148,6 +145,9 @@ func (r *uring) close() {
 
 // next returns a zeroed SQE to fill, at most r.max per submit.
 func (r *uring) next() *uringSQE {
+	if r.pending == r.max {
+		panic("eventloop: more io_uring operations than the ring holds") // the batches are bounded: a bug
+	}
 	i := (atomic.LoadUint32(r.sqTail) + r.pending) & r.sqMask
 	r.pending++
 	s := &r.sqes[i]
@@ -187,7 +187,8 @@ func (r *uring) send(fd int, iov []unix.Iovec, m *unix.Msghdr, id uint64) {
 }
 
 // submit hands the kernel the pending SQEs and waits until all of them
-// completed, which they do inside the call (they cannot block), and sets
+// completed, which they do inside the call (they are non-blocking: the
+// wait in io_uring_enter never waits for a peer), and sets
 // res[id] to the result of the operation given id (bytes, or a negative
 // errno); ids must index res. The memory the SQEs point to must stay
 // reachable until submit returns.
@@ -203,7 +204,7 @@ func (r *uring) submit(res []int32) error {
 		// The kernel's SQ head says what it took: with SUBMIT_ALL a call
 		// takes every SQE, unless it failed before (EAGAIN, EBUSY, EINTR).
 		toSubmit := tail - atomic.LoadUint32(r.sqHead)
-		_, _, e := unix.RawSyscall6(sysIOURingEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(n-got), uringEnterGetEvents, 0, 0)
+		_, _, e := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(n-got), uringEnterGetEvents, 0, 0)
 		if e != 0 && e != unix.EINTR && e != unix.EAGAIN && e != unix.EBUSY {
 			return fmt.Errorf("eventloop: io_uring_enter: %w", e)
 		}

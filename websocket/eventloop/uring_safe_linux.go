@@ -12,7 +12,7 @@ import (
 // uring_linux.go): newURing fails, and the loops read and write one
 // connection at a time with x/sys/unix's wrappers.
 
-type uring struct{}
+type uring struct{ pending uint32 }
 
 func newURing(entries uint32) (*uring, error) {
 	return nil, errors.New("eventloop: built with eventloop_safe: no io_uring")
