@@ -61,6 +61,17 @@ func (g *gate) hold() {
 // open lets the loop go on.
 func (g *gate) open() { g.once.Do(func() { close(g.release) }) }
 
+// round sends msg from each of peers while the loop is held, so that it
+// reads them all in one round (the gate's own round reads only the gate).
+func (g *gate) round(peers []*peer, msg []byte) {
+	g.t.Helper()
+	g.hold()
+	for _, p := range peers {
+		p.write(frame(true, 0x2, msg))
+	}
+	g.open()
+}
+
 // batching reports whether s's loops batch with io_uring. The build with
 // eventloop_safe never does; otherwise the kernel must allow io_uring: the
 // test fails without it under CI, and skips elsewhere.
@@ -179,6 +190,16 @@ func numbered(i, size int) []byte {
 	return m
 }
 
+// writeNumbered writes frames 0 to n-1 of size bytes to c.
+func writeNumbered(t *testing.T, c *Conn, n, size int) {
+	for i := range n {
+		if err := c.Write(websocket.MessageBinary, numbered(i, size)); err != nil {
+			t.Errorf("Write %d: %v", i, err)
+			return
+		}
+	}
+}
+
 // expectNumbered reads frames 0 to n-1 of size bytes, in order.
 func (p *peer) expectNumbered(n, size int) {
 	p.t.Helper()
@@ -200,21 +221,12 @@ func TestBatchedWritesOverflowSocket(t *testing.T) {
 		unix.SetsockoptInt(int(c.fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 1)
 	}}
 	addr, g := gatedServer(t, s, func(c *Conn, typ websocket.MessageType, p []byte) {
-		for i := range frames {
-			if err := c.Write(websocket.MessageBinary, numbered(i, size)); err != nil {
-				t.Errorf("Write %d: %v", i, err)
-				return
-			}
-		}
+		writeNumbered(t, c, frames, size)
 	})
 	batched := batching(t, s) // the batched flush when there is io_uring, writev otherwise
 	peers := []*peer{openSmall(t, addr), openSmall(t, addr)}
-	g.hold()
 	before := batchCalls(s)
-	for _, p := range peers {
-		p.write(frame(true, 0x2, []byte("go")))
-	}
-	g.open()
+	g.round(peers, []byte("go"))
 	for _, p := range peers {
 		p.expectNumbered(frames, size)
 	}
@@ -237,21 +249,12 @@ func TestDeferredWritesPassNoBound(t *testing.T) {
 			c.Write(typ, p)
 			return
 		}
-		for i := range frames {
-			if err := c.Write(websocket.MessageBinary, numbered(i, size)); err != nil {
-				t.Errorf("Write %d: %v", i, err)
-				return
-			}
-		}
+		writeNumbered(t, c, frames, size)
 	})
 	batched := batching(t, s)
 	peers := []*peer{open(t, addr), open(t, addr)}
-	g.hold()
 	before := batchCalls(s)
-	for _, p := range peers {
-		p.write(frame(true, 0x2, []byte("go")))
-	}
-	g.open()
+	g.round(peers, []byte("go"))
 	for _, p := range peers {
 		p.expectNumbered(frames, size)
 		p.write(frame(true, 0x1, []byte("still open")))
