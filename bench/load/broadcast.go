@@ -123,7 +123,7 @@ func runBroadcasts(cfg *config, res *Results, round int, order []string, note fu
 
 // bcastTitle names a broadcast scenario in the report.
 func bcastTitle(subs, size int) string {
-	return fmt.Sprintf("%s subscribers × %s", num(float64(subs)), sizeName(size))
+	return fmt.Sprintf("%s subscribers × %s", count(subs), sizeName(size))
 }
 
 // bcastKey is the scenario of a broadcast result.

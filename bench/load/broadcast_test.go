@@ -91,3 +91,20 @@ func TestBroadcastReport(t *testing.T) {
 		t.Errorf("a run without broadcast shows one:\n%s", md)
 	}
 }
+
+// TestBroadcastTitle: subscriber counts are whole numbers at any size
+// (num gave "50.0 subscribers").
+func TestBroadcastTitle(t *testing.T) {
+	for _, c := range []struct {
+		subs, size int
+		want       string
+	}{
+		{50, 32, "50 subscribers × 32 B"},
+		{100, 1024, "100 subscribers × 1 KiB"},
+		{10000, 32, "10 000 subscribers × 32 B"},
+	} {
+		if got := bcastTitle(c.subs, c.size); got != c.want {
+			t.Errorf("bcastTitle(%d, %d) = %q, want %q", c.subs, c.size, got, c.want)
+		}
+	}
+}
