@@ -47,13 +47,7 @@ func benchBroadcast(b *testing.B, subs, size int, broadcast bool) {
 		OnOpen:          func(c *Conn) { opened <- c },
 		OnMessage:       func(*Conn, websocket.MessageType, []byte) {},
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go s.Serve(ln)
-	defer s.Close()
-	addr := ln.Addr().String()
+	addr := serveBench(b, s)
 
 	var delivered atomic.Int64 // bytes read by all readers
 	var waiting atomic.Bool
@@ -160,13 +154,7 @@ func benchEcho(b *testing.B, size, conns int, noURing bool) {
 			c.Write(typ, p)
 		},
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go s.Serve(ln)
-	defer s.Close()
-	addr := ln.Addr().String()
+	addr := serveBench(b, s)
 	msg := make([]byte, size)
 	for i := range msg {
 		msg[i] = byte(i)
@@ -218,6 +206,18 @@ func benchEcho(b *testing.B, size, conns int, noURing bool) {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	cpu := ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+}
+
+// serveBench runs s on a loopback listener until the benchmark ends and
+// returns its address.
+func serveBench(b *testing.B, s *Server) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go s.Serve(ln)
+	b.Cleanup(func() { s.Close() })
+	return ln.Addr().String()
 }
 
 // dialRaw opens a connection to the server at addr and runs the opening
