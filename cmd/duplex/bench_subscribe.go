@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,12 +48,14 @@ type subscriber struct {
 	rec  *workerRecorder
 	mu   sync.Mutex
 	seen map[uint64]bool
+	last uint64 // the highest channel offset delivered so far
 	got  atomic.Int64
 }
 
 // runSubscribe subscribes cfg.Conns clients to cfg.Channel, publishes on
 // another connection for cfg.Duration, and checks that every subscriber
-// got every acknowledged message once.
+// got every acknowledged message once, unchanged, in the channel's offset
+// order.
 func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRun, error) {
 	run := &benchRun{}
 	var (
@@ -111,13 +114,26 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 				s.mu.Lock()
 				dup := s.seen[d.Seq]
 				s.seen[d.Seq] = true
+				last := s.last
+				s.last = max(s.last, m.Offset)
 				s.mu.Unlock()
 				if dup {
 					note("subscriber %d: message %d delivered twice", s.id+1, d.Seq)
 					return
 				}
 				s.rec.record(time.Since(start) - time.Duration(d.T))
-				s.got.Add(1)
+				s.got.Add(1) // it arrived; a fault below is noted, not counted as lost
+				switch {
+				case last != 0 && m.Offset != last+1:
+					// The channel's order is its offsets' (publishes
+					// overlap, so not the sequence numbers'). The client
+					// drops a message older than one it delivered, so a
+					// late message shows here as the gap it left (and
+					// then as lost).
+					note("subscriber %d: message %d at offset %d came after offset %d", s.id+1, d.Seq, m.Offset, last)
+				case !bytes.Equal(m.Data, subscribeData(d.Seq, time.Duration(d.T), cfg.Size)):
+					note("subscriber %d: message %d at offset %d has different bytes than were published", s.id+1, d.Seq, m.Offset)
+				}
 			}, nil)
 			if err != nil {
 				firstMu.Lock()

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duplex-ws/duplex/client"
 	"github.com/duplex-ws/duplex/pubsub"
 	"github.com/duplex-ws/duplex/server"
 	"github.com/duplex-ws/duplex/websocket"
@@ -226,6 +227,105 @@ func TestBenchSubscribe(t *testing.T) {
 	}
 	if got, want := tableValue(t, stdout, "delivered"), fmt.Sprintf("%s of %s", group(r.Received), group(r.Expected)); got != want {
 		t.Fatalf("delivered row %q, want %q", got, want)
+	}
+}
+
+// alteringRelay serves duplex.v1 by relaying each connection to the
+// duplex server at backend; every message push from the server passes
+// through alter (n counts the connection's pushes from 1), which returns
+// the messages to send on in its place.
+func alteringRelay(t *testing.T, backend string, alter func(n int, p []byte) [][]byte) *httptest.Server {
+	t.Helper()
+	opts := &websocket.AcceptOptions{Subprotocols: []string{client.Subprotocol}}
+	return wsServer(t, opts, func(c *websocket.Conn, r *http.Request) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		up, _, err := websocket.Dial(ctx, backend, &websocket.DialOptions{Subprotocols: []string{client.Subprotocol}})
+		if err != nil {
+			t.Errorf("relay: %v", err)
+			return
+		}
+		defer up.CloseNow()
+		go func() { // client to server, unchanged
+			for {
+				typ, p, err := c.Read(ctx)
+				if err != nil || up.Write(ctx, typ, p) != nil {
+					cancel()
+					return
+				}
+			}
+		}()
+		for n := 0; ; {
+			typ, p, err := up.Read(ctx)
+			if err != nil {
+				return
+			}
+			out := [][]byte{p}
+			if bytes.HasPrefix(p, []byte(`{"op":"message"`)) {
+				n++
+				out = alter(n, append([]byte(nil), p...))
+			}
+			for _, m := range out {
+				if c.Write(ctx, typ, m) != nil {
+					return
+				}
+			}
+		}
+	})
+}
+
+// TestBenchSubscribeDetectsFaults runs subscribe mode through a relay that
+// changes one delivery or swaps two: the run fails with a note naming the
+// fault.
+func TestBenchSubscribeDetectsFaults(t *testing.T) {
+	var held []byte
+	cases := []struct {
+		name    string
+		alter   func(n int, p []byte) [][]byte
+		wantErr string
+	}{
+		{"changed byte", func(n int, p []byte) [][]byte {
+			if n == 5 {
+				i := bytes.LastIndexByte(p, 'x') // in the padding
+				p[i] = 'y'
+			}
+			return [][]byte{p}
+		}, "subscriber 1: message 5 at offset 5 has different bytes than were published"},
+		{"out of order", func(n int, p []byte) [][]byte {
+			switch n {
+			case 3:
+				held = p
+				return nil
+			case 4:
+				return [][]byte{p, held}
+			}
+			return [][]byte{p}
+		}, "subscriber 1: message 4 at offset 4 came after offset 2"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			relay := alteringRelay(t, wsURL(echoServer(t), "/ws"), tc.alter)
+			out := filepath.Join(t.TempDir(), "r.json")
+			// One publish at a time (--rate), so that sequence numbers
+			// and offsets are the same.
+			stdout, stderr, status := runBenchCmd(t, "--mode", "subscribe", "--conns", "1", "--rate", "100", "--duration", "300ms", "--progress", "0", "--size", "100", "--out", out, wsURL(relay, "/ws"))
+			if status != 1 {
+				t.Fatalf("exit status %d, want 1\n%s%s", status, stdout, stderr)
+			}
+			r := readBenchJSON(t, out)
+			if r.Errors != 1 || len(r.Notes) == 0 || r.Notes[0] != tc.wantErr {
+				t.Fatalf("errors %d, notes %q; want the first note %q", r.Errors, r.Notes, tc.wantErr)
+			}
+			// The changed message arrived; the late one was dropped by
+			// the client, as older than one it delivered: lost.
+			lost := int64(0)
+			if tc.name == "out of order" {
+				lost = 1
+			}
+			if r.Received != r.Expected-lost || r.Lost != lost || len(r.Notes) != 1+int(lost) {
+				t.Fatalf("delivered %d of %d, lost %d, notes %q; want %d lost", r.Received, r.Expected, r.Lost, r.Notes, lost)
+			}
+		})
 	}
 }
 
