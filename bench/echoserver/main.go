@@ -1,9 +1,10 @@
 // Command echoserver is a WebSocket echo server built on one of six Go
-// WebSocket libraries, so that the load generator (bench/load) can compare
+// WebSocket libraries (duplex in two modes: net/http and its event loop),
+// so that the load generator (bench/load) can compare
 // them side by side, each server in its own process: its CPU time and RSS
 // are then read from /proc for that library alone.
 //
-//	echoserver -lib duplex|gorilla|coder|gobwas|gws|nbio -addr 127.0.0.1:0
+//	echoserver -lib duplex|duplex-eventloop|gorilla|coder|gobwas|gws|nbio -addr 127.0.0.1:0
 //
 // It prints "listening on ADDR" on standard output once it accepts
 // connections, and runs until it is killed. SIGUSR1 makes it run a full

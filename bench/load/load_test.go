@@ -118,7 +118,7 @@ func TestEchoScenario(t *testing.T) {
 // TestMarkdown checks the report's ratio line for a scenario where Duplex
 // and two peers ran and one peer failed.
 func TestMarkdown(t *testing.T) {
-	res := &Results{Date: "d", Machine: "m", Duration: 1, Echo: []EchoResult{
+	res := &Results{Date: "d", Machine: "m", Pinned: true, ServerCPU: 1, LoadCPU: 0, Warmup: 0.5, Duration: 2, Echo: []EchoResult{
 		{Lib: "duplex", Conns: 10, Size: 32, MsgsPerSec: 300, ServerUsMsg: 2},
 		{Lib: "gorilla", Conns: 10, Size: 32, MsgsPerSec: 200, ServerUsMsg: 4},
 		{Lib: "gws", Conns: 10, Size: 32, MsgsPerSec: 250, ServerUsMsg: 5},
@@ -126,6 +126,7 @@ func TestMarkdown(t *testing.T) {
 	}}
 	md := markdown(res)
 	for _, want := range []string{
+		"Run of d on m; each server pinned to CPU 1 and the load generator to CPU 0 (`taskset`), GOMAXPROCS 1 on both sides. Every echo scenario had 0.5 s of warm-up, then 2 s measured;",
 		"#### Echo, 10 connections × 32 B",
 		"Duplex (duplex) ÷ best peer: messages/s 1.20 (best: gws); server CPU per message 0.50 (duplex against gorilla, lower is better).",
 		"| nbio | failed: boom |",

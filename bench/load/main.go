@@ -109,6 +109,9 @@ type Results struct {
 	Machine   string       `json:"machine"`
 	Date      string       `json:"date"`
 	Pinned    bool         `json:"pinned"`
+	ServerCPU int          `json:"server_cpu"` // with Pinned
+	LoadCPU   int          `json:"load_cpu"`   // with Pinned
+	Warmup    float64      `json:"warmup_s"`
 	Duration  float64      `json:"duration_s"`
 	Rounds    int          `json:"rounds"`
 	Libs      []string     `json:"libs"`
@@ -310,6 +313,7 @@ func run(cfg *config) *Results {
 	res := &Results{
 		Machine:  machine(),
 		Date:     time.Now().UTC().Format("2006-01-02"),
+		Warmup:   cfg.warmup.Seconds(),
 		Duration: cfg.duration.Seconds(),
 		Rounds:   cfg.rounds,
 		Libs:     cfg.libs,
@@ -318,7 +322,7 @@ func run(cfg *config) *Results {
 		if err := pinSelf(cfg.loadCPU); err != nil {
 			logf("pinning this process failed, running unpinned: %v", err)
 		} else {
-			res.Pinned = true
+			res.Pinned, res.ServerCPU, res.LoadCPU = true, cfg.serverCPU, cfg.loadCPU
 		}
 	}
 	note := func(lib, what string, err error) string {

@@ -148,6 +148,9 @@ func ourValue(v, lib string) string {
 	return v + " (" + lib + ")"
 }
 
+// seconds formats a setting in seconds: 1, 0.5.
+func seconds(s float64) string { return strconv.FormatFloat(s, 'f', -1, 64) }
+
 func ratio(a, b float64) string {
 	if b == 0 {
 		return "–"
@@ -161,9 +164,9 @@ func markdown(res *Results) string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	pin := "unpinned: servers and load generator share every core"
 	if res.Pinned {
-		pin = "each server pinned to CPU 0 and the load generator to CPU 1 (`taskset`), GOMAXPROCS 1 on both sides"
+		pin = fmt.Sprintf("each server pinned to CPU %d and the load generator to CPU %d (`taskset`), GOMAXPROCS 1 on both sides", res.ServerCPU, res.LoadCPU)
 	}
-	w("Run of %s on %s; %s. Every echo scenario had 1 s of warm-up, then %.0f s measured; ", res.Date, res.Machine, pin, res.Duration)
+	w("Run of %s on %s; %s. Every echo scenario had %s s of warm-up, then %s s measured; ", res.Date, res.Machine, pin, seconds(res.Warmup), seconds(res.Duration))
 	w("a fresh server process for every scenario. Binary messages (so no library validates UTF-8). ")
 	w("\"client CPU\" is the load generator's share of its core: near 100 %% it, not the server, sets the pace. ")
 	w("\"other CPU\" is what the rest of the machine took during the measured window (CPU seconds).")
