@@ -38,6 +38,7 @@ step "allocation tests (built without -race, which allocates)"
 step "event loop built with eventloop_safe (x/sys/unix calls instead of raw system calls)"
 "$GO" vet -tags eventloop_safe ./websocket/eventloop/
 "$GO" test -race -count=1 -tags eventloop_safe ./websocket/eventloop/
+"$GO" test -count=1 -tags eventloop_safe -run 'Allocs' -v ./websocket/eventloop/
 
 step "bench module: go vet and its tests (the measurements themselves are run by hand)"
 (cd bench && "$GO" vet ./... && "$GO" test -count=1 -timeout 10m ./...)
