@@ -43,10 +43,11 @@ func TestMaskBytes(t *testing.T) {
 	}
 }
 
-// BenchmarkMaskBytes measures unmasking at the sizes of the echo scenarios.
+// BenchmarkMaskBytes measures unmasking at the sizes of the echo scenarios
+// and around the step from the byte loops to the block loops.
 func BenchmarkMaskBytes(b *testing.B) {
 	key := [4]byte{0x37, 0xfa, 0x21, 0x3d}
-	for _, n := range []int{32, 1024, 64 << 10} {
+	for _, n := range []int{16, 32, 64, 128, 1024, 64 << 10} {
 		p := make([]byte, n)
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			b.SetBytes(int64(n))
