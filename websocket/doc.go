@@ -53,7 +53,9 @@
 // borrows a write buffer only while it writes and a message buffer only
 // from a Read until the next, so an idle connection holds only its 4 KiB
 // read buffer. Large server frames are sent with a vectored write of header
-// and payload, without a copy.
+// and payload, without a copy. Masked payloads are unmasked in place, on
+// amd64 in 32-byte AVX2 or 16-byte SSE2 blocks from 128 bytes on (plain Go
+// with the purego build tag and on other platforms).
 //
 // # Concurrency
 //
