@@ -500,6 +500,9 @@ type gwsBcast struct {
 // a field read, where the default session is a locked map.
 type gwsPath struct{ path string }
 
+// Len, Load, Delete, Store and Range implement gws.SessionStorage for
+// the one key "path": Authorize stores it, and the handlers load it on
+// every event, so it must cost a field read.
 func (s *gwsPath) Len() int { return 1 }
 func (s *gwsPath) Load(key string) (any, bool) {
 	if key == "path" {
@@ -529,6 +532,9 @@ func (b *gwsBcast) option() *gws.ServerOption {
 	}
 }
 
+// OnOpen, OnClose and OnMessage implement gws.Event: subscribers join and
+// leave the roster and their input is dropped, the publisher's messages
+// are broadcast, and every other connection gets the echo handler.
 func (b *gwsBcast) OnOpen(c *gws.Conn) {
 	switch gwsConnPath(c) {
 	case subPath:

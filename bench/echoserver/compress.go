@@ -101,6 +101,8 @@ func serveGobwasDeflate(ln net.Listener) (func(), error) {
 // instead of a new one per message.
 type resettableInflater struct{ io.ReadCloser }
 
+// Reset makes the decompressor read a new message from r, keeping its
+// window allocation.
 func (f resettableInflater) Reset(r io.Reader) { _ = f.ReadCloser.(flate.Resetter).Reset(r, nil) }
 
 func gobwasDeflateConn(conn net.Conn) {

@@ -331,6 +331,8 @@ type stoppableListener struct {
 	done chan struct{}
 }
 
+// Accept is the listener's; once the server was stopped, a failed Accept
+// parks the caller instead of returning, which gws would retry forever.
 func (l *stoppableListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {

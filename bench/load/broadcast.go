@@ -33,6 +33,8 @@ import (
 // messages.
 type bcastSpec struct{ Subs, Size int }
 
+// String is the scenario as the -broadcast flag spells it,
+// SUBSCRIBERSxSIZE, so that logs name it the way it is asked for.
 func (b bcastSpec) String() string { return fmt.Sprintf("%dx%d", b.Subs, b.Size) }
 
 // Paths, subprotocols and greeting of bench/echoserver's broadcast

@@ -101,6 +101,8 @@ type config struct {
 
 type echoSpec struct{ Conns, Size int }
 
+// String is the scenario as the -echo flag spells it, CONNSxSIZE, so that
+// logs and errors name it the way a user would ask for it again.
 func (e echoSpec) String() string { return fmt.Sprintf("%dx%d", e.Conns, e.Size) }
 
 // Results is everything one run measured; -json writes it and -from reads

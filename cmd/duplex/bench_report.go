@@ -136,14 +136,19 @@ func unitOf(mode string) string {
 
 // BenchResult is what `duplex bench` measured; --out writes it as JSON.
 type BenchResult struct {
+	// URL, Mode (echo or subscribe), Conns, Size (payload bytes), Rate
+	// (messages a second per connection, or publishes a second, asked
+	// for; 0: as fast as possible), Text (text messages, echo mode),
+	// Channel (subscribe mode) and Duration (seconds of sending) repeat
+	// the run's settings, so that a results file says what it measured.
 	URL      string  `json:"url"`
 	Mode     string  `json:"mode"`
 	Conns    int     `json:"conns"`
 	Size     int     `json:"size"`
-	Rate     float64 `json:"rate"` // asked for; 0: as fast as possible
+	Rate     float64 `json:"rate"`
 	Text     bool    `json:"text,omitempty"`
 	Channel  string  `json:"channel,omitempty"`
-	Duration float64 `json:"duration_s"` // of sending
+	Duration float64 `json:"duration_s"`
 	// Sent counts messages sent (echo) or publishes acknowledged
 	// (subscribe); Received the echoes or deliveries that came back
 	// checked; Expected what Received should be; Lost the difference.
@@ -158,13 +163,19 @@ type BenchResult struct {
 	MBPerSec float64 `json:"mb_per_sec"`
 	// Latency is in microseconds: of each echo from when its message was
 	// due, or of each delivery from when its publish was due.
-	Latency      LatencySummary  `json:"latency_us"`
+	Latency LatencySummary `json:"latency_us"`
+	// Intervals are the progress lines' figures, one per --progress;
+	// Distribution is the latency at the percentiles of
+	// distributionPoints (what --plot draws); Notes are the first faults
+	// seen (a changed, late or lost message, a failed connection).
 	Intervals    []BenchInterval `json:"intervals"`
 	Distribution []Percentile    `json:"distribution"`
 	Notes        []string        `json:"notes,omitempty"`
 }
 
-// LatencySummary is the latency distribution in a few numbers.
+// LatencySummary is the latency distribution in a few numbers, the ones
+// the final table shows: the minimum, the percentiles 50 to 99.99, the
+// maximum and the mean, in microseconds.
 type LatencySummary struct {
 	Min   int64   `json:"min"`
 	P50   int64   `json:"p50"`
@@ -176,9 +187,12 @@ type LatencySummary struct {
 	Mean  float64 `json:"mean"`
 }
 
-// BenchInterval is one progress interval.
+// BenchInterval is one progress interval: when it ended (At, seconds
+// since the recorder started) and how long it lasted, how many echoes or
+// deliveries it had and their rate, and its latency percentiles in
+// microseconds, so that a stall shows in time rather than averaged away.
 type BenchInterval struct {
-	At      float64 `json:"at_s"` // since the recorder started
+	At      float64 `json:"at_s"`
 	Elapsed float64 `json:"elapsed_s"`
 	Count   int64   `json:"count"`
 	PerSec  float64 `json:"per_sec"`
@@ -187,7 +201,8 @@ type BenchInterval struct {
 	P999us  int64   `json:"p999_us"`
 }
 
-// Percentile is one point of the latency distribution.
+// Percentile is one point of the latency distribution: the latency in
+// microseconds (Micros) below which that percentage of the messages came.
 type Percentile struct {
 	Percentile float64 `json:"percentile"`
 	Micros     int64   `json:"latency_us"`
