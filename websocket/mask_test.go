@@ -7,15 +7,13 @@ import (
 )
 
 // TestMaskBytes compares maskBytes with the byte-at-a-time definition of
-// RFC 6455 §5.3 for every start position, lengths around the 4-, 8- and
+// RFC 6455 §5.3 (maskRef) for every start position, lengths around the 4-, 8- and
 // 64-byte steps, and a payload masked in two pieces at every split point.
 func TestMaskBytes(t *testing.T) {
 	key := [4]byte{0x37, 0xfa, 0x21, 0x3d}
 	ref := func(pos int, b []byte) []byte {
 		out := bytes.Clone(b)
-		for i := range out {
-			out[i] ^= key[(pos+i)&3]
-		}
+		maskRef(key, pos, out)
 		return out
 	}
 	src := make([]byte, 300)
