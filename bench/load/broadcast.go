@@ -137,10 +137,11 @@ func bcastScenarios(res *Results) []bcastSpec { return distinctKeys(res.Broadcas
 // bcastRows returns the results of broadcast scenario s, in order.
 func bcastRows(res *Results, s bcastSpec) []BCResult { return rowsWithKey(res.Broadcast, bcastKey, s) }
 
-// bcastMarkdown returns the report's broadcast tables (res summarized)
+// bcastMarkdown returns the report's broadcast tables (res summarized,
+// raw its rounds for the ratios' intervals)
 // and the rows of the Duplex-against-best-peer table: what, Duplex,
 // best peer, peer, ratio.
-func bcastMarkdown(res *Results) (string, [][5]string) {
+func bcastMarkdown(res, raw *Results) (string, [][5]string) {
 	var b strings.Builder
 	var sum [][5]string
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
@@ -170,15 +171,21 @@ func bcastMarkdown(res *Results) (string, [][5]string) {
 		lib := func(r BCResult) string { return r.Lib }
 		failed := func(r BCResult) bool { return r.Error != "" }
 		title := "broadcast, " + bcastTitle(s.Subs, s.Size)
-		us, peer, ok1, ok2 := best(rows, lib, failed, func(r BCResult) float64 { return r.DeliveriesPerSec }, true)
+		rawRows := bcastRows(raw, s)
+		round := func(r BCResult) int { return r.Round }
+		dels := func(r BCResult) float64 { return r.DeliveriesPerSec }
+		us, peer, ok1, ok2 := best(rows, lib, failed, dels, true)
 		if ok1 && ok2 {
-			w("\nDuplex (%s) ÷ best peer: deliveries/s %s (best: %s)", us.Lib, ratio(us.DeliveriesPerSec, peer.DeliveriesPerSec), peer.Lib)
-			sum = append(sum, [5]string{title + ": deliveries/s", ourValue(num(us.DeliveriesPerSec), us.Lib), num(peer.DeliveriesPerSec), peer.Lib, ratio(us.DeliveriesPerSec, peer.DeliveriesPerSec)})
+			iv := intervalNote(rawRows, round, lib, failed, dels, true)
+			w("\nDuplex (%s) ÷ best peer: deliveries/s %s%s (best: %s)", us.Lib, ratio(us.DeliveriesPerSec, peer.DeliveriesPerSec), iv, peer.Lib)
+			sum = append(sum, [5]string{title + ": deliveries/s", ourValue(num(us.DeliveriesPerSec), us.Lib), num(peer.DeliveriesPerSec), peer.Lib, ratio(us.DeliveriesPerSec, peer.DeliveriesPerSec) + iv})
 		}
-		us, peer, ok1, ok2 = best(rows, lib, failed, func(r BCResult) float64 { return r.PerCore }, true)
+		perCore := func(r BCResult) float64 { return r.PerCore }
+		us, peer, ok1, ok2 = best(rows, lib, failed, perCore, true)
 		if ok1 && ok2 {
-			w("; deliveries per second per server core %s (%s against %s, higher is better).\n\n", ratio(us.PerCore, peer.PerCore), us.Lib, peer.Lib)
-			sum = append(sum, [5]string{title + ": deliveries/s per server core", ourValue(num(us.PerCore), us.Lib), num(peer.PerCore), peer.Lib, ratio(us.PerCore, peer.PerCore)})
+			iv := intervalNote(rawRows, round, lib, failed, perCore, true)
+			w("; deliveries per second per server core %s%s (%s against %s, higher is better).\n\n", ratio(us.PerCore, peer.PerCore), iv, us.Lib, peer.Lib)
+			sum = append(sum, [5]string{title + ": deliveries/s per server core", ourValue(num(us.PerCore), us.Lib), num(peer.PerCore), peer.Lib, ratio(us.PerCore, peer.PerCore) + iv})
 		} else {
 			w("\n")
 		}

@@ -83,7 +83,7 @@ func TestBroadcastReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(doc)
-	if !strings.Contains(string(b), "](plots/"+bcastPlotFile+")") || strings.Contains(string(b), "old") {
+	if !strings.Contains(string(b), "](plots/"+bcastPlotFile+")") || strings.Contains(string(b), "\nold\n") {
 		t.Errorf("doc without the broadcast chart, or with the old results:\n%s", b)
 	}
 	res.Broadcast = nil

@@ -281,9 +281,9 @@ func runCompressScenarios(cfg *config, res *Results, round int, order []string, 
 type summaryRow struct{ what, us, peer, peerLib, ratio string }
 
 // compressMarkdown writes the compression scenarios' tables (res already
-// summarized) and returns their lines for the table of Duplex against the
+// summarized, raw its rounds for the ratios' intervals) and returns their lines for the table of Duplex against the
 // best peer.
-func compressMarkdown(w func(format string, args ...any), res *Results) []summaryRow {
+func compressMarkdown(w func(format string, args ...any), res, raw *Results) []summaryRow {
 	if len(res.Compress) == 0 {
 		return nil
 	}
@@ -315,13 +315,18 @@ func compressMarkdown(w func(format string, args ...any), res *Results) []summar
 		}
 		lib := func(r EchoResult) string { return r.Lib }
 		failed := func(r EchoResult) bool { return r.Error != "" }
-		if us, peer, ok1, ok2 := best(rows, lib, failed, func(r EchoResult) float64 { return r.MsgsPerSec }, true); ok1 && ok2 {
-			w("\nDuplex (%s) ÷ best peer: messages/s %s (best: %s)", us.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec), peer.Lib)
-			sum = append(sum, summaryRow{title + ": messages/s", ourValue(num(us.MsgsPerSec), us.Lib), num(peer.MsgsPerSec), peer.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec)})
+		rawRows := rowsWithKey(raw.Compress, echoKey, s)
+		msgs := func(r EchoResult) float64 { return r.MsgsPerSec }
+		if us, peer, ok1, ok2 := best(rows, lib, failed, msgs, true); ok1 && ok2 {
+			iv := echoInterval(rawRows, msgs, true)
+			w("\nDuplex (%s) ÷ best peer: messages/s %s%s (best: %s)", us.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec), iv, peer.Lib)
+			sum = append(sum, summaryRow{title + ": messages/s", ourValue(num(us.MsgsPerSec), us.Lib), num(peer.MsgsPerSec), peer.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec) + iv})
 		}
-		if us, peer, ok1, ok2 := best(rows, lib, failed, func(r EchoResult) float64 { return r.ServerUsMsg }, false); ok1 && ok2 {
-			w("; server CPU per message %s (%s against %s, lower is better)", ratio(us.ServerUsMsg, peer.ServerUsMsg), us.Lib, peer.Lib)
-			sum = append(sum, summaryRow{title + ": server µs per message", ourValue(num(us.ServerUsMsg), us.Lib), num(peer.ServerUsMsg), peer.Lib, ratio(us.ServerUsMsg, peer.ServerUsMsg)})
+		cpu := func(r EchoResult) float64 { return r.ServerUsMsg }
+		if us, peer, ok1, ok2 := best(rows, lib, failed, cpu, false); ok1 && ok2 {
+			iv := echoInterval(rawRows, cpu, false)
+			w("; server CPU per message %s%s (%s against %s, lower is better)", ratio(us.ServerUsMsg, peer.ServerUsMsg), iv, us.Lib, peer.Lib)
+			sum = append(sum, summaryRow{title + ": server µs per message", ourValue(num(us.ServerUsMsg), us.Lib), num(peer.ServerUsMsg), peer.Lib, ratio(us.ServerUsMsg, peer.ServerUsMsg) + iv})
 		}
 		w(".\n\n")
 	}

@@ -159,6 +159,7 @@ func ratio(a, b float64) string {
 }
 
 func markdown(res *Results) string {
+	raw := res
 	res = summarize(res)
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
@@ -171,7 +172,10 @@ func markdown(res *Results) string {
 	w("\"client CPU\" is the load generator's share of its core: near 100 %% it, not the server, sets the pace. ")
 	w("\"other CPU\" is what the rest of the machine took during the measured window (CPU seconds).")
 	if res.Rounds > 1 {
-		w(" Everything ran %d times, scenario by scenario with the libraries one after the other, each round starting with the next library; every figure is the median of the rounds, and \"range\" gives the lowest and highest messages/s.", res.Rounds)
+		w(" Everything ran %d times, scenario by scenario with the libraries one after the other, each round starting with the next library; every figure is the median of the rounds, and \"range\" gives the lowest and highest messages/s. "+
+			"A ratio of ours to the best peer is followed by its 95 %% interval: the rounds drawn again with replacement %d times, "+
+			"each library keeping its figure of each drawn round, and the ratio of the medians taken again each time; "+
+			"the interval holds the middle 95 %% of those ratios (with fewer than %d rounds there is none).", res.Rounds, bootstrapDraws, minIntervalRounds)
 	}
 	w("\n\n")
 
@@ -201,29 +205,35 @@ func markdown(res *Results) string {
 		}
 		lib := func(r EchoResult) string { return r.Lib }
 		failed := func(r EchoResult) bool { return r.Error != "" }
-		if us, peer, ok1, ok2 := best(rows, lib, failed, func(r EchoResult) float64 { return r.MsgsPerSec }, true); ok1 && ok2 {
-			w("\nDuplex (%s) ÷ best peer: messages/s %s (best: %s)", us.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec), peer.Lib)
-			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": messages/s", ourValue(num(us.MsgsPerSec), us.Lib), num(peer.MsgsPerSec), peer.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec)})
+		rawRows := echoRows(raw, s)
+		msgs := func(r EchoResult) float64 { return r.MsgsPerSec }
+		if us, peer, ok1, ok2 := best(rows, lib, failed, msgs, true); ok1 && ok2 {
+			iv := echoInterval(rawRows, msgs, true)
+			w("\nDuplex (%s) ÷ best peer: messages/s %s%s (best: %s)", us.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec), iv, peer.Lib)
+			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": messages/s", ourValue(num(us.MsgsPerSec), us.Lib), num(peer.MsgsPerSec), peer.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec) + iv})
 		}
-		if us, peer, ok1, ok2 := best(rows, lib, failed, func(r EchoResult) float64 { return r.ServerUsMsg }, false); ok1 && ok2 {
-			w("; server CPU per message %s (%s against %s, lower is better)", ratio(us.ServerUsMsg, peer.ServerUsMsg), us.Lib, peer.Lib)
-			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": server µs per message", ourValue(num(us.ServerUsMsg), us.Lib), num(peer.ServerUsMsg), peer.Lib, ratio(us.ServerUsMsg, peer.ServerUsMsg)})
+		cpu := func(r EchoResult) float64 { return r.ServerUsMsg }
+		if us, peer, ok1, ok2 := best(rows, lib, failed, cpu, false); ok1 && ok2 {
+			iv := echoInterval(rawRows, cpu, false)
+			w("; server CPU per message %s%s (%s against %s, lower is better)", ratio(us.ServerUsMsg, peer.ServerUsMsg), iv, us.Lib, peer.Lib)
+			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": server µs per message", ourValue(num(us.ServerUsMsg), us.Lib), num(peer.ServerUsMsg), peer.Lib, ratio(us.ServerUsMsg, peer.ServerUsMsg) + iv})
 		}
 		if s.Conns >= 10000 {
 			perConn := func(r EchoResult) float64 { return r.ServerRSSKiB * 1024 / float64(s.Conns) }
 			if us, peer, ok1, ok2 := best(rows, lib, failed, perConn, false); ok1 && ok2 {
-				w("; server RSS per active connection %s (%s: %s bytes, %s: %s bytes)", ratio(perConn(us), perConn(peer)), us.Lib, num(perConn(us)), peer.Lib, num(perConn(peer)))
-				sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": server RSS bytes per active connection", ourValue(num(perConn(us)), us.Lib), num(perConn(peer)), peer.Lib, ratio(perConn(us), perConn(peer))})
+				iv := echoInterval(rawRows, perConn, false)
+				w("; server RSS per active connection %s%s (%s: %s bytes, %s: %s bytes)", ratio(perConn(us), perConn(peer)), iv, us.Lib, num(perConn(us)), peer.Lib, num(perConn(peer)))
+				sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": server RSS bytes per active connection", ourValue(num(perConn(us)), us.Lib), num(perConn(peer)), peer.Lib, ratio(perConn(us), perConn(peer)) + iv})
 			}
 		}
 		w(".\n\n")
 	}
 
-	for _, r := range compressMarkdown(w, res) {
+	for _, r := range compressMarkdown(w, res, raw) {
 		sum = append(sum, summary(r))
 	}
 
-	bmd, brows := bcastMarkdown(res)
+	bmd, brows := bcastMarkdown(res, raw)
 	w("%s", bmd)
 	for _, r := range brows {
 		sum = append(sum, summary{r[0], r[1], r[2], r[3], r[4]})
@@ -242,10 +252,12 @@ func markdown(res *Results) string {
 			w("| %s | %s | %s | %s | %s | %.0f %% | %.0f %% | %d |\n", r.Lib, num(r.PerSec), num(r.P50us), num(r.P99us),
 				num(r.ServerUsConn), r.ServerCPUPct, r.ClientCPUPct, r.Failures)
 		}
-		if us, peer, ok1, ok2 := best(res.Handshake, func(r HSResult) string { return r.Lib }, func(r HSResult) bool { return r.Error != "" },
-			func(r HSResult) float64 { return r.PerSec }, true); ok1 && ok2 {
-			w("\nDuplex (%s) ÷ best peer: connections/s %s (best: %s).\n", us.Lib, ratio(us.PerSec, peer.PerSec), peer.Lib)
-			sum = append(sum, summary{"connections/s", ourValue(num(us.PerSec), us.Lib), num(peer.PerSec), peer.Lib, ratio(us.PerSec, peer.PerSec)})
+		hsLib, hsFailed := func(r HSResult) string { return r.Lib }, func(r HSResult) bool { return r.Error != "" }
+		perSec := func(r HSResult) float64 { return r.PerSec }
+		if us, peer, ok1, ok2 := best(res.Handshake, hsLib, hsFailed, perSec, true); ok1 && ok2 {
+			iv := intervalNote(raw.Handshake, func(r HSResult) int { return r.Round }, hsLib, hsFailed, perSec, true)
+			w("\nDuplex (%s) ÷ best peer: connections/s %s%s (best: %s).\n", us.Lib, ratio(us.PerSec, peer.PerSec), iv, peer.Lib)
+			sum = append(sum, summary{"connections/s", ourValue(num(us.PerSec), us.Lib), num(peer.PerSec), peer.Lib, ratio(us.PerSec, peer.PerSec) + iv})
 		}
 		w("\n")
 	}
@@ -275,10 +287,12 @@ func markdown(res *Results) string {
 			}
 			w(" %s | %.1f GiB |\n", num(r.SlopeBytes), r.SlopeBytes*1e6/(1<<30))
 		}
-		if us, peer, ok1, ok2 := best(res.Idle, func(r IdleResult) string { return r.Lib }, func(r IdleResult) bool { return r.Error != "" },
-			func(r IdleResult) float64 { return r.SlopeBytes }, false); ok1 && ok2 {
-			w("\nDuplex (%s) ÷ best peer: bytes per idle connection %s (best: %s, lower is better).\n", us.Lib, ratio(us.SlopeBytes, peer.SlopeBytes), peer.Lib)
-			sum = append(sum, summary{"idle: bytes per connection", ourValue(num(us.SlopeBytes), us.Lib), num(peer.SlopeBytes), peer.Lib, ratio(us.SlopeBytes, peer.SlopeBytes)})
+		idleLib, idleFailed := func(r IdleResult) string { return r.Lib }, func(r IdleResult) bool { return r.Error != "" }
+		slope := func(r IdleResult) float64 { return r.SlopeBytes }
+		if us, peer, ok1, ok2 := best(res.Idle, idleLib, idleFailed, slope, false); ok1 && ok2 {
+			iv := intervalNote(raw.Idle, func(r IdleResult) int { return r.Round }, idleLib, idleFailed, slope, false)
+			w("\nDuplex (%s) ÷ best peer: bytes per idle connection %s%s (best: %s, lower is better).\n", us.Lib, ratio(us.SlopeBytes, peer.SlopeBytes), iv, peer.Lib)
+			sum = append(sum, summary{"idle: bytes per connection", ourValue(num(us.SlopeBytes), us.Lib), num(peer.SlopeBytes), peer.Lib, ratio(us.SlopeBytes, peer.SlopeBytes) + iv})
 		}
 		w("\n")
 	}
