@@ -2,7 +2,8 @@ package websocket
 
 // Fuzz targets for the parts of the package that read what a peer sends:
 // the frame reader, the incremental header decoder, the incremental UTF-8
-// validator and both sides of the opening handshake. Run one with, e.g.,
+// validator and both sides of the opening handshake (the event loop's
+// ServerParser against Conn: fuzz_stream_test.go). Run one with, e.g.,
 //
 //	go test -run XXX -fuzz FuzzFrameReader -fuzztime 30s ./websocket/
 //
