@@ -37,6 +37,7 @@ const (
 	flagDirty                      // the queue waits in its loop's dirty list for a flush
 	flagFlushing                   // the loop writes the queue without c.mu: nobody else writes the socket
 	flagDeferred                   // the queue holds only frames deferred to the loop's batched flush
+	flagPingOut                    // keepalive: a ping is out and its pong has not come (keepalive_linux.go)
 )
 
 const (
@@ -70,6 +71,7 @@ type serverImpl struct {
 	maxHead  int
 	maxQueue int
 	hsTime   time.Duration
+	keep     keepalive // Options.PingInterval and PingTimeout; zero: off
 	closeTO  time.Duration
 	loops    []*loop
 	table    fdTable
@@ -102,6 +104,9 @@ type loop struct {
 	// deferredRound holds the deferred connections while runPosted
 	// writes them, owned by the loop goroutine.
 	deferredRound []*Conn
+	// alive are the open connections keepalive watches, owned by the loop
+	// goroutine (keepalive_linux.go); empty with keepalive off.
+	alive []*Conn
 
 	batchState // io_uring batches (batch_linux.go); ring is nil without io_uring
 	// deferFor is the connection whose callbacks the loop runs in a
@@ -141,9 +146,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if srv.opts.Compression.Enabled {
 		return errors.New("eventloop: permessage-deflate is not supported (Options.Compression.Enabled)")
 	}
-	if srv.opts.PingInterval > 0 {
-		return errors.New("eventloop: keepalive is not supported (Options.PingInterval)")
-	}
+	srv.keep = newKeepalive(&srv.opts)
 	srv.maxHead = s.MaxHeaderBytes
 	if srv.maxHead <= 0 {
 		srv.maxHead = DefaultMaxHeaderBytes
@@ -437,6 +440,7 @@ func (l *loop) run() {
 	defer l.srv.loopsWG.Done()
 	defer l.closeFDs()
 	nextSweep := time.Now().Add(tick)
+	nextPing := time.Now().Add(l.srv.keep.check)
 	for {
 		// From here on, work posted by others must interrupt epoll_wait;
 		// what was posted before is seen below.
@@ -449,6 +453,9 @@ func (l *loop) run() {
 		var deadline time.Time
 		if len(l.timed) > 0 {
 			deadline = nextSweep
+		}
+		if len(l.alive) > 0 && (deadline.IsZero() || nextPing.Before(deadline)) {
+			deadline = nextPing
 		}
 		block := len(l.posted) == 0 && len(l.dirty) == l.dirtyHead && len(l.deferred) == 0
 		l.mu.Unlock()
@@ -492,9 +499,14 @@ func (l *loop) run() {
 			l.readBatch()
 		}
 		l.runPosted()
-		if now := time.Now(); !now.Before(nextSweep) {
+		now := time.Now()
+		if !now.Before(nextSweep) {
 			l.sweep(now)
 			nextSweep = now.Add(tick)
+		}
+		if len(l.alive) > 0 && !now.Before(nextPing) {
+			l.ping(now)
+			nextPing = now.Add(l.srv.keep.check)
 		}
 	}
 }
@@ -781,6 +793,7 @@ func (l *loop) handshake(c *Conn, b []byte) {
 	c.deadline = 0
 	c.queueAll(resp)
 	c.mu.Unlock()
+	l.watchAlive(c)
 	if f := srv.s.OnOpen; f != nil {
 		f(c)
 	}
@@ -865,6 +878,7 @@ func (l *loop) frames(c *Conn, b []byte) {
 			if f := srv.opts.OnPong; f != nil {
 				f(ev.Payload)
 			}
+			l.pong(c)
 		case websocket.ParsedClose:
 			l.peerClosed(c, ev.Close)
 			return
@@ -942,6 +956,7 @@ const (
 	opText   = 0x1
 	opBinary = 0x2
 	opClose  = 0x8
+	opPing   = 0x9
 	opPong   = 0xA
 )
 

@@ -54,9 +54,11 @@ type Server struct {
 
 	// Options holds the handshake rules (Subprotocols, OriginPatterns,
 	// CheckOrigin), HandshakeTimeout, and of Options: ReadLimit,
-	// CloseTimeout, DisableUTF8Check, OnPing and OnPong (called on the loop
-	// goroutine). Compression and PingInterval are not supported: Serve
-	// returns an error if they are set. Nil means the zero AcceptOptions.
+	// CloseTimeout, PingInterval and PingTimeout (keepalive, as
+	// websocket.Conn does it; see the package documentation),
+	// DisableUTF8Check, OnPing and OnPong (called on the loop goroutine).
+	// Compression is not supported: Serve returns an error if it is
+	// enabled. Nil means the zero AcceptOptions.
 	Options *websocket.AcceptOptions
 
 	// Loops is the number of epoll loops (goroutines); zero means one per
@@ -96,7 +98,10 @@ type Conn struct {
 	loop     *loop
 	mu       sync.Mutex
 	out      *outQueue // bytes the socket has not taken yet; nil when none
-	deadline int64     // unix nanoseconds when the current state times out; 0: none
+	// deadline is when the current state times out, in unix nanoseconds
+	// (0: never); for an open connection with keepalive, when its next
+	// ping is due, or while one is out, its pong.
+	deadline int64
 
 	// Owned by the loop goroutine.
 	p           websocket.ServerParser

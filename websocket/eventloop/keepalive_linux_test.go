@@ -1,0 +1,150 @@
+package eventloop
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/duplex-ws/duplex/websocket"
+)
+
+// TestKeepalivePingsAnsweredPeer checks that an open connection gets an
+// empty ping about PingInterval after it opened, and again about
+// PingInterval after each pong, and that a peer that answers
+// stays connected and served.
+func TestKeepalivePingsAnsweredPeer(t *testing.T) {
+	const interval = 150 * time.Millisecond
+	e := newEnds()
+	s := &Server{OnClose: e.onClose, Options: &websocket.AcceptOptions{Options: websocket.Options{
+		PingInterval: interval, PingTimeout: 5 * time.Second}}}
+	addr := startServer(t, s)
+	p := open(t, addr)
+	last := time.Now() // the open, seen from the peer: no later than the server's
+	for i := range 3 {
+		p.expectMessage(0x9, []byte{})
+		// The server's clock starts a little after the peer's (it reads
+		// the 101 and the pong after they were sent): half an interval of
+		// slack still catches a ping that ignores the interval.
+		if got := time.Since(last); got < interval/2 {
+			t.Fatalf("ping %d came %v after the open or the last pong; PingInterval is %v", i+1, got, interval)
+		}
+		last = time.Now()
+		p.write(frame(true, 0xA, nil))
+	}
+	p.write(frame(true, 0x1, []byte("still here")))
+	p.expectMessage(0x1, []byte("still here"))
+	select {
+	case c := <-e.ch:
+		t.Fatalf("OnClose called for a peer that answered every ping: %v", e.errs[c])
+	default:
+	}
+}
+
+// TestKeepaliveDropsSilentPeer checks that a peer that never answers gets
+// one ping, then, about PingTimeout later, the end of TCP without
+// a close frame, and that OnClose says websocket.ErrKeepaliveTimeout; a
+// peer on the same server that answers its pings is not touched.
+func TestKeepaliveDropsSilentPeer(t *testing.T) {
+	const interval, timeout = 100 * time.Millisecond, 300 * time.Millisecond
+	e := newEnds()
+	s := &Server{OnClose: e.onClose, Options: &websocket.AcceptOptions{Options: websocket.Options{
+		PingInterval: interval, PingTimeout: timeout}}}
+	addr := startServer(t, s)
+	silent := open(t, addr)
+	alive := open(t, addr)
+	stop := make(chan struct{})
+	answered := make(chan error, 1)
+	go func() { // alive answers every ping until told to stop
+		for {
+			select {
+			case <-stop:
+				answered <- nil
+				return
+			default:
+			}
+			alive.c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			op, payload, err := readServerFrame(alive)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // between frames: the header is read whole or not at all here
+			}
+			if err != nil {
+				answered <- err
+				return
+			}
+			if op != 0x9 || len(payload) != 0 {
+				answered <- fmt.Errorf("the answering peer got opcode %#x payload %q, want an empty ping", op, payload)
+				return
+			}
+			if _, err := alive.c.Write(frame(true, 0xA, nil)); err != nil {
+				answered <- err
+				return
+			}
+		}
+	}()
+
+	silent.expectMessage(0x9, []byte{})
+	pinged := time.Now()
+	silent.expectEOF()
+	// The ping reaches the peer a little after the server's clock started
+	// on it: half the timeout of slack still catches a drop that ignores it.
+	if got := time.Since(pinged); got < timeout/2 {
+		t.Fatalf("dropped %v after the ping; PingTimeout is %v", got, timeout)
+	}
+	if err := e.next(t); !errors.Is(err, websocket.ErrKeepaliveTimeout) {
+		t.Fatalf("OnClose got %v, want websocket.ErrKeepaliveTimeout", err)
+	}
+
+	// The answering peer is still served, and was never reported.
+	close(stop)
+	if err := <-answered; err != nil {
+		t.Fatalf("the answering peer: %v", err)
+	}
+	alive.write(frame(true, 0x2, []byte{1, 2, 3}))
+	for { // a ping may have come in the meantime: answer it
+		op, payload := alive.readFrame()
+		if op == 0x9 {
+			alive.write(frame(true, 0xA, nil))
+			continue
+		}
+		if op != 0x2 || string(payload) != "\x01\x02\x03" {
+			t.Fatalf("got opcode %#x payload % x, want the echo 01 02 03", op, payload)
+		}
+		break
+	}
+	select {
+	case c := <-e.ch:
+		t.Fatalf("OnClose called for the answering peer: %v", e.errs[c])
+	default:
+	}
+}
+
+// TestKeepaliveOffByDefault checks that without PingInterval the server
+// sends nothing to an idle connection.
+func TestKeepaliveOffByDefault(t *testing.T) {
+	addr := startServer(t, &Server{})
+	p := open(t, addr)
+	p.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if b, err := p.br.ReadByte(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("an idle connection without keepalive got byte %#x, error %v; want nothing", b, err)
+	}
+}
+
+// readServerFrame is peer.readFrame for another goroutine: errors are
+// returned, not fatal.
+func readServerFrame(p *peer) (op byte, payload []byte, err error) {
+	var h [2]byte
+	if _, err := io.ReadFull(p.br, h[:]); err != nil {
+		return 0, nil, err
+	}
+	if n := h[1] & 0x7F; n > 125 {
+		return 0, nil, errors.New("a frame longer than a control frame")
+	}
+	payload = make([]byte, h[1]&0x7F)
+	if _, err := io.ReadFull(p.br, payload); err != nil {
+		return 0, nil, err
+	}
+	return h[0] & 0x0F, payload, nil
+}
