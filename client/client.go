@@ -75,7 +75,11 @@ type Options struct {
 	// (zero: DefaultMinBackoff, DefaultMaxBackoff): the n-th consecutive
 	// attempt waits a random time between MinBackoff and
 	// min(MaxBackoff, MinBackoff·2^n). The count starts over once a
-	// connection has stayed up for MaxBackoff.
+	// connection has stayed up for MaxBackoff. A handshake refused with
+	// 503 or 429 and a Retry-After header (as the server's connection and
+	// accept-rate limits answer) makes the client wait at least that long,
+	// up to MaxRetryAfter and plus up to a fifth more, before it dials that
+	// address again; another address of URLs is not held back by it.
 	MinBackoff, MaxBackoff time.Duration
 
 	// DialTimeout bounds each opening handshake (zero: DefaultDialTimeout).
@@ -385,6 +389,7 @@ func (c *Client) run() {
 			break
 		}
 	}
+	notBefore := make([]time.Time, len(c.urls)) // per address: a refusal's Retry-After
 	for attempt := 0; err == nil; {
 		c.setState(StateConnecting, nil)
 		var up time.Duration
@@ -401,13 +406,17 @@ func (c *Client) run() {
 		}
 		attempt++
 		c.mu.Lock()
+		if ra, ok := retryAfter(err); ok {
+			notBefore[c.cur] = time.Now().Add(ra)
+		}
 		c.cur = (c.cur + 1) % len(c.urls) // fail over
+		next := notBefore[c.cur]
 		c.mu.Unlock()
 		c.setState(StateDisconnected, err)
 		if errors.Is(err, ErrHandlersBehind) {
 			c.catchUp()
 		}
-		t := time.NewTimer(backoff(attempt, c.opts.MinBackoff, c.opts.MaxBackoff, c.rnd))
+		t := time.NewTimer(reconnectDelay(backoff(attempt, c.opts.MinBackoff, c.opts.MaxBackoff, c.rnd), next, time.Now(), c.rnd))
 		select {
 		case <-t.C:
 			err = nil
@@ -491,9 +500,9 @@ func (c *Client) session() (time.Duration, error) {
 	c.mu.Lock()
 	addr := c.urls[c.cur]
 	c.mu.Unlock()
-	ws, _, err := websocket.Dial(hctx, addr, &c.dial)
+	ws, resp, err := websocket.Dial(hctx, addr, &c.dial)
 	if err != nil {
-		return 0, err
+		return 0, withRetryAfter(err, resp, time.Now())
 	}
 	if ws.Subprotocol() != Subprotocol {
 		ws.CloseNow()

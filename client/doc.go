@@ -15,7 +15,8 @@
 //
 // New returns at once and connects in the background. When the connection
 // drops, the client reconnects after a jittered exponential backoff
-// (Options.MinBackoff, Options.MaxBackoff), sends connect again, and
+// (Options.MinBackoff, Options.MaxBackoff; longer when a server at its
+// limits refused the handshake with Retry-After), sends connect again, and
 // subscribes again to every channel with the position of the last message
 // it received, so the server replays what was missed. Handlers see each
 // channel's messages in offset order and never the same offset twice;
