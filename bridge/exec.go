@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -198,7 +197,7 @@ func (h *ExecHandler) start(env []string, log *slog.Logger) (*process, error) {
 	cmd.Env = env
 	cmd.Dir = h.Dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = ownGroup()
 	err = cmd.Start()
 	// The child has its copies; ours would keep the pipes open.
 	inR.Close()
@@ -226,12 +225,6 @@ func (h *ExecHandler) start(env []string, log *slog.Logger) (*process, error) {
 		io.Copy(io.Discard, errR) // past an overlong line, keep the pipe drained
 	}()
 	return p, nil
-}
-
-// signalGroup signals the process's whole group. The group's id is the
-// process's pid (Setpgid), and cannot be reused while any member lives.
-func (p *process) signalGroup(sig syscall.Signal) {
-	syscall.Kill(-p.cmd.Process.Pid, sig)
 }
 
 // session bridges ws and p until one ends, then ends the other and reaps.
@@ -277,7 +270,7 @@ wait:
 	if clientEnded {
 		// The connection is over: EOF on stdin, SIGTERM, then SIGKILL.
 		p.stdin.Close()
-		p.signalGroup(syscall.SIGTERM)
+		p.terminateGroup()
 		kt := h.KillTimeout
 		if kt <= 0 {
 			kt = DefaultKillTimeout
@@ -289,13 +282,13 @@ wait:
 		case <-t.C:
 			log.Info("exec: process did not exit after SIGTERM; killing its group", "after", kt)
 		}
-		p.signalGroup(syscall.SIGKILL) // what is left of the group
+		p.killGroup() // what is left of the group
 		<-p.exited
 		ws.CloseNow()
 	} else {
 		// The process exited: kill what it left in its group (they would
 		// hold the pipes open), deliver its last output, then close.
-		p.signalGroup(syscall.SIGKILL)
+		p.killGroup()
 		if !outFinished {
 			t := time.NewTimer(drainTimeout)
 			select {

@@ -29,6 +29,12 @@ echo ok
 step "go vet"
 "$GO" vet ./...
 
+step "the module builds for macOS, Windows and FreeBSD (the tests themselves need Linux)"
+for os in darwin windows freebsd; do
+	echo "GOOS=$os"
+	GOOS=$os GOARCH=amd64 "$GO" build ./...
+done
+
 step "go test -race"
 "$GO" test -race -count=1 -timeout 30m ./...
 

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package redistest starts redis-server processes for tests: one per test,
 // on a free port of 127.0.0.1, in a temporary directory, stopped when the
 // test ends. By default the server keeps nothing on disk, so a Restart
@@ -5,6 +7,8 @@
 // across a Stop, a Kill and a Restart, as a production Redis with AOF and
 // appendfsync always does. CopyData and RestoreData bring a server back
 // with older data, as a crash of a Redis persisted less strictly does.
+//
+// Unix only: Pause and Resume are SIGSTOP and SIGCONT.
 package redistest
 
 import (
