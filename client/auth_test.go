@@ -3,8 +3,6 @@ package client_test
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,23 +20,7 @@ const authSecret = "0123456789abcdef0123456789abcdef-client"
 // namespaces refuse anonymous clients.
 func startAuthServer(t *testing.T) *testServer {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &testServer{
-		Server: server.New(server.Config{Namespaces: testNamespaces(), Log: slog.New(slog.DiscardHandler), Auth: server.AuthConfig{HMACSecret: authSecret}}),
-		l:      &trackListener{Listener: l},
-		addr:   l.Addr().String(),
-		done:   make(chan struct{}),
-	}
-	ts.url = "ws://" + ts.addr + "/ws"
-	go func() {
-		defer close(ts.done)
-		ts.Serve(ts.l)
-	}()
-	t.Cleanup(func() { ts.stop(t) })
-	return ts
+	return serveConfig(t, "127.0.0.1:0", server.Config{Auth: server.AuthConfig{HMACSecret: authSecret}})
 }
 
 // token signs a token of user expiring at exp.

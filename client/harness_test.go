@@ -140,13 +140,21 @@ func testNamespaces() map[string]pubsub.NamespaceOptions {
 // until the test ends.
 func startServer(t *testing.T, addr string) *testServer {
 	t.Helper()
+	// Tests publish as fast as the server answers: no message rate.
+	return serveConfig(t, addr, server.Config{Limits: server.Limits{MessageRate: -1}})
+}
+
+// serveConfig serves a new server made from cfg on addr until the test
+// ends; cfg gets the test namespaces and a silent log.
+func serveConfig(t *testing.T, addr string, cfg server.Config) *testServer {
+	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Namespaces, cfg.Log = testNamespaces(), slog.New(slog.DiscardHandler)
 	ts := &testServer{
-		// Tests publish as fast as the server answers: no message rate.
-		Server: server.New(server.Config{Namespaces: testNamespaces(), Log: slog.New(slog.DiscardHandler), Limits: server.Limits{MessageRate: -1}}),
+		Server: server.New(cfg),
 		l:      &trackListener{Listener: l},
 		addr:   l.Addr().String(),
 		done:   make(chan struct{}),

@@ -2,8 +2,6 @@ package client_test
 
 import (
 	"errors"
-	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -18,23 +16,7 @@ import (
 // refused attempt in between, where the short backoff alone would have
 // dialled a few dozen times.
 func TestRetryAfterFromAcceptRate(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &testServer{
-		Server: server.New(server.Config{Namespaces: testNamespaces(), Log: slog.New(slog.DiscardHandler),
-			Limits: server.Limits{MessageRate: -1, AcceptRate: 1, AcceptBurst: 1}}),
-		l:    &trackListener{Listener: l},
-		addr: l.Addr().String(),
-		done: make(chan struct{}),
-	}
-	ts.url = "ws://" + ts.addr + "/ws"
-	go func() {
-		defer close(ts.done)
-		ts.Serve(ts.l)
-	}()
-	t.Cleanup(func() { ts.stop(t) })
+	ts := serveConfig(t, "127.0.0.1:0", server.Config{Limits: server.Limits{MessageRate: -1, AcceptRate: 1, AcceptBurst: 1}})
 
 	first := newRecorder()
 	newClient(t, ts.url, first, nil) // takes the bucket's token
@@ -42,7 +24,7 @@ func TestRetryAfterFromAcceptRate(t *testing.T) {
 
 	second := newRecorder()
 	newClient(t, ts.url, second, nil) // backoff 5 to 50 ms
-	err = second.waitState(t, client.StateDisconnected)
+	err := second.waitState(t, client.StateDisconnected)
 	refused := time.Now()
 	var he *websocket.HandshakeError
 	if !errors.As(err, &he) || he.Status != 503 {
