@@ -79,7 +79,9 @@ type Options struct {
 	// 503 or 429 and a Retry-After header (as the server's connection and
 	// accept-rate limits answer) makes the client wait at least that long,
 	// up to MaxRetryAfter and plus up to a fifth more, before it dials that
-	// address again; another address of URLs is not held back by it.
+	// address again; meanwhile fail-over skips it for the other addresses
+	// of URLs that no refusal holds back. The error OnState then receives
+	// wraps the refusal: errors.As finds its *websocket.HandshakeError.
 	MinBackoff, MaxBackoff time.Duration
 
 	// DialTimeout bounds each opening handshake (zero: DefaultDialTimeout).
@@ -409,7 +411,7 @@ func (c *Client) run() {
 		if ra, ok := retryAfter(err); ok {
 			notBefore[c.cur] = time.Now().Add(ra)
 		}
-		c.cur = (c.cur + 1) % len(c.urls) // fail over
+		c.cur = nextAddress(c.cur, notBefore, time.Now()) // fail over
 		next := notBefore[c.cur]
 		c.mu.Unlock()
 		c.setState(StateDisconnected, err)

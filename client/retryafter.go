@@ -105,3 +105,22 @@ func reconnectDelay(backoffDelay time.Duration, notBefore, now time.Time, rnd fu
 	}
 	return wait + time.Duration(r*float64(wait)/5)
 }
+
+// nextAddress picks the address of the next attempt after cur: the next
+// one in order that no refusal holds back (notBefore passed), so that an
+// address that asked for a wait does not delay the others; when every one
+// is held back, the one free soonest.
+func nextAddress(cur int, notBefore []time.Time, now time.Time) int {
+	n := len(notBefore)
+	soonest := (cur + 1) % n
+	for k := 1; k <= n; k++ {
+		i := (cur + k) % n
+		if !notBefore[i].After(now) {
+			return i
+		}
+		if notBefore[i].Before(notBefore[soonest]) {
+			soonest = i
+		}
+	}
+	return soonest
+}

@@ -97,3 +97,31 @@ func TestReconnectDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestNextAddress: fail-over goes round the addresses in order, past the
+// ones a Retry-After holds back, and when all are held, to the one free
+// soonest.
+func TestNextAddress(t *testing.T) {
+	now := time.Now()
+	free, later, soon := time.Time{}, now.Add(time.Minute), now.Add(time.Second)
+	for _, tc := range []struct {
+		cur       int
+		notBefore []time.Time
+		want      int
+	}{
+		{0, []time.Time{free}, 0},
+		{0, []time.Time{later}, 0}, // one address: it, held or not
+		{0, []time.Time{free, free, free}, 1},
+		{2, []time.Time{free, free, free}, 0},
+		{0, []time.Time{later, later, free}, 2},                  // B held: on to C
+		{1, []time.Time{later, free, free}, 2},                   // A held, after B comes C
+		{2, []time.Time{later, free, free}, 1},                   // A held, after C comes B (not A)
+		{0, []time.Time{later, later, soon}, 2},                  // all held: C is free soonest
+		{0, []time.Time{soon, later, later}, 0},                  // all held: back to A
+		{1, []time.Time{now.Add(-time.Second), later, later}, 0}, // A's wait is over
+	} {
+		if got := nextAddress(tc.cur, tc.notBefore, now); got != tc.want {
+			t.Errorf("nextAddress(%d, %v) = %d, want %d", tc.cur, tc.notBefore, got, tc.want)
+		}
+	}
+}
