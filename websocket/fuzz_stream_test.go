@@ -11,11 +11,12 @@ import (
 )
 
 // FuzzServerParser checks the event loop's parser against Conn: the same
-// client stream, cut into the fuzzer's pieces and fed to a ServerParser,
+// client stream, cut into the fuzzer's pieces and fed to a ServerParser
+// (each piece overwritten once parsed, as the loop reuses its buffer),
 // must give the messages a server Conn reads from it, in the same order,
-// the pings the Conn answered with pongs, and end the same way (the peer's close with its code and reason, a
-// protocol error with its close code, or, for a stream that stops short,
-// nothing more). Whatever the input, Parse must consume something of every
+// the pings the Conn answered with pongs, and end the same way (the
+// peer's close with its code and reason, a protocol error with its close
+// code, or, for a stream that stops short, nothing more). Whatever the input, Parse must consume something of every
 // non-empty input it is given (a loop calling it again would spin
 // forever), give data no longer than what it consumed, never announce
 // more of a message than the limit, and end every text message in valid
@@ -93,7 +94,8 @@ func fzConnOutcome(t *testing.T, stream []byte) (o fzOutcome) {
 
 // fzParserOutcome feeds stream to a ServerParser in the pieces chunks
 // gives (byte k: a piece of k+1 bytes, in turn; none: all at once), each
-// piece a fresh copy, as an event loop reuses its read buffer.
+// piece a copy that is overwritten once parsed, as an event loop reuses
+// its read buffer.
 func fzParserOutcome(t *testing.T, stream, chunks []byte) fzOutcome {
 	var s ServerParser
 	s.Init(&Options{ReadLimit: fzReadLimit})
@@ -107,9 +109,9 @@ func fzParserOutcome(t *testing.T, stream, chunks []byte) fzOutcome {
 		if len(chunks) > 0 {
 			n = min(n, int(chunks[i%len(chunks)])+1)
 		}
-		b := bytes.Clone(stream[:n])
+		piece := bytes.Clone(stream[:n])
 		stream = stream[n:]
-		for len(b) > 0 {
+		for b := piece; len(b) > 0; {
 			k, ev, err := s.Parse(b)
 			if k < 0 || k > len(b) {
 				t.Fatalf("Parse of %d bytes consumed %d", len(b), k)
@@ -161,6 +163,11 @@ func fzParserOutcome(t *testing.T, stream, chunks []byte) fzOutcome {
 				o.end = fmt.Sprintf("close %d %q", ev.Close.Code, ev.Close.Reason)
 				return o
 			}
+		}
+		// The event loop reads the next piece into the same buffer: a
+		// parser that kept a slice of this one would see the poison.
+		for i := range piece {
+			piece[i] = 0xA5
 		}
 	}
 	o.end = "short"

@@ -159,8 +159,11 @@
 // There is no timer per connection: each loop walks its open connections
 // every quarter of the shorter of the two durations (at least 50 ms, at
 // most 1 s), so a ping or a drop may come that much late; keepalive adds
-// 8 to 16 bytes per open connection (its place in that list) and nothing
-// while it is off. Pings from the peer are answered either way.
+// 8 bytes per open connection (its place in that list; up to 32 with the
+// room the list keeps after many connections left) and nothing while it
+// is off. The ping is never refused for the write queue's bound: a peer
+// that reads nothing ends with ErrKeepaliveTimeout, as on a websocket.Conn.
+// Pings from the peer are answered either way.
 //
 // # Not supported
 //

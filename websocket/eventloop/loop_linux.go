@@ -28,7 +28,8 @@ const (
 	connClosed                 // the socket is closed
 )
 
-// Connection flags.
+// Connection flags, in Conn.flags: its eight bits are all taken, so a
+// ninth flag needs a wider field (TestConnSize guards the Conn's size).
 const (
 	flagReported uint8 = 1 << iota // OnClose was called (or is not due: never opened)
 	flagOverflow                   // the write queue overflowed; OnClose is due with ErrWriteQueueFull
