@@ -28,6 +28,10 @@
 // -cpuprofile FILE, or the environment variable ECHOSERVER_CPUPROFILE when
 // the server is started by bench/load, writes a CPU profile of the whole
 // run (until SIGINT or SIGTERM) for go tool pprof.
+//
+// ECHOSERVER_PING_INTERVAL (a duration, such as 10m) turns keepalive on in
+// duplex-eventloop (Options.PingInterval), to measure what its bookkeeping
+// costs an idle connection; the other servers ignore it.
 package main
 
 import (

@@ -5,12 +5,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	coder "github.com/coder/websocket"
 	"github.com/duplex-ws/duplex/websocket"
@@ -403,6 +406,13 @@ func serveDuplexEventLoop(ln net.Listener) (func(), error) {
 		OnMessage: func(c *eventloop.Conn, typ websocket.MessageType, p []byte) {
 			_ = c.Write(typ, p)
 		},
+	}
+	if v := os.Getenv("ECHOSERVER_PING_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("ECHOSERVER_PING_INTERVAL=%q: want a positive duration", v)
+		}
+		s.Options = &websocket.AcceptOptions{Options: websocket.Options{PingInterval: d}}
 	}
 	new(elBcast).wrap(s)
 	served := make(chan error, 1)
