@@ -158,3 +158,30 @@ func readServerFrame(p *peer) (op byte, payload []byte, err error) {
 	}
 	return h[0] & 0x0F, payload, nil
 }
+
+// TestKeepaliveCloseWhilePingOut checks that a connection closed by the
+// server while its ping waits for a pong ends as a close, not as a
+// keepalive timeout: the peer gets the close frame, answers it, and
+// OnClose says websocket.ErrClosed, even though the pong never came and
+// PingTimeout passed during the closing handshake.
+func TestKeepaliveCloseWhilePingOut(t *testing.T) {
+	const interval, timeout = 100 * time.Millisecond, 200 * time.Millisecond
+	e := newEnds()
+	opened := make(chan *Conn, 1)
+	s := &Server{OnOpen: func(c *Conn) { opened <- c }, OnClose: e.onClose, Options: &websocket.AcceptOptions{Options: websocket.Options{
+		PingInterval: interval, PingTimeout: timeout, CloseTimeout: 5 * time.Second}}}
+	addr := startServer(t, s)
+	p := open(t, addr)
+	c := <-opened
+	p.expectMessage(0x9, []byte{}) // not answered
+	if err := c.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	p.expectClose(1000, "bye")
+	time.Sleep(2 * timeout) // past the pong's due time, during the closing handshake
+	p.write(frame(true, 0x8, []byte{0x03, 0xE8}))
+	p.expectEOF()
+	if err := e.next(t); !errors.Is(err, websocket.ErrClosed) || errors.Is(err, websocket.ErrKeepaliveTimeout) {
+		t.Fatalf("OnClose got %v, want websocket.ErrClosed (this side closed), not a keepalive timeout", err)
+	}
+}
