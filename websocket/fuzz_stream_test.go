@@ -14,7 +14,8 @@ import (
 // client stream, cut into the fuzzer's pieces and fed to a ServerParser
 // (each piece overwritten once parsed, as the loop reuses its buffer),
 // must give the messages a server Conn reads from it, in the same order,
-// the pings the Conn answered with pongs, and end the same way (the
+// the pings the Conn answered with pongs, the pongs its OnPong saw, and
+// end the same way (the
 // peer's close with its code and reason, a protocol error with its close
 // code, or, for a stream that stops short, nothing more). Whatever the input, Parse must consume something of every
 // non-empty input it is given (a loop calling it again would spin
@@ -43,18 +44,20 @@ func FuzzServerParser(f *testing.F) {
 type fzOutcome struct {
 	messages string // each message as "type:%q;"
 	pings    string // each ping's payload as "%q;" (for a Conn: its pongs')
+	pongs    string // each pong's payload as "%q;"
 	end      string // "close CODE REASON", "fail CODE" or "short"
 }
 
 func (o fzOutcome) String() string {
-	return fmt.Sprintf("messages %.400s, pings %.200s, end %s", o.messages, o.pings, o.end)
+	return fmt.Sprintf("messages %.400s, pings %.200s, pongs %.200s, end %s", o.messages, o.pings, o.pongs, o.end)
 }
 
 // fzConnOutcome reads stream with a server Conn, all of it at once; the
 // pings are those its pongs answered.
 func fzConnOutcome(t *testing.T, stream []byte) (o fzOutcome) {
 	rw := &fzStream{data: bytes.Clone(stream)}
-	c := NewConn(rw, nil, RoleServer, "", &Options{ReadLimit: fzReadLimit, CloseTimeout: time.Second})
+	c := NewConn(rw, nil, RoleServer, "", &Options{ReadLimit: fzReadLimit, CloseTimeout: time.Second,
+		OnPong: func(p []byte) { o.pongs += fmt.Sprintf("%q;", p) }}) // called by Read, on this goroutine
 	defer c.CloseNow()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -158,6 +161,8 @@ func fzParserOutcome(t *testing.T, stream, chunks []byte) fzOutcome {
 				}
 				if ev.Kind == ParsedPing {
 					o.pings += fmt.Sprintf("%q;", ev.Payload)
+				} else {
+					o.pongs += fmt.Sprintf("%q;", ev.Payload)
 				}
 			case ParsedClose:
 				o.end = fmt.Sprintf("close %d %q", ev.Close.Code, ev.Close.Reason)
