@@ -168,22 +168,13 @@ func bcastMarkdown(res, raw *Results) (string, [][5]string) {
 				num(r.DeliveriesPerSec), rng, num(r.MsgsPerSec), num(r.P50us), num(r.P99us), num(r.P999us),
 				num(r.ServerUsDelivery), num(r.PerCore), r.ServerCPUPct, r.ClientCPUPct, r.ServerRSSKiB/1024, r.OtherCPUSec)
 		}
-		lib := func(r BCResult) string { return r.Lib }
-		failed := func(r BCResult) bool { return r.Error != "" }
 		title := "broadcast, " + bcastTitle(s.Subs, s.Size)
 		rawRows := bcastRows(raw, s)
-		round := func(r BCResult) int { return r.Round }
-		dels := func(r BCResult) float64 { return r.DeliveriesPerSec }
-		us, peer, ok1, ok2 := best(rows, lib, failed, dels, true)
-		if ok1 && ok2 {
-			iv := intervalNote(rawRows, round, lib, failed, dels, true)
+		if us, peer, iv, ok := bcKind.compare(rows, rawRows, func(r BCResult) float64 { return r.DeliveriesPerSec }, true); ok {
 			w("\nDuplex (%s) ÷ best peer: deliveries/s %s%s (best: %s)", us.Lib, ratio(us.DeliveriesPerSec, peer.DeliveriesPerSec), iv, peer.Lib)
 			sum = append(sum, [5]string{title + ": deliveries/s", ourValue(num(us.DeliveriesPerSec), us.Lib), num(peer.DeliveriesPerSec), peer.Lib, ratio(us.DeliveriesPerSec, peer.DeliveriesPerSec) + iv})
 		}
-		perCore := func(r BCResult) float64 { return r.PerCore }
-		us, peer, ok1, ok2 = best(rows, lib, failed, perCore, true)
-		if ok1 && ok2 {
-			iv := intervalNote(rawRows, round, lib, failed, perCore, true)
+		if us, peer, iv, ok := bcKind.compare(rows, rawRows, func(r BCResult) float64 { return r.PerCore }, true); ok {
 			w("; deliveries per second per server core %s%s (%s against %s, higher is better).\n\n", ratio(us.PerCore, peer.PerCore), iv, us.Lib, peer.Lib)
 			sum = append(sum, [5]string{title + ": deliveries/s per server core", ourValue(num(us.PerCore), us.Lib), num(peer.PerCore), peer.Lib, ratio(us.PerCore, peer.PerCore) + iv})
 		} else {

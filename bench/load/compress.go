@@ -313,18 +313,12 @@ func compressMarkdown(w func(format string, args ...any), res, raw *Results) []s
 				num(r.MsgsPerSec), rng, num(r.P50us), num(r.P99us), num(r.P999us), num(r.ServerUsMsg), r.ServerCPUPct, r.ClientCPUPct,
 				r.ServerRSSKiB/1024, allocCells(r), num(r.WireSentPerMsg), num(r.WireEchoPerMsg), r.CompressedEchoPct, r.OtherCPUSec)
 		}
-		lib := func(r EchoResult) string { return r.Lib }
-		failed := func(r EchoResult) bool { return r.Error != "" }
 		rawRows := rowsWithKey(raw.Compress, echoKey, s)
-		msgs := func(r EchoResult) float64 { return r.MsgsPerSec }
-		if us, peer, ok1, ok2 := best(rows, lib, failed, msgs, true); ok1 && ok2 {
-			iv := echoInterval(rawRows, msgs, true)
+		if us, peer, iv, ok := echoKind.compare(rows, rawRows, func(r EchoResult) float64 { return r.MsgsPerSec }, true); ok {
 			w("\nDuplex (%s) ÷ best peer: messages/s %s%s (best: %s)", us.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec), iv, peer.Lib)
 			sum = append(sum, summaryRow{title + ": messages/s", ourValue(num(us.MsgsPerSec), us.Lib), num(peer.MsgsPerSec), peer.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec) + iv})
 		}
-		cpu := func(r EchoResult) float64 { return r.ServerUsMsg }
-		if us, peer, ok1, ok2 := best(rows, lib, failed, cpu, false); ok1 && ok2 {
-			iv := echoInterval(rawRows, cpu, false)
+		if us, peer, iv, ok := echoKind.compare(rows, rawRows, func(r EchoResult) float64 { return r.ServerUsMsg }, false); ok {
 			w("; server CPU per message %s%s (%s against %s, lower is better)", ratio(us.ServerUsMsg, peer.ServerUsMsg), iv, us.Lib, peer.Lib)
 			sum = append(sum, summaryRow{title + ": server µs per message", ourValue(num(us.ServerUsMsg), us.Lib), num(peer.ServerUsMsg), peer.Lib, ratio(us.ServerUsMsg, peer.ServerUsMsg) + iv})
 		}

@@ -103,18 +103,33 @@ func percentile(sorted []float64, p float64) float64 {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
-// intervalNote is ", 95 % interval LO–HI" for ratioInterval's answer, to
-// follow a ratio in the report, or "" when there is no interval.
-func intervalNote[T any](rows []T, round func(T) int, lib func(T) string, failed func(T) bool, f func(T) float64, high bool) string {
-	lo, hi, ok := ratioInterval(rows, round, lib, failed, f, high)
-	if !ok {
-		return ""
-	}
-	return fmt.Sprintf(", 95 %% interval %.2f–%.2f", lo, hi)
+// rowKind says how the report reads one kind of result row: its library,
+// whether it failed, and its round.
+type rowKind[T any] struct {
+	lib    func(T) string
+	failed func(T) bool
+	round  func(T) int
 }
 
-// echoInterval is intervalNote over echo or compression rows.
-func echoInterval(rows []EchoResult, f func(EchoResult) float64, high bool) string {
-	return intervalNote(rows, func(r EchoResult) int { return r.Round }, func(r EchoResult) string { return r.Lib },
-		func(r EchoResult) bool { return r.Error != "" }, f, high)
+// The kinds of rows the report compares.
+var (
+	echoKind = rowKind[EchoResult]{func(r EchoResult) string { return r.Lib }, func(r EchoResult) bool { return r.Error != "" }, func(r EchoResult) int { return r.Round }}
+	bcKind   = rowKind[BCResult]{func(r BCResult) string { return r.Lib }, func(r BCResult) bool { return r.Error != "" }, func(r BCResult) int { return r.Round }}
+	hsKind   = rowKind[HSResult]{func(r HSResult) string { return r.Lib }, func(r HSResult) bool { return r.Error != "" }, func(r HSResult) int { return r.Round }}
+	idleKind = rowKind[IdleResult]{func(r IdleResult) string { return r.Lib }, func(r IdleResult) bool { return r.Error != "" }, func(r IdleResult) int { return r.Round }}
+)
+
+// compare returns the best of ours and the best peer among rows (the
+// rounds' medians) by f, higher being better when high, and the ratio's
+// interval over raw (the rounds themselves) as ", 95 % interval LO–HI",
+// or "" when there is none; ok is false unless both sides have a row.
+func (k rowKind[T]) compare(rows, raw []T, f func(T) float64, high bool) (us, peer T, interval string, ok bool) {
+	us, peer, okUs, okPeer := best(rows, k.lib, k.failed, f, high)
+	if !okUs || !okPeer {
+		return us, peer, "", false
+	}
+	if lo, hi, ok := ratioInterval(raw, k.round, k.lib, k.failed, f, high); ok {
+		interval = fmt.Sprintf(", 95 %% interval %.2f–%.2f", lo, hi)
+	}
+	return us, peer, interval, true
 }

@@ -12,8 +12,7 @@ func echoRound(lib string, round int, us float64) EchoResult {
 }
 
 func cpuInterval(rows []EchoResult) (lo, hi float64, ok bool) {
-	return ratioInterval(rows, func(r EchoResult) int { return r.Round }, func(r EchoResult) string { return r.Lib },
-		func(r EchoResult) bool { return r.Error != "" }, func(r EchoResult) float64 { return r.ServerUsMsg }, false)
+	return ratioInterval(rows, echoKind.round, echoKind.lib, echoKind.failed, func(r EchoResult) float64 { return r.ServerUsMsg }, false)
 }
 
 // TestRatioIntervalKeepsRoundsTogether checks that a draw takes every

@@ -203,25 +203,18 @@ func markdown(res *Results) string {
 				num(r.MsgsPerSec), rng, num(r.MBPerSec), num(r.P50us), num(r.P99us), num(r.P999us),
 				num(r.ServerUsMsg), r.ServerCPUPct, r.ClientCPUPct, r.ServerRSSKiB/1024, allocCells(r), r.OtherCPUSec)
 		}
-		lib := func(r EchoResult) string { return r.Lib }
-		failed := func(r EchoResult) bool { return r.Error != "" }
 		rawRows := echoRows(raw, s)
-		msgs := func(r EchoResult) float64 { return r.MsgsPerSec }
-		if us, peer, ok1, ok2 := best(rows, lib, failed, msgs, true); ok1 && ok2 {
-			iv := echoInterval(rawRows, msgs, true)
+		if us, peer, iv, ok := echoKind.compare(rows, rawRows, func(r EchoResult) float64 { return r.MsgsPerSec }, true); ok {
 			w("\nDuplex (%s) ÷ best peer: messages/s %s%s (best: %s)", us.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec), iv, peer.Lib)
 			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": messages/s", ourValue(num(us.MsgsPerSec), us.Lib), num(peer.MsgsPerSec), peer.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec) + iv})
 		}
-		cpu := func(r EchoResult) float64 { return r.ServerUsMsg }
-		if us, peer, ok1, ok2 := best(rows, lib, failed, cpu, false); ok1 && ok2 {
-			iv := echoInterval(rawRows, cpu, false)
+		if us, peer, iv, ok := echoKind.compare(rows, rawRows, func(r EchoResult) float64 { return r.ServerUsMsg }, false); ok {
 			w("; server CPU per message %s%s (%s against %s, lower is better)", ratio(us.ServerUsMsg, peer.ServerUsMsg), iv, us.Lib, peer.Lib)
 			sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": server µs per message", ourValue(num(us.ServerUsMsg), us.Lib), num(peer.ServerUsMsg), peer.Lib, ratio(us.ServerUsMsg, peer.ServerUsMsg) + iv})
 		}
 		if s.Conns >= 10000 {
 			perConn := func(r EchoResult) float64 { return r.ServerRSSKiB * 1024 / float64(s.Conns) }
-			if us, peer, ok1, ok2 := best(rows, lib, failed, perConn, false); ok1 && ok2 {
-				iv := echoInterval(rawRows, perConn, false)
+			if us, peer, iv, ok := echoKind.compare(rows, rawRows, perConn, false); ok {
 				w("; server RSS per active connection %s%s (%s: %s bytes, %s: %s bytes)", ratio(perConn(us), perConn(peer)), iv, us.Lib, num(perConn(us)), peer.Lib, num(perConn(peer)))
 				sum = append(sum, summary{echoTitle(s.Conns, s.Size) + ": server RSS bytes per active connection", ourValue(num(perConn(us)), us.Lib), num(perConn(peer)), peer.Lib, ratio(perConn(us), perConn(peer)) + iv})
 			}
@@ -252,10 +245,7 @@ func markdown(res *Results) string {
 			w("| %s | %s | %s | %s | %s | %.0f %% | %.0f %% | %d |\n", r.Lib, num(r.PerSec), num(r.P50us), num(r.P99us),
 				num(r.ServerUsConn), r.ServerCPUPct, r.ClientCPUPct, r.Failures)
 		}
-		hsLib, hsFailed := func(r HSResult) string { return r.Lib }, func(r HSResult) bool { return r.Error != "" }
-		perSec := func(r HSResult) float64 { return r.PerSec }
-		if us, peer, ok1, ok2 := best(res.Handshake, hsLib, hsFailed, perSec, true); ok1 && ok2 {
-			iv := intervalNote(raw.Handshake, func(r HSResult) int { return r.Round }, hsLib, hsFailed, perSec, true)
+		if us, peer, iv, ok := hsKind.compare(res.Handshake, raw.Handshake, func(r HSResult) float64 { return r.PerSec }, true); ok {
 			w("\nDuplex (%s) ÷ best peer: connections/s %s%s (best: %s).\n", us.Lib, ratio(us.PerSec, peer.PerSec), iv, peer.Lib)
 			sum = append(sum, summary{"connections/s", ourValue(num(us.PerSec), us.Lib), num(peer.PerSec), peer.Lib, ratio(us.PerSec, peer.PerSec) + iv})
 		}
@@ -287,10 +277,7 @@ func markdown(res *Results) string {
 			}
 			w(" %s | %.1f GiB |\n", num(r.SlopeBytes), r.SlopeBytes*1e6/(1<<30))
 		}
-		idleLib, idleFailed := func(r IdleResult) string { return r.Lib }, func(r IdleResult) bool { return r.Error != "" }
-		slope := func(r IdleResult) float64 { return r.SlopeBytes }
-		if us, peer, ok1, ok2 := best(res.Idle, idleLib, idleFailed, slope, false); ok1 && ok2 {
-			iv := intervalNote(raw.Idle, func(r IdleResult) int { return r.Round }, idleLib, idleFailed, slope, false)
+		if us, peer, iv, ok := idleKind.compare(res.Idle, raw.Idle, func(r IdleResult) float64 { return r.SlopeBytes }, false); ok {
 			w("\nDuplex (%s) ÷ best peer: bytes per idle connection %s%s (best: %s, lower is better).\n", us.Lib, ratio(us.SlopeBytes, peer.SlopeBytes), iv, peer.Lib)
 			sum = append(sum, summary{"idle: bytes per connection", ourValue(num(us.SlopeBytes), us.Lib), num(peer.SlopeBytes), peer.Lib, ratio(us.SlopeBytes, peer.SlopeBytes) + iv})
 		}
