@@ -35,10 +35,10 @@ type keepalive struct {
 
 // newKeepalive reads keepalive from opts: off unless PingInterval > 0.
 func newKeepalive(opts *websocket.AcceptOptions) keepalive {
-	k := keepalive{interval: opts.PingInterval, timeout: opts.PingTimeout, check: time.Second}
-	if k.interval <= 0 {
+	if opts.PingInterval <= 0 {
 		return keepalive{check: time.Second}
 	}
+	k := keepalive{interval: opts.PingInterval, timeout: opts.PingTimeout}
 	if k.timeout <= 0 {
 		k.timeout = websocket.DefaultPingTimeout
 	}
