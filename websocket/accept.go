@@ -50,7 +50,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	if opts == nil {
 		opts = &AcceptOptions{}
 	}
-	if err := opts.Compression.validate(); err != nil {
+	if err := opts.Compression.Validate(); err != nil {
 		// A server misconfiguration, not the client's fault.
 		he := &HandshakeError{Check: CheckHijack, Status: http.StatusInternalServerError,
 			Reason: "the server's WebSocket options are invalid", Err: err}

@@ -111,10 +111,11 @@ const (
 // enabled reports whether o turns permessage-deflate on; nil is off.
 func (o *CompressionOptions) enabled() bool { return o != nil && o.Enabled }
 
-// validate reports the first field of o outside its documented range.
-// Accept and Dial call it, so a misconfiguration is reported, not
-// silently replaced by defaults.
-func (o *CompressionOptions) validate() error {
+// Validate reports the first field of o outside its documented range.
+// Accept, Dial and AnswerUpgrade call it, so that a misconfiguration is
+// reported instead of silently replaced by defaults; a server that answers
+// handshakes itself calls it before it starts. A nil o is valid.
+func (o *CompressionOptions) Validate() error {
 	if o == nil {
 		return nil
 	}

@@ -507,11 +507,11 @@ func TestDeflateCompressionOptions(t *testing.T) {
 		{ServerMaxWindowBits: 15, ClientMaxWindowBits: 8, Level: 1, Threshold: 1 << 20},
 	}
 	for _, o := range valid {
-		if err := o.validate(); err != nil {
+		if err := o.Validate(); err != nil {
 			t.Errorf("validate(%+v) = %v", o, err)
 		}
 	}
-	if err := (*CompressionOptions)(nil).validate(); err != nil {
+	if err := (*CompressionOptions)(nil).Validate(); err != nil {
 		t.Errorf("nil validate = %v", err)
 	}
 	invalid := []struct {
@@ -525,7 +525,7 @@ func TestDeflateCompressionOptions(t *testing.T) {
 		{CompressionOptions{Level: -1}, "websocket: CompressionOptions.Level is -1, want 0..9"},
 	}
 	for _, tt := range invalid {
-		if err := tt.o.validate(); err == nil || err.Error() != tt.err {
+		if err := tt.o.Validate(); err == nil || err.Error() != tt.err {
 			t.Errorf("validate(%+v) = %v, want %s", tt.o, err, tt.err)
 		}
 	}

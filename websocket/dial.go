@@ -56,7 +56,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	if opts == nil {
 		opts = &DialOptions{}
 	}
-	if err := opts.Compression.validate(); err != nil {
+	if err := opts.Compression.Validate(); err != nil {
 		return nil, nil, err
 	}
 	u, err := url.Parse(rawURL)

@@ -26,8 +26,12 @@ type frameParser struct {
 	msgType    MessageType // type of the current message
 	msgLen     int64       // payload bytes of the current message so far (compressed, if it is)
 	compressed bool        // the current message is compressed (RSV1 on its first frame)
-	maskPos    int         // position in the masking key of the next payload byte
-	utf8       utf8Validator
+	// deflateBits is the server's agreed compression window (8..15), 0
+	// without permessage-deflate: kept here for ServerParser's users
+	// (SetAgreement), where the field costs no room.
+	deflateBits uint8
+	maskPos     int // position in the masking key of the next payload byte
+	utf8        utf8Validator
 }
 
 // betweenFrames reports whether the parser stands at a frame boundary: no

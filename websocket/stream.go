@@ -19,31 +19,60 @@ import (
 // read requests and write responses themselves. It refuses exactly the
 // requests Accept refuses, with the same status, headers and one-line body
 // (plus "Connection: close" and a Content-Length), and then returns the
-// *HandshakeError as err. On success resp is the 101 response and
-// subprotocol the one chosen ("" for none).
+// *HandshakeError as err. On success resp is the 101 response and agreed
+// what it settled: the subprotocol chosen and permessage-deflate.
 //
-// No extension is negotiated: an offered permessage-deflate is declined.
-// opts.Options and opts.HandshakeTimeout are not used; a nil opts is the
-// zero AcceptOptions.
-func AnswerUpgrade(r *http.Request, opts *AcceptOptions) (resp []byte, subprotocol string, err error) {
+// With opts.Compression.Enabled, a client's permessage-deflate offer is
+// accepted as Accept would accept it, except that context takeover is
+// always off both ways (server_no_context_takeover and
+// client_no_context_takeover are always in the answer, which RFC 7692
+// §7.1.1 allows the server to impose): such a server keeps no compression
+// state between messages (see SetAgreement, Inflate, AppendCompressed).
+// CompressionOptions out of range refuse every request with 500, as
+// Accept does. opts.Options and opts.HandshakeTimeout are not used; a nil
+// opts is the zero AcceptOptions.
+func AnswerUpgrade(r *http.Request, opts *AcceptOptions) (resp []byte, agreed Agreement, err error) {
 	if opts == nil {
 		opts = &AcceptOptions{}
+	}
+	if err := opts.Compression.Validate(); err != nil {
+		// A server misconfiguration, not the client's fault.
+		he := &HandshakeError{Check: CheckHijack, Status: http.StatusInternalServerError,
+			Reason: "the server's WebSocket options are invalid", Err: err}
+		return refusalResponse(he), Agreement{}, he
 	}
 	key, err := checkRequest(r, opts)
 	if err != nil {
 		he := err.(*HandshakeError)
-		return refusalResponse(he), "", he
+		return refusalResponse(he), Agreement{}, he
 	}
-	subprotocol = selectSubprotocol(r, opts.Subprotocols)
-	b := make([]byte, 0, 160)
+	agreed.Subprotocol = selectSubprotocol(r, opts.Subprotocols)
+	var deflateAnswer string
+	if opts.Compression.enabled() {
+		// A malformed Sec-WebSocket-Extensions header only costs the
+		// client compression, as with Accept.
+		if offers, err := parseExtensions(r.Header); err == nil {
+			co := opts.Compression
+			co.ServerNoContextTakeover, co.ClientNoContextTakeover = true, true
+			if params, answer, ok := acceptDeflate(offers, &co); ok {
+				deflateAnswer = answer
+				agreed.DeflateWindowBits = params.serverMaxWindowBits
+			}
+		}
+	}
+	b := make([]byte, 0, 160+len(deflateAnswer))
 	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	b = append(b, acceptKey(key)...)
-	if subprotocol != "" {
+	if agreed.Subprotocol != "" {
 		b = append(b, "\r\nSec-WebSocket-Protocol: "...)
-		b = append(b, subprotocol...)
+		b = append(b, agreed.Subprotocol...)
+	}
+	if deflateAnswer != "" {
+		b = append(b, "\r\nSec-WebSocket-Extensions: "...)
+		b = append(b, deflateAnswer...)
 	}
 	b = append(b, "\r\n\r\n"...)
-	return b, subprotocol, nil
+	return b, agreed, nil
 }
 
 // RefusalResponse returns the HTTP response that refuses a handshake with
@@ -88,7 +117,7 @@ func setRefusalHeaders(h http.Header, he *HandshakeError) {
 // event loop). It does no I/O and never blocks: Parse takes whatever bytes
 // have arrived, in any pieces, down to one byte at a time, and keeps its
 // place between calls. It enforces every rule Conn enforces on a server
-// connection: masking, RSV bits (no extension), opcodes, control frames
+// connection: masking, RSV bits (RSV1 only with permessage-deflate: SetAgreement), opcodes, control frames
 // (at most 125 bytes, never fragmented), fragmentation, the 64-bit length,
 // the read limit (1009, checked from each header before its payload), close
 // frame payloads (1002, 1007) and UTF-8 of text as it arrives (1007).
@@ -138,6 +167,10 @@ type Parsed struct {
 	Type    MessageType // the current message's type (ParsedData)
 	Payload []byte
 	Final   bool // ParsedData: this event ends the message
+	// Compressed (ParsedData) marks the frames of a message sent with
+	// permessage-deflate (see SetAgreement): Payload is compressed and
+	// unchecked; gather the message's payloads and call Inflate.
+	Compressed bool
 	// Left (ParsedData) is how many payload bytes of the current frame
 	// are still to come after Payload: with len(Payload) it sizes the
 	// buffer a caller gathers a split message into, so that buffers can
@@ -198,7 +231,7 @@ func (s *ServerParser) Parse(b []byte) (n int, ev Parsed, err error) {
 			return n + len(payload), ev, err
 		}
 		if !s.p.inFrame { // an empty frame, already finished
-			return n, Parsed{Kind: ParsedData, Type: s.p.msgType, Payload: b[:0], Final: !s.p.inMessage}, nil
+			return n, Parsed{Kind: ParsedData, Type: s.p.msgType, Payload: b[:0], Final: !s.p.inMessage, Compressed: s.p.compressed}, nil
 		}
 	}
 	k := len(b)
@@ -211,7 +244,7 @@ func (s *ServerParser) Parse(b []byte) (n int, ev Parsed, err error) {
 	if err := s.p.parsePayload(b[:k]); err != nil {
 		return n + k, Parsed{}, err
 	}
-	return n + k, Parsed{Kind: ParsedData, Type: s.p.msgType, Payload: b[:k], Final: !s.p.inMessage, Left: s.p.payloadLeft()}, nil
+	return n + k, Parsed{Kind: ParsedData, Type: s.p.msgType, Payload: b[:k], Final: !s.p.inMessage, Left: s.p.payloadLeft(), Compressed: s.p.compressed}, nil
 }
 
 // control turns a complete control frame into its event.

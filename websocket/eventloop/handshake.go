@@ -59,16 +59,17 @@ func gatherHead(hs *handshake, b []byte, max int) (next *handshake, head, rest [
 }
 
 // answerHead parses a complete request head with net/http's parser and
-// answers it with websocket.AnswerUpgrade: the 101 response, or a refusal
-// and its *websocket.HandshakeError (400 for a malformed request).
-func answerHead(head []byte, opts *websocket.AcceptOptions) (resp []byte, subprotocol string, err error) {
+// answers it with websocket.AnswerUpgrade: the 101 response and what it
+// agreed, or a refusal and its *websocket.HandshakeError (400 for a
+// malformed request).
+func answerHead(head []byte, opts *websocket.AcceptOptions) (resp []byte, agreed websocket.Agreement, err error) {
 	req, err := http.ReadRequest(bufio.NewReaderSize(bytes.NewReader(head), len(head)))
 	if err == nil && req.ProtoAtLeast(1, 1) && req.Host == "" {
 		err = errors.New("missing required Host header")
 	}
 	if err != nil {
 		he := &websocket.HandshakeError{Status: http.StatusBadRequest, Reason: "malformed HTTP request: " + err.Error()}
-		return websocket.RefusalResponse(he), "", he
+		return websocket.RefusalResponse(he), websocket.Agreement{}, he
 	}
 	return websocket.AnswerUpgrade(req, opts)
 }

@@ -110,8 +110,8 @@ func TestAnswerHead(t *testing.T) {
 	resp, sub, err := answerHead([]byte(testRequest), nil)
 	want := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
-	if err != nil || sub != "" || string(resp) != want {
-		t.Fatalf("answer %q, %q, %v; want %q", resp, sub, err, want)
+	if err != nil || sub != (websocket.Agreement{}) || string(resp) != want {
+		t.Fatalf("answer %q, %+v, %v; want %q", resp, sub, err, want)
 	}
 	resp, _, err = answerHead([]byte("GARBAGE\r\n\r\n"), nil)
 	var he *websocket.HandshakeError

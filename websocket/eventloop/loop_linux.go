@@ -73,6 +73,7 @@ type serverImpl struct {
 	maxQueue int
 	hsTime   time.Duration
 	keep     keepalive // Options.PingInterval and PingTimeout; zero: off
+	deflate  deflateSettings
 	closeTO  time.Duration
 	loops    []*loop
 	table    fdTable
@@ -144,8 +145,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.Options != nil {
 		srv.opts = *s.Options
 	}
-	if srv.opts.Compression.Enabled {
-		return errors.New("eventloop: permessage-deflate is not supported (Options.Compression.Enabled)")
+	var err error
+	if srv.deflate, err = newDeflateSettings(&srv.opts.Compression); err != nil {
+		return fmt.Errorf("eventloop: %w", err)
 	}
 	srv.keep = newKeepalive(&srv.opts)
 	srv.maxHead = s.MaxHeaderBytes
@@ -203,7 +205,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		srv.stop()
 		return ErrServerClosed
 	}
-	err := srv.acceptLoop()
+	err = srv.acceptLoop()
 	close(srv.accepted)
 	return err
 }
@@ -774,7 +776,7 @@ func (l *loop) handshake(c *Conn, b []byte) {
 	if head == nil {
 		return // more to come
 	}
-	resp, subprotocol, err := answerHead(head, &srv.opts)
+	resp, agreed, err := answerHead(head, &srv.opts)
 	c.mu.Lock()
 	if c.state != connHandshake {
 		c.mu.Unlock()
@@ -789,7 +791,8 @@ func (l *loop) handshake(c *Conn, b []byte) {
 		l.handshakeError(c, err)
 		return
 	}
-	c.subprotocol = subprotocol
+	c.subprotocol = agreed.Subprotocol
+	c.p.SetAgreement(agreed)
 	c.state = connOpen
 	c.deadline = 0
 	c.queueAll(resp)
@@ -854,7 +857,9 @@ func (l *loop) frames(c *Conn, b []byte) {
 			}
 			if c.msg == nil {
 				if ev.Final {
-					srv.s.OnMessage(c, ev.Type, ev.Payload)
+					if !l.deliver(c, ev.Type, ev.Payload, ev.Compressed) {
+						return
+					}
 					continue
 				}
 				c.msg = getBuf(len(ev.Payload) + int(min(ev.Left, maxBufHint)))
@@ -863,8 +868,11 @@ func (l *loop) frames(c *Conn, b []byte) {
 			if ev.Final {
 				m := c.msg
 				c.msg = nil
-				srv.s.OnMessage(c, ev.Type, *m)
+				ok := l.deliver(c, ev.Type, *m, ev.Compressed)
 				putBuf(m)
+				if !ok {
+					return
+				}
 			}
 		case websocket.ParsedPing:
 			if f := srv.opts.OnPing; f != nil {
@@ -978,8 +986,17 @@ func (c *Conn) Write(typ websocket.MessageType, p []byte) error {
 	if err != nil {
 		return err
 	}
+	if bits := c.p.DeflateWindowBits(); bits != 0 && len(p) >= c.loop.srv.deflate.min {
+		return c.writeCompressed(op, p, bits)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.writeFrameOpen(op, p)
+}
+
+// writeFrameOpen writes or queues a data frame while the connection is
+// open; c.mu is held.
+func (c *Conn) writeFrameOpen(op byte, p []byte) error {
 	if c.state != connOpen {
 		return fmt.Errorf("eventloop: write: %w", websocket.ErrClosed)
 	}
