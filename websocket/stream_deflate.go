@@ -120,15 +120,19 @@ func (s *ServerParser) Inflate(dst, payload []byte, typ MessageType) ([]byte, er
 	start := len(dst)
 	limit := s.limit
 	for {
+		// One byte past the limit shows it broken.
+		left := int64(math.MaxInt64)
+		if limit < math.MaxInt64 {
+			left = limit - int64(len(dst)-start) + 1
+		}
 		if len(dst) == cap(dst) {
-			dst = slices.Grow(dst, max(512, min(cap(dst)-start, 1<<20)))
+			// Double what the message holds, by 512 B to 1 MiB, never
+			// past what the limit lets it reach.
+			dst = slices.Grow(dst, int(min(int64(max(512, min(cap(dst)-start, 1<<20))), left)))
 		}
 		room := dst[len(dst):cap(dst)]
-		if limit < math.MaxInt64 {
-			// One byte past the limit shows it broken.
-			if left := limit - int64(len(dst)-start) + 1; int64(len(room)) > left {
-				room = room[:left]
-			}
+		if int64(len(room)) > left {
+			room = room[:left]
 		}
 		n, err := inf.fr.Read(room)
 		dst = dst[:len(dst)+n]
