@@ -139,6 +139,7 @@ type loop struct {
 // (*net.TCPConn, *net.UnixConn). Serve closes ln when it returns.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.OnMessage == nil {
+		ln.Close()
 		return errors.New("eventloop: Server.OnMessage is not set")
 	}
 	srv := &serverImpl{s: s, ln: ln}
@@ -147,6 +148,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	var err error
 	if srv.deflate, err = newDeflateSettings(&srv.opts.Compression); err != nil {
+		ln.Close()
 		return fmt.Errorf("eventloop: %w", err)
 	}
 	srv.keep = newKeepalive(&srv.opts)
@@ -174,6 +176,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.serving || s.closing.Load() {
 		s.mu.Unlock()
+		ln.Close()
 		return errors.New("eventloop: Serve called twice, or after Shutdown")
 	}
 	s.serving = true
@@ -185,6 +188,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			for _, l := range srv.loops {
 				l.closeFDs()
 			}
+			ln.Close()
 			return err
 		}
 		srv.loops = append(srv.loops, l)
