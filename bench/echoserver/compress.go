@@ -10,6 +10,7 @@ import (
 
 	coder "github.com/coder/websocket"
 	"github.com/duplex-ws/duplex/websocket"
+	"github.com/duplex-ws/duplex/websocket/eventloop"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsflate"
 	gorilla "github.com/gorilla/websocket"
@@ -23,17 +24,17 @@ import (
 // (where the library has a size threshold, it is set to 1 byte) at level 1
 // (every library's default but gobwas, which has none: set here), and
 // otherwise serves exactly as its uncompressed server in servers.go.
-// duplex-eventloop has no permessage-deflate, so it has no server here.
 
 // compressServers maps each -lib name that supports permessage-deflate to
 // its echo server with compression on.
 var compressServers = map[string]serveFunc{
-	"duplex":  serveDuplexDeflate,
-	"gorilla": serveGorillaDeflate,
-	"coder":   serveCoderDeflate,
-	"gobwas":  serveGobwasDeflate,
-	"gws":     serveGWSDeflate,
-	"nbio":    serveNbioDeflate,
+	"duplex":           serveDuplexDeflate,
+	"duplex-eventloop": serveDuplexEventLoopDeflate,
+	"gorilla":          serveGorillaDeflate,
+	"coder":            serveCoderDeflate,
+	"gobwas":           serveGobwasDeflate,
+	"gws":              serveGWSDeflate,
+	"nbio":             serveNbioDeflate,
 }
 
 // serveDuplexDeflate: serveDuplex with Options.Compression: no context
@@ -54,6 +55,27 @@ func serveDuplexDeflate(ln net.Listener) (func(), error) {
 		}
 		duplexEcho(c)
 	})
+}
+
+// serveDuplexEventLoopDeflate: serveDuplexEventLoop with
+// Options.Compression, Threshold -1 and the default level 1; the event
+// loop always answers no context takeover both ways.
+func serveDuplexEventLoopDeflate(ln net.Listener) (func(), error) {
+	s := &eventloop.Server{
+		Options: &websocket.AcceptOptions{Options: websocket.Options{Compression: websocket.CompressionOptions{
+			Enabled:   true,
+			Threshold: -1,
+		}}},
+		OnMessage: func(c *eventloop.Conn, typ websocket.MessageType, p []byte) {
+			_ = c.Write(typ, p)
+		},
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	return func() {
+		s.Close()
+		<-served
+	}, nil
 }
 
 // serveGorillaDeflate: serveGorilla with Upgrader.EnableCompression, which

@@ -19,8 +19,7 @@
 // Each server echoes every text and binary message with its type, on the
 // path the library documents as its fastest (see the comment on each
 // serve function), with compression off and no timeouts. With -compress it
-// negotiates permessage-deflate instead (compress.go; every library but
-// duplex-eventloop, which has none). Beside echo,
+// negotiates permessage-deflate instead (compress.go). Beside echo,
 // every server has a broadcast endpoint: connections to /sub subscribe,
 // and each message a connection to /pub sends goes to every current
 // subscriber through the library's own fan-out path (broadcast.go).

@@ -9,7 +9,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,8 +16,7 @@ import (
 
 // The compression scenarios (-compress CxS): the echo scenario with
 // permessage-deflate (RFC 7692) negotiated, no context takeover either
-// way. Every echoserver runs with -compress (duplex-eventloop has no
-// permessage-deflate and is left out). The client is still raw frames: it
+// way. Every echoserver runs with -compress. The client is still raw frames: it
 // offers the extension, fails the scenario unless the server's answer
 // accepts it with server_no_context_takeover, and sends one message over
 // and over: S bytes of JSON-like text, deflated once with compress/flate,
@@ -34,13 +32,6 @@ const deflateOffer = "permessage-deflate; client_no_context_takeover; server_no_
 // deflateTitlePrefix starts a compression scenario's title in the report
 // and the plots.
 const deflateTitlePrefix = "permessage-deflate, "
-
-// noCompression names the libraries whose echoserver has no
-// permessage-deflate, and why they are left out of the compression
-// scenarios.
-var noCompression = map[string]string{
-	"duplex-eventloop": "its event-loop Conn has no permessage-deflate",
-}
 
 // parseSpecs parses a comma-separated list of CONNSxSIZE for flag name.
 func parseSpecs(name, list string) ([]echoSpec, error) {
@@ -246,18 +237,10 @@ func runCompress(cfg *config, s *server, e echoSpec) (EchoResult, error) {
 }
 
 // runCompressScenarios runs every -compress scenario against every
-// library of order that has permessage-deflate, in round round (from 1).
+// library of order, in round round (from 1).
 func runCompressScenarios(cfg *config, res *Results, round int, order []string, note func(lib, what string, err error) string) {
 	for _, e := range cfg.compress {
 		for _, lib := range order {
-			if why, ok := noCompression[lib]; ok {
-				entry := lib + ": " + why
-				if !slices.Contains(res.CompressLeftOut, entry) {
-					res.CompressLeftOut = append(res.CompressLeftOut, entry)
-					logf("compression scenarios leave out %s", entry)
-				}
-				continue
-			}
 			logf("round %d: %s echo %s with permessage-deflate", round, lib, e)
 			var r EchoResult
 			s, err := startServer(cfg, lib, "-compress")
@@ -333,7 +316,7 @@ func compressIntro(w func(format string, args ...any), res *Results) {
 	w("Every server negotiates permessage-deflate with no context takeover either way and compresses every message it sends at level 1 ")
 	w("(size thresholds set to 1 byte); the client sends one JSON-like text message over and over, deflated once, in a frame with RSV1, ")
 	w("and inflates and checks every echo. \"frame B sent\" and \"frame B echoed\" are the WebSocket frame bytes per message (headers included) each way; ")
-	w("\"compressed\" is the share of echoes that came back with RSV1. Text messages: duplex and nbio check them for UTF-8, the others do not.")
+	w("\"compressed\" is the share of echoes that came back with RSV1. Text messages: duplex (both modes) and nbio check them for UTF-8, the others do not.")
 	if len(res.CompressLeftOut) > 0 {
 		w(" Left out: %s.", strings.Join(res.CompressLeftOut, "; "))
 	}
