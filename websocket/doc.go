@@ -139,7 +139,10 @@
 // bytes and no buffer. It drives the same frame parser as Conn
 // (ServerParser) and answers handshakes with the same checks as Accept
 // (AnswerUpgrade, RefusalResponse): one parser and one set of rules, two
-// drivers, and the same HTTP statuses and close codes from both.
+// drivers, and the same HTTP statuses and close codes from both. Such a
+// server gets permessage-deflate without context takeover from
+// AnswerUpgrade's Agreement, ServerParser.SetAgreement and Inflate, and
+// AppendCompressed.
 //
 // # Compression
 //

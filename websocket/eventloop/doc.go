@@ -165,10 +165,33 @@
 // that reads nothing ends with ErrKeepaliveTimeout, as on a websocket.Conn.
 // Pings from the peer are answered either way.
 //
+// # Compression
+//
+// With Options.Compression.Enabled, permessage-deflate (RFC 7692) is
+// negotiated as Accept negotiates it, except that context takeover is
+// always off both ways: the answer always carries
+// server_no_context_takeover and client_no_context_takeover (§7.1.1 lets a
+// server impose both). So a connection keeps no compression window
+// between messages, and an idle connection costs the same with
+// compression as without. A compressed message is gathered whole, then
+// inflated into a pooled buffer by a decompressor borrowed for it
+// (websocket.ServerParser.Inflate): the read limit applies to the inflated
+// size (1009 as soon as it is passed, so a small message that inflates to
+// gigabytes costs at most the limit), text is checked for UTF-8 after
+// inflating (1007), and bad DEFLATE data is 1007. Write compresses a
+// message of at least CompressionOptions.Threshold bytes (0:
+// websocket.DefaultCompressionThreshold; negative: every message) at
+// CompressionOptions.Level with a pooled compressor and sends it as one
+// frame with RSV1 set; a steady compressed echo allocates nothing.
+// Broadcast sends its one frame uncompressed to every connection, which is
+// always allowed (a message with RSV1 clear is not compressed): compressing
+// it for each connection would undo what sharing the frame saves. The
+// other CompressionOptions fields work as on Accept (window bits, level);
+// invalid ones make Serve return an error.
+//
 // # Not supported
 //
-// No extension is negotiated: an offered permessage-deflate is declined,
-// and Serve refuses AcceptOptions with Compression enabled. TLS is not handled: the listener must give connections with a
+// TLS is not handled: the listener must give connections with a
 // file descriptor (TCP or Unix sockets; terminate TLS in front). Messages
 // are delivered whole to OnMessage; there is no streaming of a message
 // larger than memory.

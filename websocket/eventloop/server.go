@@ -56,9 +56,10 @@ type Server struct {
 	// CheckOrigin), HandshakeTimeout, and of Options: ReadLimit,
 	// CloseTimeout, PingInterval and PingTimeout (keepalive, as
 	// websocket.Conn does it; see the package documentation),
-	// DisableUTF8Check, OnPing and OnPong (called on the loop goroutine).
-	// Compression is not supported: Serve returns an error if it is
-	// enabled. Nil means the zero AcceptOptions.
+	// DisableUTF8Check, OnPing and OnPong (called on the loop goroutine),
+	// and Compression (permessage-deflate, always without context
+	// takeover; see the package documentation). Nil means the zero
+	// AcceptOptions.
 	Options *websocket.AcceptOptions
 
 	// Loops is the number of epoll loops (goroutines); zero means one per
