@@ -335,11 +335,7 @@ func fzParserOutcome(t *testing.T, stream, chunks []byte, deflate bool) (o fzOut
 // (partial) fails. The Conn, inflating as the frames come, may fail the
 // message before the parser's side meets the stream's end, with a code
 // that the payload received already shows, having answered the pings and
-// seen the pongs that the parser's side saw up to that point. And when
-// the message shows both codes, with bytes that are not UTF-8 before its
-// limit and more bytes than the limit, the one a receiver gives depends
-// on how much it inflates at a time: Conn's Read and Reader can differ on
-// it, and so can Inflate and Conn.
+// seen the pongs that the parser's side saw up to that point.
 func fzInflateFailuresAgree(parser, conn fzOutcome, partial *fzPartial) bool {
 	if partial == nil || conn.messages != parser.messages ||
 		!strings.HasPrefix(parser.pings, conn.pings) || !strings.HasPrefix(parser.pongs, conn.pongs) {
@@ -352,24 +348,25 @@ func fzInflateFailuresAgree(parser, conn fzOutcome, partial *fzPartial) bool {
 	return slices.Contains(ends, conn.end)
 }
 
-// fzPrefixFailures returns the ends ("fail CODE") that a receiver
-// inflating as it reads may give a compressed message of which payload has
-// arrived: 1009 if it inflates past fzReadLimit, 1007 if it is text with
-// bytes that no continuation makes valid UTF-8 within the limit, or if it
-// is not valid DEFLATE data (as far as it goes) within the limit. Both
-// codes when both apply within the limit: which one a receiver meets
-// first depends on how it reads.
+// fzPrefixFailures returns the end ("fail CODE") that a receiver
+// inflating as it reads gives a compressed message of which payload has
+// arrived, if that part already fails it: the first fault in the inflated
+// bytes decides, whatever a receiver inflates at a time. Text with bytes
+// that no continuation makes valid UTF-8 within fzReadLimit is 1007; else
+// inflating past the limit is 1009; else data that is not valid DEFLATE
+// (as far as it goes) is 1007.
 func fzPrefixFailures(payload []byte, typ MessageType) (ends []string) {
 	r := flate.NewReader(bytes.NewReader(payload))
 	out, err := io.ReadAll(io.LimitReader(r, fzReadLimit+1))
-	if len(out) > fzReadLimit {
-		ends = append(ends, "fail 1009")
-		out = out[:fzReadLimit]
-	}
 	var v utf8Validator
 	var ce flate.CorruptInputError
-	if typ == MessageText && !v.write(out) || len(ends) == 0 && errors.As(err, &ce) {
-		ends = append(ends, "fail 1007")
+	switch {
+	case typ == MessageText && !v.write(out[:min(len(out), fzReadLimit)]):
+		return []string{"fail 1007"}
+	case len(out) > fzReadLimit:
+		return []string{"fail 1009"}
+	case errors.As(err, &ce):
+		return []string{"fail 1007"}
 	}
-	return ends
+	return nil
 }

@@ -103,7 +103,9 @@ func (m *msgSource) Read(p []byte) (int, error) {
 // is passed, so a small payload that inflates to gigabytes costs at most
 // the limit in memory), and a text message must be valid UTF-8 unless the
 // Options turned the check off (1007). Data that is not valid DEFLATE is
-// 1007 too. Errors are *ProtocolError. Inflate keeps neither payload nor
+// 1007 too. Where a message has several faults, the first in its bytes
+// decides the code, as on Conn: text that is not UTF-8 within the limit
+// is 1007 even if the message also inflates past it. Errors are *ProtocolError. Inflate keeps neither payload nor
 // dst; it borrows a decompressor (about 40 KiB) for the call alone.
 func (s *ServerParser) Inflate(dst, payload []byte, typ MessageType) ([]byte, error) {
 	inf, _ := msgInflaterPool.Get().(*msgInflater)
@@ -137,6 +139,12 @@ func (s *ServerParser) Inflate(dst, payload []byte, typ MessageType) ([]byte, er
 		n, err := inf.fr.Read(room)
 		dst = dst[:len(dst)+n]
 		if int64(len(dst)-start) > limit {
+			// As on Conn, the first fault in byte order decides: bytes
+			// that are not UTF-8 within the limit come before it.
+			var v utf8Validator
+			if typ == MessageText && s.p.checkUTF8 && !v.write(dst[start:start+int(limit)]) {
+				return dst[:start], protocolErrorf(StatusInvalidFramePayloadData, "text message is not valid UTF-8")
+			}
 			return dst[:start], protocolErrorf(StatusMessageTooBig, "message inflates to more than the limit of %d bytes", limit)
 		}
 		if err == io.EOF {

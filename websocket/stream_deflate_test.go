@@ -256,3 +256,62 @@ func TestAppendCompressed(t *testing.T) {
 		})
 	}
 }
+
+// TestInflateFaultOrder checks that where a compressed text message both
+// holds bytes that are not UTF-8 and inflates past the limit, the first
+// fault in its bytes decides the close code, whatever inflates it and
+// however much at a time: Conn's Read (which inflates up to the limit at
+// once), Conn's Reader read in small pieces, and ServerParser.Inflate.
+func TestInflateFaultOrder(t *testing.T) {
+	const limit = 1024
+	for _, tt := range []struct {
+		name string
+		text string
+		code StatusCode
+	}{
+		{"bad UTF-8 before the limit", "ab\xffcd" + strings.Repeat("z", limit), StatusInvalidFramePayloadData},
+		{"bad UTF-8 after the limit", strings.Repeat("z", limit) + "ab\xffcd", StatusMessageTooBig},
+		{"bad UTF-8 straddling the limit", strings.Repeat("z", limit-1) + "\xe2\x28\xa1", StatusMessageTooBig},
+		{"valid text past the limit", strings.Repeat("z", limit+1), StatusMessageTooBig},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			z := pmdDeflate(t, []byte(tt.text), nil, 6)
+			stream := pmdFrame(0xC1, z)
+			opts := &Options{ReadLimit: limit}
+			codeOf := func(err error) StatusCode {
+				var pe *ProtocolError
+				if !errors.As(err, &pe) {
+					t.Fatalf("error %v, want a *ProtocolError", err)
+				}
+				return pe.Code
+			}
+			newConn := func() *Conn {
+				c := NewConn(&fzStream{data: bytes.Clone(stream)}, nil, RoleServer, "", opts)
+				c.setupDeflate(deflateParams{serverNoContextTakeover: true, clientNoContextTakeover: true,
+					serverMaxWindowBits: 15, clientMaxWindowBits: 15}, &CompressionOptions{Enabled: true})
+				t.Cleanup(func() { c.CloseNow() })
+				return c
+			}
+			ctx := t.Context()
+			if _, _, err := newConn().Read(ctx); codeOf(err) != tt.code {
+				t.Errorf("Conn.Read: %v, want %d", err, tt.code)
+			}
+			_, r, err := newConn().Reader(ctx)
+			if err == nil {
+				buf := make([]byte, 7)
+				for err == nil {
+					_, err = r.Read(buf)
+				}
+			}
+			if codeOf(err) != tt.code {
+				t.Errorf("Conn.Reader in 7-byte reads: %v, want %d", err, tt.code)
+			}
+			var s ServerParser
+			s.Init(opts)
+			s.SetAgreement(Agreement{DeflateWindowBits: 15})
+			if _, err := s.Inflate(nil, z, MessageText); codeOf(err) != tt.code {
+				t.Errorf("ServerParser.Inflate: %v, want %d", err, tt.code)
+			}
+		})
+	}
+}
