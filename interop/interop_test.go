@@ -102,6 +102,9 @@ type runInfo struct {
 	wire *tapConn
 	// ok is true when both sides succeeded.
 	ok bool
+	// whole is true when the Go side sent every message as one frame,
+	// the fragmented entries too (the event-loop server cannot fragment).
+	whole bool
 }
 
 func (ri *runInfo) answer() string {
@@ -154,6 +157,28 @@ func goServerRun(t *testing.T, closer, name string, argv func(base string) []str
 		}
 		goResult <- runGoSide(ctx, c, "server", closer, run.seq)
 	})
+	handlePage(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	if run.tap {
+		taps = newTapListener(srv.Listener)
+		srv.Listener = taps
+	}
+	srv.Start()
+	defer srv.Close()
+	defer cancel() // runs before srv.Close: unblocks the handler on failure
+
+	p := startPeer(ctx, t, name, argv(srv.URL)...)
+
+	goErr, peerErr := awaitSides(ctx, p, goResult, func() bool { return accepted.Load() > 0 })
+	report(t, name, goErr, peerErr)
+	info.mu.Lock()
+	info.ok = goErr == nil && peerErr == nil
+	info.mu.Unlock()
+	return info
+}
+
+// handlePage serves the browser page at / on mux (and an empty favicon).
+func handlePage(mux *http.ServeMux) {
 	mux.HandleFunc("/favicon.ico", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	})
@@ -166,20 +191,12 @@ func goServerRun(t *testing.T, closer, name string, argv func(base string) []str
 		w.Header().Set("Cache-Control", "no-store")
 		fmt.Fprint(w, browserPage)
 	})
-	srv := httptest.NewUnstartedServer(mux)
-	if run.tap {
-		taps = newTapListener(srv.Listener)
-		srv.Listener = taps
-	}
-	srv.Start()
-	defer srv.Close()
-	defer cancel() // runs before srv.Close: unblocks the handler on failure
+}
 
-	p := startPeer(ctx, t, name, argv(srv.URL)...)
-
-	// Wait for both sides. If the peer exits without ever connecting, the Go
-	// side will never report: stop waiting for it then.
-	var goErr, peerErr error
+// awaitSides waits for the Go server side's result and for the peer client
+// p to exit. If the peer exits without ever connecting (connected reports
+// false), the Go side will never report: it stops waiting for it then.
+func awaitSides(ctx context.Context, p *peerProc, goResult <-chan error, connected func() bool) (goErr, peerErr error) {
 	goDone, peerDone := false, false
 	peerExited := p.done
 	for !goDone || !peerDone {
@@ -190,7 +207,7 @@ func goServerRun(t *testing.T, closer, name string, argv func(base string) []str
 			peerErr = p.wait(ctx)
 			peerDone = true
 			peerExited = nil // never selected again
-			if !goDone && accepted.Load() == 0 {
+			if !goDone && !connected() {
 				goErr = errors.New("the peer never connected")
 				goDone = true
 			}
@@ -199,16 +216,12 @@ func goServerRun(t *testing.T, closer, name string, argv func(base string) []str
 				goErr = fmt.Errorf("Go side did not finish: %w", ctx.Err())
 			}
 			if !peerDone {
-				peerErr = fmt.Errorf("%s did not finish: %w", name, ctx.Err())
+				peerErr = fmt.Errorf("%s did not finish: %w", p.name, ctx.Err())
 			}
 			goDone, peerDone = true, true
 		}
 	}
-	report(t, name, goErr, peerErr)
-	info.mu.Lock()
-	info.ok = goErr == nil && peerErr == nil
-	info.mu.Unlock()
-	return info
+	return goErr, peerErr
 }
 
 // goClient starts the peer server argv, dials it with the Go client and

@@ -108,14 +108,21 @@ type wireMessage struct {
 // the framing rules that concern compression: RSV1 only on the first
 // frame of a message, never RSV2 or RSV3, never RSV on a control frame.
 func parseFrames(frames []byte) ([]wireMessage, error) {
+	msgs, _, err := parseFramesClose(frames)
+	return msgs, err
+}
+
+// parseFramesClose is parseFrames that also returns the payload of the
+// first close frame (its code and reason).
+func parseFramesClose(frames []byte) ([]wireMessage, []byte, error) {
 	var msgs []wireMessage
 	var cur *wireMessage
 	for off := 0; ; {
 		if off == len(frames) {
-			return nil, errors.New("the recorded bytes end without a close frame")
+			return nil, nil, errors.New("the recorded bytes end without a close frame")
 		}
 		if len(frames)-off < 2 {
-			return nil, fmt.Errorf("frame header cut at byte %d", off)
+			return nil, nil, fmt.Errorf("frame header cut at byte %d", off)
 		}
 		b0, b1 := frames[off], frames[off+1]
 		fin, rsv, op := b0&0x80 != 0, b0&0x70, b0&0x0f
@@ -125,25 +132,25 @@ func parseFrames(frames []byte) ([]wireMessage, error) {
 		switch n {
 		case 126:
 			if len(frames)-off < 4 {
-				return nil, fmt.Errorf("frame header cut at byte %d", off)
+				return nil, nil, fmt.Errorf("frame header cut at byte %d", off)
 			}
 			n, h = uint64(binary.BigEndian.Uint16(frames[off+2:])), 4
 		case 127:
 			if len(frames)-off < 10 {
-				return nil, fmt.Errorf("frame header cut at byte %d", off)
+				return nil, nil, fmt.Errorf("frame header cut at byte %d", off)
 			}
 			n, h = binary.BigEndian.Uint64(frames[off+2:]), 10
 		}
 		var key []byte
 		if masked {
 			if len(frames)-off < h+4 {
-				return nil, fmt.Errorf("frame header cut at byte %d", off)
+				return nil, nil, fmt.Errorf("frame header cut at byte %d", off)
 			}
 			key = frames[off+h : off+h+4]
 			h += 4
 		}
 		if n > uint64(len(frames)-off-h) {
-			return nil, fmt.Errorf("frame at byte %d: %d-byte payload cut", off, n)
+			return nil, nil, fmt.Errorf("frame at byte %d: %d-byte payload cut", off, n)
 		}
 		p := bytes.Clone(frames[off+h : off+h+int(n)])
 		if masked {
@@ -154,35 +161,35 @@ func parseFrames(frames []byte) ([]wireMessage, error) {
 		at := off
 		off += h + int(n)
 		if rsv&0x30 != 0 {
-			return nil, fmt.Errorf("frame at byte %d (opcode %d) has RSV2 or RSV3", at, op)
+			return nil, nil, fmt.Errorf("frame at byte %d (opcode %d) has RSV2 or RSV3", at, op)
 		}
 		switch {
 		case op >= 8: // control
 			if rsv != 0 {
-				return nil, fmt.Errorf("control frame at byte %d (opcode %d) has RSV1", at, op)
+				return nil, nil, fmt.Errorf("control frame at byte %d (opcode %d) has RSV1", at, op)
 			}
 			if op == 8 {
 				if cur != nil {
-					return nil, fmt.Errorf("close frame at byte %d inside a message", at)
+					return nil, nil, fmt.Errorf("close frame at byte %d inside a message", at)
 				}
-				return msgs, nil
+				return msgs, p, nil
 			}
 			continue
 		case op == 0:
 			if cur == nil {
-				return nil, fmt.Errorf("continuation frame at byte %d outside a message", at)
+				return nil, nil, fmt.Errorf("continuation frame at byte %d outside a message", at)
 			}
 			if rsv != 0 {
-				return nil, fmt.Errorf("continuation frame at byte %d has RSV1", at)
+				return nil, nil, fmt.Errorf("continuation frame at byte %d has RSV1", at)
 			}
 		case op == 1 || op == 2:
 			if cur != nil {
-				return nil, fmt.Errorf("data frame at byte %d inside a message", at)
+				return nil, nil, fmt.Errorf("data frame at byte %d inside a message", at)
 			}
 			msgs = append(msgs, wireMessage{op: op, rsv1: rsv != 0})
 			cur = &msgs[len(msgs)-1]
 		default:
-			return nil, fmt.Errorf("frame at byte %d has reserved opcode %d", at, op)
+			return nil, nil, fmt.Errorf("frame at byte %d has reserved opcode %d", at, op)
 		}
 		cur.frames++
 		cur.payload = append(cur.payload, p...)
