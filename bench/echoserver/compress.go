@@ -10,7 +10,6 @@ import (
 
 	coder "github.com/coder/websocket"
 	"github.com/duplex-ws/duplex/websocket"
-	"github.com/duplex-ws/duplex/websocket/eventloop"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsflate"
 	gorilla "github.com/gorilla/websocket"
@@ -61,21 +60,10 @@ func serveDuplexDeflate(ln net.Listener) (func(), error) {
 // Options.Compression, Threshold -1 and the default level 1; the event
 // loop always answers no context takeover both ways.
 func serveDuplexEventLoopDeflate(ln net.Listener) (func(), error) {
-	s := &eventloop.Server{
-		Options: &websocket.AcceptOptions{Options: websocket.Options{Compression: websocket.CompressionOptions{
-			Enabled:   true,
-			Threshold: -1,
-		}}},
-		OnMessage: func(c *eventloop.Conn, typ websocket.MessageType, p []byte) {
-			_ = c.Write(typ, p)
-		},
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	return func() {
-		s.Close()
-		<-served
-	}, nil
+	return serveEventLoopWith(ln, websocket.Options{Compression: websocket.CompressionOptions{
+		Enabled:   true,
+		Threshold: -1,
+	}})
 }
 
 // serveGorillaDeflate: serveGorilla with Upgrader.EnableCompression, which

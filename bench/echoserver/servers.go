@@ -402,7 +402,14 @@ func runNbio(ln net.Listener, h http.HandlerFunc) (func(), error) {
 // epoll loop per CPU, echoing from OnMessage with Conn.Write, which writes
 // at once from the loop goroutine. An idle connection holds only its Conn.
 func serveDuplexEventLoop(ln net.Listener) (func(), error) {
+	return serveEventLoopWith(ln, websocket.Options{})
+}
+
+// serveEventLoopWith is serveDuplexEventLoop with opts (compress.go sets
+// Compression).
+func serveEventLoopWith(ln net.Listener, opts websocket.Options) (func(), error) {
 	s := &eventloop.Server{
+		Options: &websocket.AcceptOptions{Options: opts},
 		OnMessage: func(c *eventloop.Conn, typ websocket.MessageType, p []byte) {
 			_ = c.Write(typ, p)
 		},
@@ -412,7 +419,7 @@ func serveDuplexEventLoop(ln net.Listener) (func(), error) {
 		if err != nil || d <= 0 {
 			return nil, fmt.Errorf("ECHOSERVER_PING_INTERVAL=%q: want a positive duration", v)
 		}
-		s.Options = &websocket.AcceptOptions{Options: websocket.Options{PingInterval: d}}
+		s.Options.PingInterval = d
 	}
 	new(elBcast).wrap(s)
 	served := make(chan error, 1)

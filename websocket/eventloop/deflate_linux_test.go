@@ -12,7 +12,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -55,20 +54,6 @@ func openOffer(t *testing.T, addr, offer string) (*peer, []string) {
 	p := dialPeer(t, addr, nil)
 	p.write([]byte(requestOffering(addr, offer)))
 	return p, p.switched()
-}
-
-// switched reads the 101 and returns its Sec-WebSocket-Extensions lines.
-func (p *peer) switched() []string {
-	p.t.Helper()
-	p.c.SetReadDeadline(time.Now().Add(waitFor))
-	resp, err := http.ReadResponse(p.br, nil)
-	if err != nil {
-		p.t.Fatalf("reading the handshake response: %v", err)
-	}
-	if resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
-		p.t.Fatalf("handshake answered %s %v, want 101 with the RFC's accept key", resp.Status, resp.Header)
-	}
-	return resp.Header.Values("Sec-WebSocket-Extensions")
 }
 
 // compressedFrame is a masked client frame with RSV1 set.

@@ -93,6 +93,12 @@ func (p *peer) write(b []byte) {
 
 func (p *peer) expectSwitch() {
 	p.t.Helper()
+	p.switched()
+}
+
+// switched reads the 101 and returns its Sec-WebSocket-Extensions lines.
+func (p *peer) switched() []string {
+	p.t.Helper()
 	p.c.SetReadDeadline(time.Now().Add(waitFor))
 	resp, err := http.ReadResponse(p.br, nil)
 	if err != nil {
@@ -101,6 +107,7 @@ func (p *peer) expectSwitch() {
 	if resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
 		p.t.Fatalf("handshake answered %s %v, want 101 with the RFC's accept key", resp.Status, resp.Header)
 	}
+	return resp.Header.Values("Sec-WebSocket-Extensions")
 }
 
 // frame encodes a masked client frame.
