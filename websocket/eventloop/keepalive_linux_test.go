@@ -1,6 +1,7 @@
 package eventloop
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -183,5 +184,46 @@ func TestKeepaliveCloseWhilePingOut(t *testing.T) {
 	p.expectEOF()
 	if err := e.next(t); !errors.Is(err, websocket.ErrClosed) || errors.Is(err, websocket.ErrKeepaliveTimeout) {
 		t.Fatalf("OnClose got %v, want websocket.ErrClosed (this side closed), not a keepalive timeout", err)
+	}
+}
+
+// TestKeepaliveShutdownWhilePingOut checks that Shutdown during an
+// unanswered ping runs the closing handshake to its end: the peer gets
+// 1001, the pong's due time passing meanwhile does not drop the
+// connection, the peer's answer closes it, OnClose says this side closed
+// (not a keepalive timeout), and Shutdown returns nil.
+func TestKeepaliveShutdownWhilePingOut(t *testing.T) {
+	const interval, timeout = 100 * time.Millisecond, 200 * time.Millisecond
+	e := newEnds()
+	s := &Server{OnClose: e.onClose, Options: &websocket.AcceptOptions{Options: websocket.Options{
+		PingInterval: interval, PingTimeout: timeout, CloseTimeout: 10 * time.Second}}}
+	addr := startServer(t, s)
+	p := open(t, addr)
+	p.expectMessage(0x9, []byte{}) // not answered
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		done <- s.Shutdown(ctx)
+	}()
+	p.expectClose(1001, "server shutting down")
+	time.Sleep(3 * timeout) // past the pong's due time, during the closing handshake
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v before the peer answered its close", err)
+	default:
+	}
+	p.write(frame(true, 0x8, []byte{0x03, 0xE9}))
+	p.expectEOF()
+	if err := e.next(t); !errors.Is(err, websocket.ErrClosed) || errors.Is(err, websocket.ErrKeepaliveTimeout) {
+		t.Fatalf("OnClose got %v, want websocket.ErrClosed (this side closed), not a keepalive timeout", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Shutdown returned %v, want nil", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Shutdown did not return after the last connection closed")
 	}
 }
