@@ -184,13 +184,14 @@ func (c *Conn) readInflated(p []byte) (n int, eom bool, err error) {
 		// The first fault in the message's bytes decides the code, however
 		// much one call inflates: bytes that are not UTF-8 within the
 		// limit (1007) come before the byte past it (1009).
-		over := max(c.recv.inflated+int64(n)-c.limit.Load(), 0)
+		limit := c.limit.Load()
+		over := max(c.recv.inflated+int64(n)-limit, 0)
 		c.recv.inflated += int64(n)
 		if c.p.msgType == MessageText && c.p.checkUTF8 && !c.p.utf8.write(p[:n-int(min(over, int64(n)))]) {
 			return 0, false, protocolErrorf(StatusInvalidFramePayloadData, "text message is not valid UTF-8")
 		}
 		if over > 0 {
-			return 0, false, protocolErrorf(StatusMessageTooBig, "message inflates to more than the limit of %d bytes", c.limit.Load())
+			return 0, false, protocolErrorf(StatusMessageTooBig, "message inflates to more than the limit of %d bytes", limit)
 		}
 		c.recv.remember(p[:n])
 	}

@@ -32,13 +32,11 @@ import (
 // gathers each compressed message and inflates it with Inflate at its end,
 // which must give the message the Conn inflated as it read, or fail with
 // the Conn's code (1007 for data that is not DEFLATE or text that is not
-// UTF-8, 1009 past the limit). Two differences are allowed, both where a
-// compressed message fails (fzInflateFailuresAgree): the Conn inflates as
-// frames arrive and may fail the message before its end, where the
-// parser's side meets what comes after it (a close, a bad frame, the end
-// of the stream); and a text message with bytes that are not UTF-8 within
-// the limit that also inflates past it is 1007 or 1009 depending on how
-// much each reads at a time.
+// UTF-8, 1009 past the limit; the first fault in the message's bytes
+// decides). One difference is allowed, where a compressed message fails
+// (fzInflateFailuresAgree): the Conn inflates as frames arrive and may
+// fail the message before its end, where the parser's side meets what
+// comes after it (a close, a bad frame, the end of the stream).
 //
 //	go test -run XXX -fuzz FuzzServerParser -fuzztime 30s ./websocket/
 func FuzzServerParser(f *testing.F) {
@@ -82,8 +80,8 @@ func fzDeflateSeeds(t testing.TB, key []byte) [][]byte {
 	w.Write([]byte("final block"))
 	w.Close()
 	// Text with invalid UTF-8 early and the limit broken later, in two
-	// blocks: Conn's Read fails it with 1007 as the first block comes,
-	// Inflate with 1009 (fzInflateFailuresAgree).
+	// blocks: the first fault decides, 1007 on both sides (before the
+	// byte-order rule, Inflate said 1009).
 	var twoBlocks bytes.Buffer
 	w, _ = flate.NewWriter(&twoBlocks, 6)
 	w.Write([]byte("ab\xffcd"))

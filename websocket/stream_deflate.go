@@ -3,6 +3,7 @@ package websocket
 import (
 	"compress/flate"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"slices"
@@ -36,14 +37,24 @@ type Agreement struct {
 // permessage-deflate, a message whose first frame has RSV1 set is
 // compressed; Parse reports its frames with Parsed.Compressed and leaves
 // its UTF-8 check to Inflate. Call it once, after Init and before Parse.
+// It panics when DeflateWindowBits is neither 0 nor 8 to 15: no handshake
+// agrees to that, so the Agreement was not AnswerUpgrade's.
 func (s *ServerParser) SetAgreement(a Agreement) {
 	if a.DeflateWindowBits == 0 {
 		s.p.dec.allowedRSV = 0
 		s.p.deflateBits = 0
 		return
 	}
+	checkWindowBits("ServerParser.SetAgreement", a.DeflateWindowBits)
 	s.p.dec.allowedRSV = rsv1Bit
-	s.p.deflateBits = uint8(windowBits(a.DeflateWindowBits))
+	s.p.deflateBits = uint8(a.DeflateWindowBits)
+}
+
+// checkWindowBits panics unless bits is a window RFC 7692 allows (8 to 15).
+func checkWindowBits(fn string, bits int) {
+	if bits < minWindowBits || bits > maxWindowBits {
+		panic(fmt.Sprintf("websocket: %s: window bits %d, want %d to %d", fn, bits, minWindowBits, maxWindowBits))
+	}
 }
 
 // DeflateWindowBits returns the Agreement's DeflateWindowBits that
@@ -100,8 +111,8 @@ func (m *msgSource) Read(p []byte) (int, error) {
 // the whole compressed message: the payloads of its frames, in order and
 // joined, as Parse reported them with Compressed set; typ is its type.
 // The parser's read limit applies to the inflated size (1009 as soon as it
-// is passed, so a small payload that inflates to gigabytes costs at most
-// the limit in memory), and a text message must be valid UTF-8 unless the
+// is passed, so a small payload that inflates to gigabytes costs about the
+// limit in memory, at most twice it with the buffer's growth), and a text message must be valid UTF-8 unless the
 // Options turned the check off (1007). Data that is not valid DEFLATE is
 // 1007 too. Where a message has several faults, the first in its bytes
 // decides the code, as on Conn: text that is not UTF-8 within the limit
@@ -171,13 +182,17 @@ func (s *ServerParser) Inflate(dst, payload []byte, typ MessageType) ([]byte, er
 // permessage-deflate message (RFC 7692 §7.2.1: DEFLATE without reference
 // to earlier messages, the final 00 00 ff ff removed) to dst, for servers
 // that frame messages themselves: the message's first frame must have RSV1
-// set. bits is the Agreement's DeflateWindowBits; level is 1 to 9 (0:
-// DefaultCompressionLevel). A message shorter than the
-// CompressionOptions' threshold is better sent as it is, RSV1 clear. The
-// compressor is borrowed from a pool for the call.
+// set. bits is the Agreement's DeflateWindowBits, 8 to 15 (it panics
+// otherwise: 0 means permessage-deflate was not agreed, and the peer would
+// fail a compressed message); level is 1 to 9 (0: DefaultCompressionLevel).
+// msg must not share memory with dst's spare capacity (compressing a
+// buffer into itself), which the output overwrites as it is produced. A
+// message shorter than the CompressionOptions' threshold is better sent as
+// it is, RSV1 clear. The compressor is borrowed from a pool for the call.
 func AppendCompressed(dst, msg []byte, bits, level int) []byte {
+	checkWindowBits("AppendCompressed", bits)
 	o := CompressionOptions{Level: level}
-	sd := sendDeflate{windowBits: windowBits(bits), level: o.level()}
+	sd := sendDeflate{windowBits: bits, level: o.level()}
 	dst = sd.encoder().Encode(dst, msg)
 	sd.done()
 	return dst[:len(dst)-len(deflateTail)]

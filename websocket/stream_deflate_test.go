@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -214,7 +215,6 @@ func TestAppendCompressed(t *testing.T) {
 		{"far repeats, 12 bits", far.Bytes(), 12, 6},
 		{"far repeats, 10 bits", far.Bytes(), 10, 9},
 		{"far repeats, 8 bits", far.Bytes(), 8, 1},
-		{"window bits out of range mean 15", far.Bytes(), 0, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			z := AppendCompressed([]byte("head"), tt.msg, tt.bits, tt.level)
@@ -229,10 +229,7 @@ func TestAppendCompressed(t *testing.T) {
 			if err != nil || !bytes.Equal(got, tt.msg) {
 				t.Fatalf("inflates to %d bytes, %v; want the %d bytes sent", len(got), err, len(tt.msg))
 			}
-			window := 1 << 15
-			if tt.bits >= 8 && tt.bits <= 15 {
-				window = 1 << tt.bits
-			}
+			window := 1 << tt.bits
 			w := &pmdWalker{window: window}
 			if _, err := w.message(z); err != nil {
 				t.Fatalf("walker: %v (window %d)", err, window)
@@ -313,5 +310,34 @@ func TestInflateFaultOrder(t *testing.T) {
 				t.Errorf("ServerParser.Inflate: %v, want %d", err, tt.code)
 			}
 		})
+	}
+}
+
+// TestWindowBitsOutOfRangePanic checks that AppendCompressed and
+// SetAgreement refuse a window no handshake agrees to, rather than
+// compress for a peer that did not agree (0) or guess a window.
+func TestWindowBitsOutOfRangePanic(t *testing.T) {
+	for _, bits := range []int{-1, 0, 7, 16} {
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), fmt.Sprintf("window bits %d, want 8 to 15", bits)) {
+					t.Errorf("AppendCompressed with %d bits: panic %v", bits, r)
+				}
+			}()
+			AppendCompressed(nil, []byte("x"), bits, 0)
+		}()
+		if bits == 0 {
+			continue // SetAgreement: no permessage-deflate
+		}
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), fmt.Sprintf("window bits %d, want 8 to 15", bits)) {
+					t.Errorf("SetAgreement with %d bits: panic %v", bits, r)
+				}
+			}()
+			var s ServerParser
+			s.Init(nil)
+			s.SetAgreement(Agreement{DeflateWindowBits: bits})
+		}()
 	}
 }

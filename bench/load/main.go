@@ -16,7 +16,7 @@
 //     context takeover either way (compress.go): C connections send a
 //     deflated S-byte JSON-like text message; every echo is inflated and
 //     checked. Reported: as echo, plus the frame bytes per message each
-//     way. duplex-eventloop, which has no permessage-deflate, is left out.
+//     way.
 //   - broadcast NxS: N subscribers and one publisher of S-byte messages,
 //     each delivered by the server to every subscriber, at most
 //     -bcast-window undelivered, for -duration after -warmup; every

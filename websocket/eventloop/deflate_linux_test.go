@@ -814,3 +814,104 @@ func TestDeflateAllocs(t *testing.T) {
 		t.Errorf("a compressed echo allocates %v times, want at most %d", n, maxAllocs)
 	}
 }
+
+// TestDeflateConcurrentClients runs 6 compressing Go clients and one that
+// does not offer the extension at once against one server, with io_uring
+// and without: each connection's echoes are written by a goroutine of its
+// own (Write from outside the loop, under the race detector in the
+// suite), every echo must come back exact and in order, and
+// Conn.Compression must say which connections agreed.
+func TestDeflateConcurrentClients(t *testing.T) {
+	for _, noRing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("DisableIOURing=%v", noRing), func(t *testing.T) {
+			var mu sync.Mutex
+			agreed := map[string]bool{} // by the client's address
+			queues := map[*Conn]chan received{}
+			srv := &Server{
+				Options:        deflateOptions(websocket.CompressionOptions{}, 0),
+				DisableIOURing: noRing,
+				OnOpen: func(c *Conn) {
+					q := make(chan received, 64)
+					mu.Lock()
+					agreed[c.RemoteAddr().String()] = c.Compression()
+					queues[c] = q
+					mu.Unlock()
+					go func() {
+						for m := range q {
+							if err := c.Write(m.typ, m.p); err != nil {
+								return
+							}
+						}
+					}()
+				},
+				OnMessage: func(c *Conn, typ websocket.MessageType, p []byte) {
+					mu.Lock()
+					q := queues[c]
+					mu.Unlock()
+					q <- received{typ, bytes.Clone(p)}
+				},
+				OnClose: func(c *Conn, err error) {
+					mu.Lock()
+					close(queues[c])
+					delete(queues, c)
+					mu.Unlock()
+				},
+			}
+			addr := startServer(t, srv)
+			const clients, perClient = 7, 60
+			errs := make(chan error, clients)
+			for k := range clients {
+				compress := k < clients-1
+				go func() {
+					errs <- func() error {
+						ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+						defer cancel()
+						var local string
+						conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/", &websocket.DialOptions{
+							Options: websocket.Options{Compression: websocket.CompressionOptions{Enabled: compress}},
+							NetDialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+								c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+								if err == nil {
+									local = c.LocalAddr().String()
+								}
+								return c, err
+							}})
+						if err != nil {
+							return err
+						}
+						defer conn.CloseNow()
+						for i := range perClient {
+							msg := jsonish(i * 97 % 5000)
+							typ := websocket.MessageText
+							if i%3 == 0 {
+								msg, typ = randomBytes(i*31%3000, uint64(k*1000+i)), websocket.MessageBinary
+							}
+							if err := conn.Write(ctx, typ, msg); err != nil {
+								return err
+							}
+							gt, gp, err := conn.Read(ctx)
+							if err != nil {
+								return err
+							}
+							if gt != typ || !bytes.Equal(gp, msg) {
+								return fmt.Errorf("client %d message %d: echo %v of %d bytes, want %v of %d", k, i, gt, len(gp), typ, len(msg))
+							}
+						}
+						mu.Lock()
+						a, ok := agreed[local]
+						mu.Unlock()
+						if !ok || a != compress {
+							return fmt.Errorf("client %d (offers deflate: %v): Conn.Compression %v (seen: %v)", k, compress, a, ok)
+						}
+						return conn.Close(websocket.StatusNormalClosure, "")
+					}()
+				}()
+			}
+			for range clients {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

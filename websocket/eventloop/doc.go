@@ -173,12 +173,20 @@
 // server_no_context_takeover and client_no_context_takeover (§7.1.1 lets a
 // server impose both). So a connection keeps no compression window
 // between messages, and an idle connection costs the same with
-// compression as without. A compressed message is gathered whole, then
-// inflated into a pooled buffer by a decompressor borrowed for it
+// compression as without; Conn.Compression tells which connections agreed.
+// A compressed message is gathered whole, then inflated into a pooled
+// buffer by a decompressor borrowed for it
 // (websocket.ServerParser.Inflate): the read limit applies to the inflated
 // size (1009 as soon as it is passed, so a small message that inflates to
-// gigabytes costs at most the limit), text is checked for UTF-8 after
-// inflating (1007), and bad DEFLATE data is 1007. Write compresses a
+// gigabytes costs about the limit, at most twice it with the buffer's
+// growth), text is checked for UTF-8 after inflating (1007), and bad
+// DEFLATE data is 1007. Inflating runs on the loop goroutine: a message
+// that inflates to the limit (32 MiB by default) holds every connection
+// of its loop for as long as that takes, tens of milliseconds, and a peer
+// can send such messages one after another at a thousandth of their size.
+// A server that takes compressed messages from untrusted peers should set
+// a ReadLimit near its largest real message; with no limit (negative), a
+// small message can inflate to any size. Write compresses a
 // message of at least CompressionOptions.Threshold bytes (0:
 // websocket.DefaultCompressionThreshold; negative: every message) at
 // CompressionOptions.Level with a pooled compressor and sends it as one

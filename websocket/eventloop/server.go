@@ -89,6 +89,12 @@ type Server struct {
 // Subprotocol returns the subprotocol chosen in the handshake, or "".
 func (c *Conn) Subprotocol() string { return c.subprotocol }
 
+// Compression reports whether the handshake agreed permessage-deflate, so
+// that an application can tell which peers get compressed messages (Write
+// compresses those from CompressionOptions.Threshold up; see the package
+// documentation) and, say, count them.
+func (c *Conn) Compression() bool { return c.p.DeflateWindowBits() != 0 }
+
 // Conn is one WebSocket connection of a Server. Write and Close may be
 // called from any goroutine.
 type Conn struct {
@@ -104,7 +110,9 @@ type Conn struct {
 	// ping is due, or while one is out, its pong.
 	deadline int64
 
-	// Owned by the loop goroutine.
+	// Owned by the loop goroutine, but for what the handshake agreed
+	// (subprotocol, and p's DeflateWindowBits): set before OnOpen and only
+	// read after it, from any goroutine.
 	p           websocket.ServerParser
 	hs          *handshake // the request so far, while it spans reads
 	msg         *[]byte    // the message so far, while it spans reads
