@@ -915,3 +915,42 @@ func TestDeflateConcurrentClients(t *testing.T) {
 		})
 	}
 }
+
+// TestDeflateShutdownMidMessage: Shutdown while a compressed message is
+// half gathered sends 1001, the rest of the message that still comes is
+// dropped (never inflated nor delivered), the peer's answer ends the
+// connection as closed by this side, and Shutdown returns nil.
+func TestDeflateShutdownMidMessage(t *testing.T) {
+	e := newEnds()
+	onMessage, got := echoRecording()
+	srv := &Server{Options: deflateOptions(websocket.CompressionOptions{}, 0), OnMessage: onMessage, OnClose: e.onClose}
+	addr := startServer(t, srv)
+	p, _ := openOffer(t, addr, "permessage-deflate")
+	fs := fragments(0x1, pmdDeflate(t, jsonish(4096)))
+	p.write(fs[0])
+	p.write(frame(true, 0x9, []byte("sync"))) // the pong shows the first fragment was read
+	p.expectMessage(0xA, []byte("sync"))
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+	p.expectClose(1001, "server shutting down")
+	for _, f := range fs[1:] {
+		p.write(f)
+	}
+	p.write(frame(true, 0x8, []byte{0x03, 0xE9}))
+	p.expectEOF()
+	if err := e.next(t); !errors.Is(err, websocket.ErrClosed) {
+		t.Fatalf("OnClose got %v, want websocket.ErrClosed (this side closed)", err)
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("OnMessage got a %v message of %d bytes after the close frame", m.typ, len(m.p))
+	default:
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown returned %v, want nil", err)
+	}
+}
