@@ -981,7 +981,10 @@ const (
 // queues up to 8 KiB of frames rather than writing them, and the loop
 // writes them with the round's other writes in one system call as soon as
 // the round's callbacks are done (see the package documentation, "System
-// calls"). It returns ErrWriteQueueFull
+// calls"). On a connection that agreed permessage-deflate
+// (Conn.Compression), a message of at least CompressionOptions.Threshold
+// bytes is compressed first, on the calling goroutine, and sent as one
+// frame with RSV1 set. It returns ErrWriteQueueFull
 // when the queue would pass Server.WriteQueueLimit (the connection is then
 // failed with 1008), and websocket.ErrClosed (wrapped) once the connection
 // is closing or closed. It may be called from any goroutine.
