@@ -182,8 +182,28 @@ type elSide struct {
 	ended bool
 	// extra is an error of a callback that the channels could not carry
 	// (a second connection, more messages than the sequence).
-	mu    sync.Mutex
-	extra error
+	extra firstErr
+}
+
+// firstErr keeps the first error reported to it, from any goroutine, for
+// a check made once the run is over.
+type firstErr struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (e *firstErr) set(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.err == nil {
+		e.err = err
+	}
+}
+
+func (e *firstErr) get() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
 }
 
 // next returns the next message, or the error OnClose reported once every
@@ -211,20 +231,6 @@ func (s *elSide) next(ctx context.Context) (elMessage, error) {
 	}
 }
 
-func (s *elSide) fail(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.extra == nil {
-		s.extra = err
-	}
-}
-
-func (s *elSide) failure() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.extra
-}
-
 // eventLoopServerRun is goServerRun with the event-loop server as the Go
 // side: it serves the scenario of run through the front listener (see the
 // top of this file), starts the peer client argv(frontURL) and checks
@@ -246,7 +252,7 @@ func eventLoopServerRun(t *testing.T, closer, name string, argv func(base string
 		WriteQueueLimit: eventLoopWriteQueue,
 		OnOpen: func(c *eventloop.Conn) {
 			if opens.Add(1) != 1 {
-				side.fail(errors.New("a second WebSocket connection was opened"))
+				side.extra.set(errors.New("a second WebSocket connection was opened"))
 				c.Close(websocket.StatusTryAgainLater, "one connection per test")
 				return
 			}
@@ -257,7 +263,7 @@ func eventLoopServerRun(t *testing.T, closer, name string, argv func(base string
 			select {
 			case side.msgs <- elMessage{typ: typ, data: bytes.Clone(p)}:
 			default:
-				side.fail(fmt.Errorf("a message past the %d of the sequence (type %d, %d bytes)", len(run.seq), typ, len(p)))
+				side.extra.set(fmt.Errorf("a message past the %d of the sequence (type %d, %d bytes)", len(run.seq), typ, len(p)))
 			}
 		},
 		OnClose: func(c *eventloop.Conn, err error) {
@@ -267,7 +273,7 @@ func eventLoopServerRun(t *testing.T, closer, name string, argv func(base string
 			}
 		},
 		OnHandshakeError: func(remote net.Addr, err error) {
-			side.fail(fmt.Errorf("handshake refused: %w", err))
+			side.extra.set(fmt.Errorf("handshake refused: %w", err))
 		},
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -293,10 +299,10 @@ func eventLoopServerRun(t *testing.T, closer, name string, argv func(base string
 	go func() {
 		err := runEventLoopSide(ctx, side, closer, run.seq)
 		if err == nil {
-			err = side.failure()
+			err = side.extra.get()
 		}
 		if err == nil {
-			err = front.failure()
+			err = front.err.get()
 		}
 		goResult <- err
 	}()
@@ -392,16 +398,18 @@ func runEventLoopSide(ctx context.Context, s *elSide, closer string, seq []messa
 // the top of this file): it relays the connection to /interop, recorded,
 // and serves the browser page to any other request.
 type frontListener struct {
-	ln       net.Listener
-	backend  string
-	closer   string
-	pages    *chanListener
-	page     *http.Server
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	ws       *tapConn
-	conns    []net.Conn
-	err      error
+	ln      net.Listener
+	backend string
+	closer  string
+	pages   *chanListener
+	page    *http.Server
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	ws      *tapConn
+	conns   []net.Conn
+	// err is the first thing the front found wrong: a second connection
+	// to /interop, or a closer in its query other than the test's.
+	err      firstErr
 	relaying int
 }
 
@@ -429,22 +437,6 @@ func newFrontListener(backend, closer string) (*frontListener, error) {
 }
 
 func (f *frontListener) url() string { return "http://" + f.ln.Addr().String() }
-
-func (f *frontListener) setErr(err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err == nil {
-		f.err = err
-	}
-}
-
-// failure returns the first thing the front found wrong: a second
-// connection to /interop, or a closer in its query other than the test's.
-func (f *frontListener) failure() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.err
-}
 
 // tapped returns the recorded connection to /interop (nil if none came).
 func (f *frontListener) tapped() *tapConn {
@@ -506,18 +498,18 @@ func (f *frontListener) serve(c net.Conn) {
 	f.mu.Unlock()
 	switch {
 	case !first:
-		f.setErr(errors.New("a second connection to /interop"))
+		f.err.set(errors.New("a second connection to /interop"))
 		io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 		c.Close()
 		return
 	case err != nil:
-		f.setErr(fmt.Errorf("bad request target %q: %v", fields[1], err))
+		f.err.set(fmt.Errorf("bad request target %q: %v", fields[1], err))
 	case u.Query().Get("closer") != f.closer:
-		f.setErr(fmt.Errorf("the peer connected with closer=%q, want %q", u.Query().Get("closer"), f.closer))
+		f.err.set(fmt.Errorf("the peer connected with closer=%q, want %q", u.Query().Get("closer"), f.closer))
 	}
 	up, err := net.Dial("tcp", f.backend)
 	if err != nil {
-		f.setErr(fmt.Errorf("front: dial the event-loop server: %w", err))
+		f.err.set(fmt.Errorf("front: dial the event-loop server: %w", err))
 		c.Close()
 		return
 	}
