@@ -247,6 +247,15 @@ func (s *ServerParser) Parse(b []byte) (n int, ev Parsed, err error) {
 	return n + k, Parsed{Kind: ParsedData, Type: s.p.msgType, Payload: b[:k], Final: !s.p.inMessage, Left: s.p.payloadLeft(), Compressed: s.p.compressed}, nil
 }
 
+// PayloadLeft returns how many payload bytes of the current data frame
+// are still to come: 0 between frames and in a control frame. A caller
+// that gathers a message split across reads may read up to that many bytes
+// straight into the free room of its message buffer and hand them to
+// Parse, which unmasks and checks them in place and returns them as the
+// event's Payload. The kernel then copies them once, into their place,
+// instead of into a read buffer and from there into the message.
+func (s *ServerParser) PayloadLeft() int64 { return s.p.payloadLeft() }
+
 // control turns a complete control frame into its event.
 func (s *ServerParser) control(op opcode, payload []byte) (Parsed, error) {
 	switch op {

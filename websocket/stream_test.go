@@ -132,7 +132,7 @@ func TestServerParserLeft(t *testing.T) {
 	stream := maskedFrame(true, opBinary, bytes.Repeat([]byte{7}, 300)) // 8-byte header
 	var s ServerParser
 	s.Init(nil)
-	var lefts []int64
+	var lefts, between []int64
 	var sizes []int
 	for off := 0; off < len(stream); off += 100 {
 		b := stream[off:min(off+100, len(stream))]
@@ -145,8 +145,19 @@ func TestServerParserLeft(t *testing.T) {
 			if ev.Kind == ParsedData {
 				lefts = append(lefts, ev.Left)
 				sizes = append(sizes, len(ev.Payload))
+				if got := s.PayloadLeft(); got != ev.Left {
+					t.Fatalf("PayloadLeft %d after an event with Left %d", got, ev.Left)
+				}
 			}
 		}
+		between = append(between, s.PayloadLeft())
+	}
+	if fmt.Sprint(between) != "[208 108 8 0]" {
+		t.Fatalf("PayloadLeft after each piece %v, want [208 108 8 0]", between)
+	}
+	ping := maskedFrame(true, opPing, []byte("abc"))
+	if n, _, err := s.Parse(ping[:7]); err != nil || n != 7 || s.PayloadLeft() != 0 {
+		t.Fatalf("inside a ping's payload: Parse %d, %v; PayloadLeft %d, want 7, nil, 0", n, err, s.PayloadLeft())
 	}
 	if fmt.Sprint(sizes) != "[92 100 100 8]" || fmt.Sprint(lefts) != "[208 108 8 0]" {
 		t.Fatalf("payload sizes %v with Left %v, want [92 100 100 8] with [208 108 8 0]", sizes, lefts)

@@ -60,11 +60,12 @@ type batchState struct {
 	msgs  []unix.Msghdr // sendmsg headers by batch index
 	again []*Conn       // connections to read or flush again at once
 	calls atomic.Uint64 // io_uring_enter batches, for tests
+	bufs  [][]byte      // where each batched read went: a slot of the loop's buffer, or a message's room
 }
 
 func newBatchState(r *uring) batchState {
 	n := max(maxEvents, flushRound)
-	return batchState{ring: r, res: make([]int32, n), total: make([]int, n), msgs: make([]unix.Msghdr, n), rdSt: make([]uint8, maxEvents)}
+	return batchState{ring: r, res: make([]int32, n), total: make([]int, n), msgs: make([]unix.Msghdr, n), rdSt: make([]uint8, maxEvents), bufs: make([][]byte, maxEvents)}
 }
 
 // readBatch reads the round's readable connections (l.rd) with one
@@ -73,7 +74,7 @@ func newBatchState(r *uring) batchState {
 // are deferred to runPosted.
 func (l *loop) readBatch() {
 	rd := l.rd
-	defer func() { clear(rd); l.rd = rd[:0] }()
+	defer func() { clear(rd); clear(l.bufs[:len(rd)]); l.rd = rd[:0] }()
 	if len(rd) < batchMin {
 		for _, c := range rd {
 			l.readable(c)
@@ -88,7 +89,12 @@ func (l *loop) readBatch() {
 		fd := int(c.fd)
 		c.mu.Unlock()
 		if st[i] != connClosed {
-			l.ring.recv(fd, l.buf[i*slot:(i+1)*slot], uint64(i))
+			b := l.buf[i*slot : (i+1)*slot]
+			if t := c.gatherRoom(st[i]); t != nil {
+				b = t
+			}
+			l.bufs[i] = b
+			l.ring.recv(fd, b, uint64(i))
 		}
 	}
 	l.submit()
@@ -102,8 +108,8 @@ func (l *loop) readBatch() {
 			n, err = -1, syscall.Errno(-r)
 		}
 		l.deferFor.Store(c)
-		l.consume(c, st[i], l.buf[i*slot:(i+1)*slot], n, err)
-		if n == slot {
+		l.consume(c, st[i], l.bufs[i], n, err)
+		if n == len(l.bufs[i]) {
 			l.again = append(l.again, c) // more is likely waiting
 		}
 	}

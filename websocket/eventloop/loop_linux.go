@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -114,7 +115,10 @@ type loop struct {
 	// deferFor is the connection whose callbacks the loop runs in a
 	// batched read: its small writes wait for the batched flush.
 	deferFor atomic.Pointer[Conn]
-	quit     atomic.Bool
+	// direct counts the reads that went straight into a message buffer
+	// (gatherRoom), for tests.
+	direct atomic.Uint64
+	quit   atomic.Bool
 	// woken is true while the loop is awake (it checks its posted work
 	// before it sleeps again) or the eventfd was written: work posted then
 	// needs no write to the eventfd.
@@ -721,8 +725,45 @@ func (l *loop) readable(c *Conn) {
 	if st == connClosed {
 		return
 	}
-	n, err := rawRead(fd, l.buf)
-	l.consume(c, st, l.buf, n, err)
+	buf := l.buf
+	if t := c.gatherRoom(st); t != nil {
+		buf = t
+	}
+	n, err := rawRead(fd, buf)
+	l.consume(c, st, buf, n, err)
+}
+
+// directMin is the least of a split frame's remaining payload that is read
+// straight into its message buffer (gatherRoom): below it, copying from
+// the read buffer costs less than the read of its own that a direct read
+// may cost (it stops at the frame's end, so what follows waits for the
+// next read).
+const directMin = 16 << 10
+
+// gatherRoom returns the free room of c's message buffer that the current
+// frame's remaining payload fills, when c (in state st) is gathering a
+// split message and at least directMin bytes of the frame are to come; nil
+// otherwise. Reading into it, rather than into the loop's buffer, spares
+// copying the bytes into the message (frames sees that they are already
+// in place). It never reaches past the frame, so no byte of what follows
+// lands in the message buffer. Loop goroutine only.
+func (c *Conn) gatherRoom(st uint8) []byte {
+	if c.msg == nil || (st != connOpen && st != connClosing) {
+		return nil
+	}
+	m := *c.msg
+	n := min(c.p.PayloadLeft(), int64(cap(m)-len(m)))
+	if n < directMin {
+		return nil
+	}
+	c.loop.direct.Add(1)
+	return m[len(m) : len(m)+int(n)]
+}
+
+// inPlace reports whether p is the bytes right after m's end, in m's
+// array: bytes read into m's free room (gatherRoom).
+func inPlace(m, p []byte) bool {
+	return len(p) > 0 && len(m) < cap(m) && &m[:len(m)+1][len(m)] == &p[0]
 }
 
 // consume acts on a read of the socket into buf that returned n, err; st
@@ -868,7 +909,14 @@ func (l *loop) frames(c *Conn, b []byte) {
 				}
 				c.msg = getBuf(len(ev.Payload) + int(min(ev.Left, maxBufHint)))
 			}
-			*c.msg = append(*c.msg, ev.Payload...)
+			if m := *c.msg; inPlace(m, ev.Payload) {
+				*c.msg = m[:len(m)+len(ev.Payload)] // read into place, unmasked there
+			} else {
+				// Room for the rest of the frame too (as getBuf gave the
+				// first), so that a later fragment's rest is read into
+				// place as well.
+				*c.msg = append(slices.Grow(m, len(ev.Payload)+int(min(ev.Left, maxBufHint))), ev.Payload...)
+			}
 			if ev.Final {
 				m := c.msg
 				c.msg = nil
