@@ -1,6 +1,7 @@
 package eventloop
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/duplex-ws/duplex/websocket"
+	"golang.org/x/sys/unix"
 )
 
 // TestKeepalivePingsAnsweredPeer checks that an open connection gets an
@@ -225,5 +227,119 @@ func TestKeepaliveShutdownWhilePingOut(t *testing.T) {
 		}
 	case <-time.After(waitFor):
 		t.Fatal("Shutdown did not return after the last connection closed")
+	}
+}
+
+// TestKeepalivePingBehindFullQueue checks that keepalive's ping joins a
+// write queue filled to one byte short of WriteQueueLimit, where its two
+// bytes pass the bound, instead of failing the connection with 1008 as a
+// message would: the peer, once it reads, gets every queued message in
+// order and then the ping, and after its pong the connection is still
+// open and served, never reported to OnClose.
+func TestKeepalivePingBehindFullQueue(t *testing.T) {
+	const (
+		interval = 2 * time.Second // room to fill the queue before the ping
+		limit    = 64 << 10
+		size     = 100 // payload of each filling message
+	)
+	e := newEnds()
+	opened := make(chan *Conn, 1)
+	s := &Server{
+		WriteQueueLimit: limit,
+		Options:         &websocket.AcceptOptions{Options: websocket.Options{PingInterval: interval, PingTimeout: 10 * time.Second}},
+		OnOpen: func(c *Conn) {
+			unix.SetsockoptInt(int(c.fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
+			opened <- c
+		},
+		OnMessage: func(c *Conn, typ websocket.MessageType, p []byte) { c.Write(typ, p) },
+		OnClose:   e.onClose,
+	}
+	addr := startServer(t, s)
+	p := openSmall(t, addr) // and never reading until the ping is queued
+	c := <-opened
+	queued := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.out == nil {
+			return 0
+		}
+		return c.out.size
+	}
+	sent := 0
+	write := func(n int) {
+		t.Helper()
+		if err := c.Write(websocket.MessageBinary, numbered(sent, n)); err != nil {
+			t.Fatalf("Write %d: %v", sent, err)
+		}
+		sent++
+	}
+	// Fill until the socket takes no more and the queue stands still
+	// (the kernel takes a little more for a while as its buffers settle),
+	// then to exactly one byte short of the bound.
+	begin := time.Now()
+	for still, last := 0, -1; still < 20; time.Sleep(10 * time.Millisecond) {
+		for limit-queued() > 2*(size+2) {
+			write(size)
+			if sent > 1<<18 {
+				t.Fatalf("%d messages written and %d bytes queued: the socket never filled", sent, queued())
+			}
+		}
+		if q := queued(); q == last {
+			still++
+		} else {
+			still, last = 0, q
+		}
+	}
+	for limit-queued() > 120 {
+		write(size)
+	}
+	last := limit - 1 - queued() - 2 // a frame of 2 + last bytes leaves the queue at limit - 1
+	write(last)
+	if q := queued(); q != limit-1 {
+		t.Fatalf("the queue holds %d bytes after filling, want %d", q, limit-1)
+	}
+	if d := time.Since(begin); d > interval/2 {
+		t.Fatalf("filling took %v: too close to the ping (PingInterval %v)", d, interval)
+	}
+
+	deadline := time.Now().Add(interval + keepaliveSlack)
+	for {
+		c.mu.Lock()
+		out, state, flags, q := c.flags&flagPingOut != 0, c.state, c.flags, 0
+		if c.out != nil {
+			q = c.out.size
+		}
+		c.mu.Unlock()
+		if out {
+			if state != connOpen || flags&flagOverflow != 0 || q != limit+1 {
+				t.Fatalf("after the ping: state %d, overflow %v, %d bytes queued; want open, no overflow, %d (the bound passed by one)",
+					state, flags&flagOverflow != 0, q, limit+1)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ping %v after the open", interval+keepaliveSlack)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	for i := range sent {
+		n := size
+		if i == sent-1 {
+			n = last
+		}
+		op, got := p.readFrame()
+		if want := numbered(i, n); op != 0x2 || !bytes.Equal(got, want) {
+			t.Fatalf("message %d of %d: opcode %#x, %d bytes starting % x; want message %d", i, sent, op, len(got), trunc(got), i)
+		}
+	}
+	p.expectMessage(0x9, []byte{})
+	p.write(frame(true, 0xA, nil))
+	p.write(frame(true, 0x1, []byte("after the ping")))
+	p.expectMessage(0x1, []byte("after the ping"))
+	select {
+	case c := <-e.ch:
+		t.Fatalf("OnClose called: %v", e.errs[c])
+	default:
 	}
 }
