@@ -29,11 +29,13 @@ echo ok
 step "go vet"
 "$GO" vet ./...
 
-step "the module builds for macOS, Windows and FreeBSD (the tests themselves need Linux)"
+step "the module builds for macOS, Windows and FreeBSD, and for Linux on arm64 (the tests themselves need Linux)"
 for os in darwin windows freebsd; do
 	echo "GOOS=$os"
 	GOOS=$os GOARCH=amd64 "$GO" build ./...
 done
+echo "GOOS=linux GOARCH=arm64 (no assembly: the Go masking, the event loop's system calls on another ABI)"
+GOOS=linux GOARCH=arm64 "$GO" vet ./...
 
 step "go test -race"
 "$GO" test -race -count=1 -timeout 30m ./...
@@ -45,6 +47,10 @@ step "event loop built with eventloop_safe (x/sys/unix calls instead of raw syst
 "$GO" vet -tags eventloop_safe ./websocket/eventloop/
 "$GO" test -race -count=1 -tags eventloop_safe ./websocket/eventloop/
 "$GO" test -count=1 -tags eventloop_safe -run 'Allocs' -v ./websocket/eventloop/
+
+step "websocket built with purego (the Go masking that other architectures use, instead of the assembly)"
+"$GO" vet -tags purego ./websocket/
+"$GO" test -count=1 -tags purego ./websocket/
 
 step "bench module: go vet and its tests (the measurements themselves are run by hand)"
 (cd bench && "$GO" vet ./... && "$GO" test -count=1 -timeout 10m ./...)
