@@ -435,7 +435,7 @@ func compressAgainstPeers(w func(format string, args ...any), title string, rows
 // and the ratios of on to off.
 func compressOnOff(w func(format string, args ...any), res *Results, s echoSpec, on, off []EchoResult) {
 	w("#### permessage-deflate on and off, %s text\n\n", echoTitle(s.Conns, s.Size))
-	w("Each library's two runs above side by side: \"on\" with the extension offered, \"off\" without (the same server and text). ")
+	w("Each library's two runs above side by side: \"on\" with the extension offered, \"off\" without (a fresh server with the same settings, the same text). ")
 	w("\"on ÷ off\" above 1 means more messages/s, or more server CPU per message, with compression; ")
 	w("the last column is the frame bytes per message both ways together, on against off.")
 	if res.Rounds > 1 {
