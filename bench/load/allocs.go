@@ -102,7 +102,8 @@ func allocPlot(res *Results) []byte {
 		}
 	}
 	add("", res.Echo)
-	add(deflateTitlePrefix, res.Compress)
+	add(deflateTitlePrefix, compressRows(res, compressionOn))
+	add(offTitlePrefix, compressRows(res, compressionOff))
 	if !any {
 		return nil
 	}

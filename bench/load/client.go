@@ -133,10 +133,13 @@ var closeFrame = clientFrame(0x8, []byte{0x03, 0xe8})
 // the epoll clients share one check. In the plain echo scenario an echo
 // is one or more binary frames whose payloads, together, equal want byte
 // for byte; in the compression scenario (deflate) it is a text message,
-// compressed (RSV1 on its first frame) or not, that inflates to want.
+// compressed (RSV1 on its first frame) or not, that inflates to want, and
+// in its run without the extension (deflate and plain) a text message
+// without RSV1 that equals want.
 type echoCheck struct {
 	want    []byte // the payload the next echo must equal
 	deflate bool   // the compression scenario's echoes (compress.go)
+	plain   bool   // with deflate: permessage-deflate was not negotiated, so RSV1 is an error
 
 	hdr    [10]byte // the current frame's header, as far as it came
 	nh     int      // bytes of hdr gathered
@@ -268,6 +271,8 @@ func (c *echoCheck) frameStart() error {
 			return fmt.Errorf("unexpected opcode %#x%s (want a text message)", op, opNote(op))
 		case !first && op != 0x0:
 			return fmt.Errorf("unexpected opcode %#x%s (want a continuation)", op, opNote(op))
+		case c.plain && rsv != 0:
+			return fmt.Errorf("unexpected RSV bits %#x in a frame of the echo (permessage-deflate was not negotiated)", rsv)
 		case first && rsv&^0x40 != 0, !first && rsv != 0:
 			return fmt.Errorf("unexpected RSV bits %#x in a frame of the echo", rsv)
 		}

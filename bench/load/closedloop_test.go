@@ -228,7 +228,7 @@ func TestClosedLoopSplitEchoes(t *testing.T) {
 				}
 			}
 			s = &server{pid: os.Getpid(), addr: fakeServer(t, fakeOpts{ext: true, split: true})}
-			r, err := runCompress(cfg, s, echoSpec{2, 1024})
+			r, err := runCompress(cfg, s, echoSpec{2, 1024}, compressionOn)
 			if err != nil || r.Messages < 50 || r.CompressedEchoPct != 100 {
 				t.Fatalf("compression: %v, %d messages (want at least 50), %.0f %% compressed", err, r.Messages, r.CompressedEchoPct)
 			}

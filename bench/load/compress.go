@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,22 +17,53 @@ import (
 
 // The compression scenarios (-compress CxS): the echo scenario with
 // permessage-deflate (RFC 7692) negotiated, no context takeover either
-// way. Every echoserver runs with -compress. The client is still raw frames: it
-// offers the extension, fails the scenario unless the server's answer
-// accepts it with server_no_context_takeover, and sends one message over
-// and over: S bytes of JSON-like text, deflated once with compress/flate,
-// the sync-flush tail removed (§7.2.1), in a masked text frame with RSV1.
-// Each echo may come back compressed (RSV1) or not, both legal; a
-// compressed one is inflated with the tail put back; either way it must
-// equal the S bytes sent. The WebSocket frame bytes each way (headers
-// included) are counted.
+// way, and the same scenario with compression off, so that each library
+// can be compared with itself. Every echoserver runs with -compress, and
+// each library runs twice, against a fresh server each time:
+//
+//   - on: the client, still raw frames, offers the extension, fails the
+//     scenario unless the server's answer accepts it with
+//     server_no_context_takeover, and sends one message over and over: S
+//     bytes of JSON-like text, deflated once with compress/flate, the
+//     sync-flush tail removed (§7.2.1), in a masked text frame with RSV1.
+//     Each echo may come back compressed (RSV1) or not, both legal; a
+//     compressed one is inflated with the tail put back; either way it
+//     must equal the S bytes sent.
+//   - off: the client offers no extension, so the connection is plain:
+//     the server's answer must have no Sec-WebSocket-Extensions, the same
+//     S bytes of text go out in a masked text frame without RSV1, and
+//     every frame of the echo must come back without it (a server that
+//     compressed anyway would be sending what the client cannot read).
+//
+// The WebSocket frame bytes each way (headers included) are counted in
+// both.
+
+// The values of EchoResult.Compression: the client offered
+// permessage-deflate (on) or did not (off). Runs saved before the off run
+// existed leave it empty, and their compression rows are all "on".
+const (
+	compressionOn  = "on"
+	compressionOff = "off"
+)
+
+// compressionOf is the mode of a compression scenario's result, "on" for
+// rows saved before the field existed (they were all on).
+func compressionOf(r EchoResult) string {
+	if r.Compression == "" {
+		return compressionOn
+	}
+	return r.Compression
+}
 
 // deflateOffer is the extension the client offers.
 const deflateOffer = "permessage-deflate; client_no_context_takeover; server_no_context_takeover"
 
 // deflateTitlePrefix starts a compression scenario's title in the report
-// and the plots.
-const deflateTitlePrefix = "permessage-deflate, "
+// and the plots; offTitlePrefix that of its run without the extension.
+const (
+	deflateTitlePrefix = "permessage-deflate, "
+	offTitlePrefix     = "permessage-deflate off (not offered), "
+)
 
 // parseSpecs parses a comma-separated list of CONNSxSIZE for flag name.
 func parseSpecs(name, list string) ([]echoSpec, error) {
@@ -106,13 +138,24 @@ func dialDeflate(addr string, timeout time.Duration) (net.Conn, *bufio.Reader, e
 	return c, br, nil
 }
 
-// checkDeflateAnswer checks the Sec-WebSocket-Extensions of a handshake
-// answer to deflateOffer: exactly one extension, permessage-deflate, with
-// server_no_context_takeover (RFC 7692 §7.1.1.1: a server that accepts an
-// offer naming it must name it), optionally client_no_context_takeover
-// and server_max_window_bits (the client inflates any window), nothing
-// else (client_max_window_bits was not offered, so it may not be answered).
-func checkDeflateAnswer(head []byte) error {
+// dialPlain opens a connection offering no extension to a server with
+// permessage-deflate enabled, and fails unless the server answered
+// without one.
+func dialPlain(addr string, timeout time.Duration) (net.Conn, *bufio.Reader, error) {
+	c, br, head, err := dialWSRequest(addr, timeout, upgradeRequest(addr, "/", ""))
+	if err != nil {
+		return nil, nil, err
+	}
+	if vals := extensionsAnswer(head); len(vals) > 0 {
+		c.Close()
+		return nil, nil, fmt.Errorf("the server answered Sec-WebSocket-Extensions %q to a handshake that offered none", strings.Join(vals, ", "))
+	}
+	return c, br, nil
+}
+
+// extensionsAnswer returns the values of the Sec-WebSocket-Extensions
+// lines of a handshake answer, in order.
+func extensionsAnswer(head []byte) []string {
 	var vals []string
 	for line := range bytes.SplitSeq(head, []byte("\r\n")) {
 		k, v, ok := bytes.Cut(line, []byte(":"))
@@ -120,6 +163,17 @@ func checkDeflateAnswer(head []byte) error {
 			vals = append(vals, string(bytes.TrimSpace(v)))
 		}
 	}
+	return vals
+}
+
+// checkDeflateAnswer checks the Sec-WebSocket-Extensions of a handshake
+// answer to deflateOffer: exactly one extension, permessage-deflate, with
+// server_no_context_takeover (RFC 7692 §7.1.1.1: a server that accepts an
+// offer naming it must name it), optionally client_no_context_takeover
+// and server_max_window_bits (the client inflates any window), nothing
+// else (client_max_window_bits was not offered, so it may not be answered).
+func checkDeflateAnswer(head []byte) error {
+	vals := extensionsAnswer(head)
 	if len(vals) == 0 {
 		return errors.New("the server did not accept permessage-deflate: no Sec-WebSocket-Extensions in its handshake answer")
 	}
@@ -209,24 +263,32 @@ func (c *echoCheck) inflate(max int) ([]byte, error) {
 }
 
 // runCompress runs one compression scenario against s (an echoserver
-// started with -compress).
-func runCompress(cfg *config, s *server, e echoSpec) (EchoResult, error) {
-	var r EchoResult
+// started with -compress), with the client offering permessage-deflate
+// (mode compressionOn) or not (compressionOff).
+func runCompress(cfg *config, s *server, e echoSpec, mode string) (EchoResult, error) {
+	r := EchoResult{Compression: mode}
 	payload := deflatePayload(e.Size)
-	msg := deflateMessage(payload)
-	conns, brs, err := dialAllWith(s.addr, e.Conns, dialDeflate)
+	dial, frameOf, check := dialDeflate, func() []byte { return deflateFrame(deflateMessage(payload)) }, echoCheck{deflate: true}
+	switch mode {
+	case compressionOn:
+	case compressionOff:
+		dial, frameOf, check.plain = dialPlain, func() []byte { return clientFrame(0x1, payload) }, true
+	default:
+		return r, fmt.Errorf("unknown compression mode %q (want %q or %q)", mode, compressionOn, compressionOff)
+	}
+	conns, brs, err := dialAllWith(s.addr, e.Conns, dial)
 	if err != nil {
 		return r, fmt.Errorf("connecting: %w", err)
 	}
 	ecs := make([]*echoConn, len(conns))
 	sent := 0
 	for i, c := range conns {
-		frame := deflateFrame(msg)
+		frame := frameOf()
 		sent = len(frame)
-		ecs[i] = &echoConn{idx: i, conn: c, br: brs[i], frames: [2][]byte{frame, frame}, wants: [2][]byte{payload, payload},
-			check: echoCheck{deflate: true}}
+		ecs[i] = &echoConn{idx: i, conn: c, br: brs[i], frames: [2][]byte{frame, frame}, wants: [2][]byte{payload, payload}, check: check}
 	}
 	r, t, err := closedLoop(cfg, s, ecs)
+	r.Compression = mode
 	if r.Messages > 0 {
 		r.MBPerSec = r.MsgsPerSec * float64(e.Size) / 1e6
 		r.WireSentPerMsg = float64(sent)
@@ -236,25 +298,42 @@ func runCompress(cfg *config, s *server, e echoSpec) (EchoResult, error) {
 	return r, err
 }
 
+// compressionModes is the order of a library's two runs of a compression
+// scenario in round round (from 1): on first in odd rounds, off first in
+// even ones, so that neither always runs first.
+func compressionModes(round int) []string {
+	if round%2 == 0 {
+		return []string{compressionOff, compressionOn}
+	}
+	return []string{compressionOn, compressionOff}
+}
+
 // runCompressScenarios runs every -compress scenario against every
-// library of order, in round round (from 1).
+// library of order, in round round (from 1): each library with the
+// extension offered and without, one run after the other.
 func runCompressScenarios(cfg *config, res *Results, round int, order []string, note func(lib, what string, err error) string) {
 	for _, e := range cfg.compress {
 		for _, lib := range order {
-			logf("round %d: %s echo %s with permessage-deflate", round, lib, e)
-			var r EchoResult
-			s, err := startServer(cfg, lib, "-compress")
-			if err == nil {
-				r, err = runCompress(cfg, s, e)
-				s.stop()
+			for _, mode := range compressionModes(round) {
+				what := "permessage-deflate echo " + e.String()
+				if mode == compressionOff {
+					what = "permessage-deflate off (not offered) echo " + e.String()
+				}
+				logf("round %d: %s %s", round, lib, what)
+				var r EchoResult
+				s, err := startServer(cfg, lib, "-compress")
+				if err == nil {
+					r, err = runCompress(cfg, s, e, mode)
+					s.stop()
+				}
+				r.Lib, r.Conns, r.Size, r.Round, r.Compression = lib, e.Conns, e.Size, round, mode
+				if err != nil {
+					r.Error = note(lib, what, err)
+				}
+				logf("  %.0f msg/s, p50 %.0f µs, p99 %.0f µs, server %.1f µs/msg, %.2f allocs/msg, frames %.0f B out, %.0f B back (%.0f %% compressed)",
+					r.MsgsPerSec, r.P50us, r.P99us, r.ServerUsMsg, r.AllocsPerMsg, r.WireSentPerMsg, r.WireEchoPerMsg, r.CompressedEchoPct)
+				res.Compress = append(res.Compress, r)
 			}
-			r.Lib, r.Conns, r.Size, r.Round = lib, e.Conns, e.Size, round
-			if err != nil {
-				r.Error = note(lib, "permessage-deflate echo "+e.String(), err)
-			}
-			logf("  %.0f msg/s, p50 %.0f µs, p99 %.0f µs, server %.1f µs/msg, %.2f allocs/msg, frames %.0f B out, %.0f B back (%.0f %% compressed)",
-				r.MsgsPerSec, r.P50us, r.P99us, r.ServerUsMsg, r.AllocsPerMsg, r.WireSentPerMsg, r.WireEchoPerMsg, r.CompressedEchoPct)
-			res.Compress = append(res.Compress, r)
 		}
 	}
 }
@@ -263,51 +342,146 @@ func runCompressScenarios(cfg *config, res *Results, round int, order []string, 
 // peer: scenario, ours, best peer's figure, best peer, ratio.
 type summaryRow struct{ what, us, peer, peerLib, ratio string }
 
+// compressKey is a compression scenario and mode: the rows of one table.
+type compressKey struct {
+	echoSpec
+	mode string
+}
+
+// compressKeyOf is the scenario and mode of a compression result.
+func compressKeyOf(r EchoResult) compressKey { return compressKey{echoKey(r), compressionOf(r)} }
+
 // compressMarkdown writes the compression scenarios' tables (res already
-// summarized, raw its rounds for the ratios' intervals) and returns their lines for the table of Duplex against the
-// best peer.
+// summarized, raw its rounds for the ratios' intervals) and returns their
+// lines for the table of Duplex against the best peer. Per scenario: the
+// run with the extension offered, the run without, and the two side by
+// side per library.
 func compressMarkdown(w func(format string, args ...any), res, raw *Results) []summaryRow {
 	if len(res.Compress) == 0 {
 		return nil
 	}
 	var sum []summaryRow
 	for i, s := range distinctKeys(res.Compress, echoKey) {
-		rows := rowsWithKey(res.Compress, echoKey, s)
-		title := deflateTitlePrefix + echoTitle(s.Conns, s.Size)
-		w("#### Echo with permessage-deflate, %s text\n\n", echoTitle(s.Conns, s.Size))
-		if i == 0 {
-			compressIntro(w, res)
-		}
-		rng, rngSep := "", ""
-		if res.Rounds > 1 {
-			rng, rngSep = " range |", " ---: |"
-		}
-		w("| library | messages/s |%s p50 µs | p99 µs | p99.9 µs | server µs/msg | server CPU | client CPU | server RSS | allocs/msg | alloc B/msg | frame B sent | frame B echoed | compressed | other CPU |\n", rng)
-		w("| --- | ---: |%s ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n", rngSep)
-		for _, r := range rows {
-			if r.Error != "" {
-				w("| %s | failed: %s | | | | | | | | | | | | | |\n", r.Lib, strings.ReplaceAll(r.Error, "|", "/"))
-				continue
+		on := rowsWithKey(res.Compress, compressKeyOf, compressKey{s, compressionOn})
+		off := rowsWithKey(res.Compress, compressKeyOf, compressKey{s, compressionOff})
+		if len(on) > 0 {
+			w("#### Echo with permessage-deflate, %s text\n\n", echoTitle(s.Conns, s.Size))
+			if i == 0 {
+				compressIntro(w, res)
 			}
-			if res.Rounds > 1 {
-				rng = fmt.Sprintf(" %s–%s |", num(r.MsgsMin), num(r.MsgsMax))
+			compressTable(w, res, on)
+			rawOn := rowsWithKey(raw.Compress, compressKeyOf, compressKey{s, compressionOn})
+			sum = append(sum, compressAgainstPeers(w, deflateTitlePrefix+echoTitle(s.Conns, s.Size), on, rawOn)...)
+		}
+		if len(off) > 0 {
+			w("#### Echo without permessage-deflate (not offered), %s text\n\n", echoTitle(s.Conns, s.Size))
+			if i == 0 && len(on) == 0 {
+				compressIntro(w, res)
 			}
-			w("| %s | %s |%s %s | %s | %s | %s | %.0f %% | %.0f %% | %.1f MiB |%s %s | %s | %.0f %% | %.1f s |\n", r.Lib,
-				num(r.MsgsPerSec), rng, num(r.P50us), num(r.P99us), num(r.P999us), num(r.ServerUsMsg), r.ServerCPUPct, r.ClientCPUPct,
-				r.ServerRSSKiB/1024, allocCells(r), num(r.WireSentPerMsg), num(r.WireEchoPerMsg), r.CompressedEchoPct, r.OtherCPUSec)
+			compressTable(w, res, off)
+			rawOff := rowsWithKey(raw.Compress, compressKeyOf, compressKey{s, compressionOff})
+			sum = append(sum, compressAgainstPeers(w, offTitlePrefix+echoTitle(s.Conns, s.Size), off, rawOff)...)
 		}
-		rawRows := rowsWithKey(raw.Compress, echoKey, s)
-		if us, peer, iv, ok := echoKind.compare(rows, rawRows, func(r EchoResult) float64 { return r.MsgsPerSec }, true); ok {
-			w("\nDuplex (%s) ÷ best peer: messages/s %s%s (best: %s)", us.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec), iv, peer.Lib)
-			sum = append(sum, summaryRow{title + ": messages/s", ourValue(num(us.MsgsPerSec), us.Lib), num(peer.MsgsPerSec), peer.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec) + iv})
+		if len(on) > 0 && len(off) > 0 {
+			compressOnOff(w, res, s, on, off)
 		}
-		if us, peer, iv, ok := echoKind.compare(rows, rawRows, func(r EchoResult) float64 { return r.ServerUsMsg }, false); ok {
-			w("; server CPU per message %s%s (%s against %s, lower is better)", ratio(us.ServerUsMsg, peer.ServerUsMsg), iv, us.Lib, peer.Lib)
-			sum = append(sum, summaryRow{title + ": server µs per message", ourValue(num(us.ServerUsMsg), us.Lib), num(peer.ServerUsMsg), peer.Lib, ratio(us.ServerUsMsg, peer.ServerUsMsg) + iv})
-		}
-		w(".\n\n")
 	}
 	return sum
+}
+
+// compressTable writes the table of one compression scenario's rows of
+// one mode.
+func compressTable(w func(format string, args ...any), res *Results, rows []EchoResult) {
+	rng, rngSep := "", ""
+	if res.Rounds > 1 {
+		rng, rngSep = " range |", " ---: |"
+	}
+	w("| library | messages/s |%s p50 µs | p99 µs | p99.9 µs | server µs/msg | server CPU | client CPU | server RSS | allocs/msg | alloc B/msg | frame B sent | frame B echoed | compressed | other CPU |\n", rng)
+	w("| --- | ---: |%s ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n", rngSep)
+	for _, r := range rows {
+		if r.Error != "" {
+			w("| %s | failed: %s | | | | | | | | | | | | | |\n", r.Lib, strings.ReplaceAll(r.Error, "|", "/"))
+			continue
+		}
+		if res.Rounds > 1 {
+			rng = fmt.Sprintf(" %s–%s |", num(r.MsgsMin), num(r.MsgsMax))
+		}
+		w("| %s | %s |%s %s | %s | %s | %s | %.0f %% | %.0f %% | %.1f MiB |%s %s | %s | %.0f %% | %.1f s |\n", r.Lib,
+			num(r.MsgsPerSec), rng, num(r.P50us), num(r.P99us), num(r.P999us), num(r.ServerUsMsg), r.ServerCPUPct, r.ClientCPUPct,
+			r.ServerRSSKiB/1024, allocCells(r), num(r.WireSentPerMsg), num(r.WireEchoPerMsg), r.CompressedEchoPct, r.OtherCPUSec)
+	}
+}
+
+// compressAgainstPeers writes the line of Duplex against the best peer
+// under a compression table (rows summarized, raw their rounds) and
+// returns its rows for the summary, titled title.
+func compressAgainstPeers(w func(format string, args ...any), title string, rows, raw []EchoResult) []summaryRow {
+	var sum []summaryRow
+	if us, peer, iv, ok := echoKind.compare(rows, raw, func(r EchoResult) float64 { return r.MsgsPerSec }, true); ok {
+		w("\nDuplex (%s) ÷ best peer: messages/s %s%s (best: %s)", us.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec), iv, peer.Lib)
+		sum = append(sum, summaryRow{title + ": messages/s", ourValue(num(us.MsgsPerSec), us.Lib), num(peer.MsgsPerSec), peer.Lib, ratio(us.MsgsPerSec, peer.MsgsPerSec) + iv})
+	}
+	if us, peer, iv, ok := echoKind.compare(rows, raw, func(r EchoResult) float64 { return r.ServerUsMsg }, false); ok {
+		w("; server CPU per message %s%s (%s against %s, lower is better)", ratio(us.ServerUsMsg, peer.ServerUsMsg), iv, us.Lib, peer.Lib)
+		sum = append(sum, summaryRow{title + ": server µs per message", ourValue(num(us.ServerUsMsg), us.Lib), num(peer.ServerUsMsg), peer.Lib, ratio(us.ServerUsMsg, peer.ServerUsMsg) + iv})
+	}
+	w(".\n\n")
+	return sum
+}
+
+// compressOnOff writes the table that sets each library's two runs of
+// compression scenario s side by side: messages/s, server µs per message
+// and frame bytes each way with the extension offered (on) and not (off),
+// and the ratios of on to off.
+func compressOnOff(w func(format string, args ...any), res *Results, s echoSpec, on, off []EchoResult) {
+	w("#### permessage-deflate on and off, %s text\n\n", echoTitle(s.Conns, s.Size))
+	w("Each library's two runs above side by side: \"on\" with the extension offered, \"off\" without (a fresh server with the same settings, the same text). ")
+	w("\"on ÷ off\" above 1 means more messages/s, or more server CPU per message, with compression; ")
+	w("the last column is the frame bytes per message both ways together, on against off.")
+	if res.Rounds > 1 {
+		w(" Every figure is the median of the rounds, and the ratios are those of the medians.")
+	}
+	w("\n\n")
+	w("| library | messages/s, on | messages/s, off | on ÷ off | server µs/msg, on | server µs/msg, off | on ÷ off | frame B sent, on | frame B sent, off | frame B echoed, on | frame B echoed, off | frame B both ways, on ÷ off |\n")
+	w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	find := func(rows []EchoResult, lib string) (EchoResult, string) {
+		for _, r := range rows {
+			if r.Lib == lib {
+				if r.Error != "" {
+					return r, "failed"
+				}
+				return r, ""
+			}
+		}
+		return EchoResult{}, "–"
+	}
+	libs := distinctKeys(append(slices.Clone(on), off...), func(r EchoResult) string { return r.Lib })
+	for _, lib := range libs {
+		a, aBad := find(on, lib)
+		b, bBad := find(off, lib)
+		cell := func(r EchoResult, bad string, f func(EchoResult) float64) string {
+			if bad != "" {
+				return bad
+			}
+			return num(f(r))
+		}
+		rat := func(f func(EchoResult) float64) string {
+			if aBad != "" || bBad != "" {
+				return "–"
+			}
+			return ratio(f(a), f(b))
+		}
+		msgs := func(r EchoResult) float64 { return r.MsgsPerSec }
+		us := func(r EchoResult) float64 { return r.ServerUsMsg }
+		sent := func(r EchoResult) float64 { return r.WireSentPerMsg }
+		echoed := func(r EchoResult) float64 { return r.WireEchoPerMsg }
+		both := func(r EchoResult) float64 { return r.WireSentPerMsg + r.WireEchoPerMsg }
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", lib,
+			cell(a, aBad, msgs), cell(b, bBad, msgs), rat(msgs),
+			cell(a, aBad, us), cell(b, bBad, us), rat(us),
+			cell(a, aBad, sent), cell(b, bBad, sent), cell(a, aBad, echoed), cell(b, bBad, echoed), rat(both))
+	}
+	w("\n")
 }
 
 // compressIntro says how the compression scenarios run, once before their
@@ -317,24 +491,45 @@ func compressIntro(w func(format string, args ...any), res *Results) {
 	w("(size thresholds set to 1 byte); the client sends one JSON-like text message over and over, deflated once, in a frame with RSV1, ")
 	w("and inflates and checks every echo. \"frame B sent\" and \"frame B echoed\" are the WebSocket frame bytes per message (headers included) each way; ")
 	w("\"compressed\" is the share of echoes that came back with RSV1. Text messages: duplex (both modes) and nbio check them for UTF-8, the others do not.")
+	if slices.ContainsFunc(res.Compress, func(r EchoResult) bool { return compressionOf(r) == compressionOff }) {
+		w(" Each library also runs without the extension: a fresh server with the same settings, the client offering none, so the server must answer without ")
+		w("Sec-WebSocket-Extensions; the same text goes out in a plain text frame and every frame of the echo must come back without RSV1.")
+	}
 	if len(res.CompressLeftOut) > 0 {
 		w(" Left out: %s.", strings.Join(res.CompressLeftOut, "; "))
 	}
 	w("\n\n")
 }
 
+// compressRows returns the compression results of mode, in order.
+func compressRows(res *Results, mode string) []EchoResult {
+	var out []EchoResult
+	for _, r := range res.Compress {
+		if compressionOf(r) == mode {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // compressPanels are the compression scenarios' panels of an echo chart
-// of f.
+// of f: per scenario, the run with the extension, then the one without.
 func compressPanels(res *Results, f func(EchoResult) float64) []panel {
 	var ps []panel
 	for _, s := range distinctKeys(res.Compress, echoKey) {
-		p := panel{title: deflateTitlePrefix + echoTitle(s.Conns, s.Size)}
-		for _, r := range rowsWithKey(res.Compress, echoKey, s) {
-			p.labels = append(p.labels, r.Lib)
-			p.values = append(p.values, f(r))
-			p.failed = append(p.failed, r.Error != "")
+		for _, m := range []struct{ mode, prefix string }{{compressionOn, deflateTitlePrefix}, {compressionOff, offTitlePrefix}} {
+			rows := rowsWithKey(res.Compress, compressKeyOf, compressKey{s, m.mode})
+			if len(rows) == 0 {
+				continue
+			}
+			p := panel{title: m.prefix + echoTitle(s.Conns, s.Size)}
+			for _, r := range rows {
+				p.labels = append(p.labels, r.Lib)
+				p.values = append(p.values, f(r))
+				p.failed = append(p.failed, r.Error != "")
+			}
+			ps = append(ps, p)
 		}
-		ps = append(ps, p)
 	}
 	return ps
 }

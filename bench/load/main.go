@@ -15,8 +15,11 @@
 //   - compression CxS: the echo scenario with permessage-deflate, no
 //     context takeover either way (compress.go): C connections send a
 //     deflated S-byte JSON-like text message; every echo is inflated and
-//     checked. Reported: as echo, plus the frame bytes per message each
-//     way.
+//     checked. Then the same against a fresh server with the same
+//     settings, the client offering no extension: the same text, plain,
+//     and no echo may carry RSV1. Reported: as echo for each run, plus the
+//     frame bytes per message each way, and per library the two runs side
+//     by side with the ratio of on to off.
 //   - broadcast NxS: N subscribers and one publisher of S-byte messages,
 //     each delivered by the server to every subscriber, at most
 //     -bcast-window undelivered, for -duration after -warmup; every
@@ -157,8 +160,13 @@ type EchoResult struct {
 	AllocsPerMsg     float64 `json:"allocs_per_msg"`
 	AllocBytesPerMsg float64 `json:"alloc_bytes_per_msg"`
 
-	// Compression scenarios only: WebSocket frame bytes (headers included)
-	// per message sent and echoed, and the share of echoes compressed.
+	// Compression scenarios only: whether the client offered
+	// permessage-deflate ("on") or not ("off", the same server and text
+	// on a plain connection); empty in runs saved before the off run
+	// existed, whose rows are all on (compressionOf). Then the WebSocket
+	// frame bytes (headers included) per message sent and echoed, and the
+	// share of echoes compressed.
+	Compression       string  `json:"compression,omitempty"`
 	WireSentPerMsg    float64 `json:"frame_bytes_sent_per_msg,omitempty"`
 	WireEchoPerMsg    float64 `json:"frame_bytes_echoed_per_msg,omitempty"`
 	CompressedEchoPct float64 `json:"compressed_echo_pct,omitempty"`
@@ -214,7 +222,7 @@ func main() {
 	flag.StringVar(&echo, "echo", "100x32,1000x32,10000x32,100x1024,1000x1024,10000x1024,10x65536", "echo scenarios, CONNSxSIZE, comma-separated (empty: none)")
 	flag.StringVar(&bcast, "broadcast", "10000x32", "broadcast scenarios, SUBSCRIBERSxSIZE, comma-separated (empty: none); at most 15000 subscribers, SIZE at least 16")
 	flag.IntVar(&cfg.bcastWindow, "bcast-window", 16, "broadcast: most messages not yet received by every subscriber")
-	flag.StringVar(&compress, "compress", "100x1024", "echo scenarios with permessage-deflate, CONNSxSIZE, comma-separated (empty: none)")
+	flag.StringVar(&compress, "compress", "100x1024", "echo scenarios of text against servers with permessage-deflate, each run with the extension offered and not, CONNSxSIZE, comma-separated (empty: none)")
 	flag.BoolVar(&cfg.goroutineClient, "goroutine-client", false, "drive the echo connections with a goroutine each through net.Conn (the client where epoll is missing) instead of epoll loops")
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured time of each echo scenario")
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured time before each echo scenario")

@@ -515,7 +515,7 @@ func summarize(res *Results) *Results {
 	s := *res
 	mergeEcho := func(rows []EchoResult) []EchoResult {
 		return mergeRounds(rows,
-			func(r EchoResult) string { return fmt.Sprintf("%s %d %d", r.Lib, r.Conns, r.Size) },
+			func(r EchoResult) string { return fmt.Sprintf("%s %d %d %s", r.Lib, r.Conns, r.Size, compressionOf(r)) },
 			func(r EchoResult) bool { return r.Error != "" },
 			func(r *EchoResult) []*float64 {
 				return []*float64{&r.MsgsPerSec, &r.MBPerSec, &r.P50us, &r.P99us, &r.P999us, &r.ServerCPUPct,
