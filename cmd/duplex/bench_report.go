@@ -137,10 +137,12 @@ func unitOf(mode string) string {
 // BenchResult is what `duplex bench` measured; --out writes it as JSON.
 type BenchResult struct {
 	// URL, Mode (echo or subscribe), Conns, Size (payload bytes), Rate
-	// (messages a second per connection, or publishes a second, asked
-	// for; 0: as fast as possible), Text (text messages, echo mode),
-	// Channel (subscribe mode) and Duration (seconds of sending) repeat
-	// the run's settings, so that a results file says what it measured.
+	// (asked for, 0: as fast as possible; echo: messages a second in
+	// all, spread over the connections; subscribe: publishes a second,
+	// each delivered to every subscriber), Text (text messages, echo
+	// mode), Channel (subscribe mode) and Duration (seconds of sending)
+	// repeat the run's settings, so that a results file says what it
+	// measured.
 	URL      string  `json:"url"`
 	Mode     string  `json:"mode"`
 	Conns    int     `json:"conns"`
@@ -250,9 +252,13 @@ func (r *recorder) result(cfg benchConfig, run *benchRun) *BenchResult {
 
 // writeBenchTable writes the final table.
 func writeBenchTable(w io.Writer, r *BenchResult) {
+	// The rate row says what --rate counts, which differs by mode.
 	rate := "as fast as possible"
-	if r.Rate > 0 {
-		rate = fmt.Sprintf("%g/s", r.Rate)
+	switch {
+	case r.Rate > 0 && r.Mode == "subscribe":
+		rate = fmt.Sprintf("%g publishes/s (%g deliveries/s to %d subscribers)", r.Rate, r.Rate*float64(r.Conns), r.Conns)
+	case r.Rate > 0:
+		rate = fmt.Sprintf("%g messages/s in all (spread over %d connections)", r.Rate, r.Conns)
 	}
 	kind := "binary"
 	if r.Text || r.Mode == "subscribe" {

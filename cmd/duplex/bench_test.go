@@ -138,8 +138,9 @@ func TestBenchEchoOpenLoopText(t *testing.T) {
 	if got := tableValue(t, stdout, "message"); got != "100 B text" {
 		t.Fatalf("message row %q", got)
 	}
-	if got := tableValue(t, stdout, "rate"); got != "400/s" {
-		t.Fatalf("rate row %q", got)
+	// --rate is messages a second in all, not per connection.
+	if got, want := tableValue(t, stdout, "rate"), "400 messages/s in all (spread over 4 connections)"; got != want {
+		t.Fatalf("rate row %q, want %q", got, want)
 	}
 }
 
@@ -227,6 +228,28 @@ func TestBenchSubscribe(t *testing.T) {
 	}
 	if got, want := tableValue(t, stdout, "delivered"), fmt.Sprintf("%s of %s", group(r.Received), group(r.Expected)); got != want {
 		t.Fatalf("delivered row %q, want %q", got, want)
+	}
+}
+
+// TestBenchSubscribeRate checks what --rate means in subscribe mode:
+// publishes a second on the one publisher connection, each delivered to
+// every subscriber, and that the table says so.
+func TestBenchSubscribeRate(t *testing.T) {
+	srv := echoServer(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	stdout, stderr, status := runBenchCmd(t, "--mode", "subscribe", "--conns", "3", "--rate", "50", "--duration", "400ms", "--progress", "0", "--out", out, wsURL(srv, "/ws"))
+	if status != 0 || stderr != "" {
+		t.Fatalf("exit status %d\n%s%s", status, stdout, stderr)
+	}
+	r := readBenchJSON(t, out)
+	// 50/s over 0.4 s: 20 due (a 21st when its due time ties with the
+	// end); fewer only when the machine stalls the publisher near the
+	// end. Per subscriber it would be three times as many.
+	if r.Sent < 10 || r.Sent > 21 || r.Expected != 3*r.Sent || r.Received != r.Expected {
+		t.Fatalf("published %d at 50/s for 0.4 s, delivered %d of %d", r.Sent, r.Received, r.Expected)
+	}
+	if got, want := tableValue(t, stdout, "rate"), "50 publishes/s (150 deliveries/s to 3 subscribers)"; got != want {
+		t.Fatalf("rate row %q, want %q", got, want)
 	}
 }
 
