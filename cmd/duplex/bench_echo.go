@@ -84,6 +84,7 @@ func runEcho(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRun, er
 		notesMu.Unlock()
 	}
 	start := time.Now()
+	rec.begin(start)
 	sendCtx, stopSending := context.WithDeadline(ctx, start.Add(cfg.Duration))
 	defer stopSending()
 	var wg sync.WaitGroup

@@ -32,10 +32,12 @@ type recorder struct {
 	shards [recorderShards]workerRecorder
 	next   int
 
+	began chan struct{} // closed by begin
+
 	mu        sync.Mutex // guards what follows
 	total     *hdrhistogram.Histogram
 	intervals []BenchInterval
-	started   time.Time
+	started   time.Time // when sending started; set by begin
 }
 
 // workerRecorder is the shard a worker records into.
@@ -45,11 +47,22 @@ type workerRecorder struct {
 }
 
 func newRecorder() *recorder {
-	r := &recorder{total: newHist(), started: time.Now()}
+	r := &recorder{total: newHist(), began: make(chan struct{})}
 	for i := range r.shards {
 		r.shards[i].hist = newHist()
 	}
 	return r
+}
+
+// begin starts the recorder's clock at start, when every connection is
+// open and sending starts: progress intervals and their times count from
+// there, so that the handshakes do not show as a slow first interval. A
+// mode calls it once.
+func (r *recorder) begin(start time.Time) {
+	r.mu.Lock()
+	r.started = start
+	r.mu.Unlock()
+	close(r.began)
 }
 
 // worker returns the shard for the next worker.
@@ -87,16 +100,23 @@ func (r *recorder) collect() *hdrhistogram.Histogram {
 	return h
 }
 
-// report writes a progress line to w every interval until the returned
-// function is called.
+// report writes a progress line to w every interval, from when begin is
+// called until the returned function is.
 func (r *recorder) report(w io.Writer, mode string, interval time.Duration) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
+		select {
+		case <-r.began:
+		case <-done:
+			return
+		}
+		r.mu.Lock()
+		last := r.started
+		r.mu.Unlock()
 		t := time.NewTicker(interval)
 		defer t.Stop()
-		last := time.Now()
 		for {
 			select {
 			case <-done:
@@ -190,9 +210,10 @@ type LatencySummary struct {
 }
 
 // BenchInterval is one progress interval: when it ended (At, seconds
-// since the recorder started) and how long it lasted, how many echoes or
-// deliveries it had and their rate, and its latency percentiles in
-// microseconds, so that a stall shows in time rather than averaged away.
+// since sending started, after every connection was open) and how long
+// it lasted, how many echoes or deliveries it had and their rate, and its
+// latency percentiles in microseconds, so that a stall shows in time
+// rather than averaged away.
 type BenchInterval struct {
 	At      float64 `json:"at_s"`
 	Elapsed float64 `json:"elapsed_s"`

@@ -148,10 +148,17 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 	if first != nil {
 		return nil, first
 	}
+	// The publisher connects before the clock starts, so that its
+	// handshake counts neither in the first publishes' latency nor in
+	// the first progress interval.
 	pub := client.New(cfg.URL, opts("publisher"))
 	defer pub.Close()
+	if err := pub.Ping(setup); err != nil {
+		return nil, fmt.Errorf("publisher: %w", err)
+	}
 
 	start = time.Now()
+	rec.begin(start)
 	running.Store(true)
 	sendCtx, stopSending := context.WithDeadline(ctx, start.Add(cfg.Duration))
 	defer stopSending()

@@ -144,6 +144,56 @@ func TestBenchEchoOpenLoopText(t *testing.T) {
 	}
 }
 
+// TestBenchProgressStartsWithSending runs against a server that takes
+// 300 ms over each handshake: the progress clock starts when every
+// connection is open and sending starts, so no interval of the sending
+// time is empty and the intervals' times count from the first message.
+func TestBenchProgressStartsWithSending(t *testing.T) {
+	const handshakeDelay = 300 * time.Millisecond
+	for _, tc := range []struct{ mode, path string }{{"echo", "/echo"}, {"subscribe", "/ws"}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			h := server.New(server.Config{Limits: server.Limits{MessageRate: -1}}).Handler()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				time.Sleep(handshakeDelay)
+				h.ServeHTTP(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			out := filepath.Join(t.TempDir(), "r.json")
+			began := time.Now()
+			stdout, stderr, status := runBenchCmd(t, "--mode", tc.mode, "--conns", "2", "--duration", "600ms", "--progress", "100ms", "--out", out, wsURL(srv, tc.path))
+			if status != 0 {
+				t.Fatalf("exit status %d\n%s%s", status, stdout, stderr)
+			}
+			if took := time.Since(began); took < handshakeDelay+600*time.Millisecond {
+				t.Fatalf("the run took %s: the handshakes were not delayed", took)
+			}
+			r := readBenchJSON(t, out)
+			if len(r.Intervals) == 0 {
+				t.Fatal("no progress intervals")
+			}
+			// The first interval starts at 0, when sending starts, and
+			// each begins where the one before ended.
+			prev := 0.0
+			for i, iv := range r.Intervals {
+				if d := iv.At - iv.Elapsed - prev; d < -0.005 || d > 0.005 {
+					t.Fatalf("interval %d: at %.3f s after %.3f s, but the one before ended at %.3f s", i+1, iv.At, iv.Elapsed, prev)
+				}
+				prev = iv.At
+				// Every interval that ended while sending saw messages:
+				// none is the handshakes' wait.
+				if iv.At <= r.Duration && iv.Count == 0 {
+					t.Fatalf("interval %d (at %.3f s of %.3f s of sending) counted no messages: %+v", i+1, iv.At, r.Duration, r.Intervals)
+				}
+			}
+			// The last ended near the end of sending, not a handshake
+			// later.
+			if last := r.Intervals[len(r.Intervals)-1].At; last > r.Duration+0.25 {
+				t.Fatalf("the last interval ended at %.3f s, %.3f s of sending: %+v", last, r.Duration, r.Intervals)
+			}
+		})
+	}
+}
+
 // TestBenchEchoDetectsBadEchoes runs against servers that answer wrongly:
 // each fault is found, named, and makes the exit status 1.
 func TestBenchEchoDetectsBadEchoes(t *testing.T) {
