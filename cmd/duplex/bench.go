@@ -185,10 +185,13 @@ func runBench(ctx context.Context, cfg benchConfig, progress io.Writer) (*BenchR
 type benchRun struct {
 	Sent     int64 // messages sent (echo) or published (subscribe)
 	Received int64 // echoes or deliveries received, each checked
-	Expected int64 // what Received should be: Sent, or Sent × subscribers
-	Errors   int64 // connections failed, bad answers, out-of-order deliveries
-	Elapsed  time.Duration
-	Notes    []string // the first errors, for the report
+	// WhileSending counts those of Received that arrived within Elapsed,
+	// before the drain: the throughput is WhileSending / Elapsed.
+	WhileSending int64
+	Expected     int64 // what Received should be: Sent, or Sent × subscribers
+	Errors       int64 // connections failed, bad answers, out-of-order deliveries
+	Elapsed      time.Duration
+	Notes        []string // the first errors, for the report
 }
 
 // addNote keeps the first few error descriptions of a run.

@@ -194,6 +194,65 @@ func TestBenchProgressStartsWithSending(t *testing.T) {
 	}
 }
 
+// TestBenchThroughputWhileSending runs against servers that answer each
+// message 600 ms late, one after another, for 900 ms of sending: two
+// messages go out (at 0 and 0.6 s closed loop, 0 and 0.5 s at --rate 2),
+// the first answer comes at 0.6 s, while sending, and the second at
+// 1.2 s, during the drain. Both count as received; the throughput counts
+// only the first, as the drain is not in the 0.9 s it divides by.
+func TestBenchThroughputWhileSending(t *testing.T) {
+	const delay = 600 * time.Millisecond
+	slowEcho := wsServer(t, nil, func(c *websocket.Conn, r *http.Request) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for {
+			typ, p, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			time.Sleep(delay)
+			if c.Write(ctx, typ, p) != nil {
+				return
+			}
+		}
+	})
+	slowDeliveries := alteringRelay(t, wsURL(echoServer(t), "/ws"), func(n int, p []byte) [][]byte {
+		time.Sleep(delay)
+		return [][]byte{p}
+	})
+	cases := []struct {
+		name, url, unit, verb string
+		args                  []string
+	}{
+		{"echo closed loop", wsURL(slowEcho, "/"), "echoes", "echoed", nil},
+		{"echo open loop", wsURL(slowEcho, "/"), "echoes", "echoed", []string{"--rate", "2"}},
+		{"subscribe", wsURL(slowDeliveries, "/ws"), "deliveries", "delivered", []string{"--mode", "subscribe", "--rate", "2"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "r.json")
+			args := append([]string{"--conns", "1", "--duration", "900ms", "--progress", "0", "--out", out}, tc.args...)
+			stdout, stderr, status := runBenchCmd(t, append(args, tc.url)...)
+			if status != 0 {
+				t.Fatalf("exit status %d\n%s%s", status, stdout, stderr)
+			}
+			r := readBenchJSON(t, out)
+			if r.Sent != 2 || r.Received != 2 || r.Lost != 0 || r.Duration != 0.9 {
+				t.Fatalf("sent %d, received %d, lost %d in %g s; want 2, 2, 0 in 0.9 s", r.Sent, r.Received, r.Lost, r.Duration)
+			}
+			if r.ReceivedWhileSending != 1 {
+				t.Fatalf("received_while_sending %d, want 1", r.ReceivedWhileSending)
+			}
+			if want := 1 / r.Duration; r.PerSec != want {
+				t.Fatalf("per_sec %g, want %g: the answer that came during the drain was counted", r.PerSec, want)
+			}
+			if got, want := tableValue(t, stdout, "throughput"), "1 "+tc.unit+"/s, 0.00 MB/s (counting the 1 "+tc.verb+" while sending)"; got != want {
+				t.Fatalf("throughput row %q, want %q", got, want)
+			}
+		})
+	}
+}
+
 // TestBenchEchoDetectsBadEchoes runs against servers that answer wrongly:
 // each fault is found, named, and makes the exit status 1.
 func TestBenchEchoDetectsBadEchoes(t *testing.T) {
