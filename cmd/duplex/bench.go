@@ -21,7 +21,7 @@ type benchConfig struct {
 	Mode     string // "echo" or "subscribe"
 	Conns    int
 	Size     int
-	Rate     float64 // messages per second in all; 0: as fast as possible
+	Rate     float64 // messages (echo) or publishes (subscribe) per second in all; 0: as fast as possible
 	Duration time.Duration
 	Text     bool
 	Channel  string
@@ -35,15 +35,16 @@ const benchUsage = `Usage: duplex bench [flags] URL
 
 Measures a WebSocket server: opens --conns connections to URL and sends
 messages of --size bytes for --duration, as fast as each connection's
-answers come back (closed loop) or at --rate messages per second in all
-(open loop: latency is counted from when each message was due, so a
-server that stalls cannot hide its stall).
+answers come back (closed loop) or at --rate messages per second in all,
+spread over the connections (open loop: latency is counted from when
+each message was due, so a server that stalls cannot hide its stall).
 
   --mode echo       every connection sends and expects each message back
                     unchanged (duplex serve's /echo, or any echo server)
   --mode subscribe  duplex.v1 (duplex serve's /ws): --conns subscribers on
                     one channel and a publisher on its own connection;
-                    latency runs from publish to delivery
+                    latency runs from publish to delivery; --rate counts
+                    publishes, each delivered to every subscriber
 
 A line of progress goes to standard error every --progress (rate and
 latency percentiles of that interval); the final table goes to standard
@@ -62,7 +63,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Mode, "mode", "echo", "`echo` or subscribe (duplex.v1)")
 	fs.IntVar(&cfg.Conns, "conns", 10, "`connections` (subscribers in subscribe mode)")
 	fs.IntVar(&cfg.Size, "size", 32, "message size in `bytes` (at least 16 for binary, 32 for --text; in subscribe mode the JSON data's size, 64 by default and at least)")
-	fs.Float64Var(&cfg.Rate, "rate", 0, "`messages` per second in all (0: as fast as possible)")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "`messages` per second in all, over all connections; subscribe mode: publishes (0: as fast as possible)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to send")
 	fs.BoolVar(&cfg.Text, "text", false, "send text messages instead of binary (echo mode)")
 	fs.StringVar(&cfg.Channel, "channel", "", "channel for subscribe mode (default: bench-RANDOM, so runs do not mix)")
@@ -184,10 +185,13 @@ func runBench(ctx context.Context, cfg benchConfig, progress io.Writer) (*BenchR
 type benchRun struct {
 	Sent     int64 // messages sent (echo) or published (subscribe)
 	Received int64 // echoes or deliveries received, each checked
-	Expected int64 // what Received should be: Sent, or Sent × subscribers
-	Errors   int64 // connections failed, bad answers, out-of-order deliveries
-	Elapsed  time.Duration
-	Notes    []string // the first errors, for the report
+	// WhileSending counts those of Received that arrived within Elapsed,
+	// before the drain: the throughput is WhileSending / Elapsed.
+	WhileSending int64
+	Expected     int64 // what Received should be: Sent, or Sent × subscribers
+	Errors       int64 // connections failed, bad answers, out-of-order deliveries
+	Elapsed      time.Duration
+	Notes        []string // the first errors, for the report
 }
 
 // addNote keeps the first few error descriptions of a run.

@@ -75,6 +75,7 @@ func runEcho(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRun, er
 	run := &benchRun{}
 	var (
 		sent, received, errs atomic.Int64
+		whileSending         atomic.Int64
 		notesMu              sync.Mutex
 	)
 	note := func(format string, args ...any) {
@@ -84,11 +85,12 @@ func runEcho(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRun, er
 		notesMu.Unlock()
 	}
 	start := time.Now()
+	rec.begin(start)
 	sendCtx, stopSending := context.WithDeadline(ctx, start.Add(cfg.Duration))
 	defer stopSending()
 	var wg sync.WaitGroup
 	for i, c := range conns {
-		w := &echoWorker{cfg: cfg, c: c, id: i, start: start, rec: rec.worker(), sent: &sent, received: &received, note: note}
+		w := &echoWorker{cfg: cfg, c: c, id: i, start: start, rec: rec.worker(), sent: &sent, received: &received, whileSending: &whileSending, note: note}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -107,7 +109,7 @@ func runEcho(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRun, er
 	for _, c := range conns {
 		c.Close(websocket.StatusNormalClosure, "")
 	}
-	run.Sent, run.Received, run.Errors = sent.Load(), received.Load(), errs.Load()
+	run.Sent, run.Received, run.WhileSending, run.Errors = sent.Load(), received.Load(), whileSending.Load(), errs.Load()
 	run.Expected = run.Sent
 	return run, nil
 }
@@ -149,13 +151,25 @@ func dialMany(ctx context.Context, cfg benchConfig) ([]*websocket.Conn, error) {
 
 // echoWorker drives one echo connection.
 type echoWorker struct {
-	cfg            benchConfig
-	c              *websocket.Conn
-	id             int
-	start          time.Time
-	rec            *workerRecorder
-	sent, received *atomic.Int64
-	note           func(format string, args ...any)
+	cfg                          benchConfig
+	c                            *websocket.Conn
+	id                           int
+	start                        time.Time
+	rec                          *workerRecorder
+	sent, received, whileSending *atomic.Int64
+	note                         func(format string, args ...any)
+}
+
+// got counts an echo that arrived at (since the run's start), and records
+// its latency from due; it counts towards the throughput only when it
+// came while sending, within cfg.Duration, as the drain is not in the
+// time the throughput divides by.
+func (w *echoWorker) got(at, due time.Duration) {
+	w.received.Add(1)
+	if at <= w.cfg.Duration {
+		w.whileSending.Add(1)
+	}
+	w.rec.record(at - due)
 }
 
 // messageType is the type of the worker's messages.
@@ -211,8 +225,7 @@ func (w *echoWorker) closedLoop(sendCtx, ctx context.Context) {
 		if _, ok := w.check(got, p, seq); !ok {
 			return
 		}
-		w.received.Add(1)
-		w.rec.record(time.Since(w.start) - sentAt)
+		w.got(time.Since(w.start), sentAt)
 	}
 }
 
@@ -252,8 +265,7 @@ func (w *echoWorker) openLoop(sendCtx, ctx context.Context) {
 			if !ok {
 				return
 			}
-			w.received.Add(1)
-			w.rec.record(time.Since(w.start) - due)
+			w.got(time.Since(w.start), due)
 			got.Store(seq)
 			if writeFinished.Load() && seq == sent.Load() {
 				select {

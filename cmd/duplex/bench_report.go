@@ -32,10 +32,12 @@ type recorder struct {
 	shards [recorderShards]workerRecorder
 	next   int
 
+	began chan struct{} // closed by begin
+
 	mu        sync.Mutex // guards what follows
 	total     *hdrhistogram.Histogram
 	intervals []BenchInterval
-	started   time.Time
+	started   time.Time // when sending started; set by begin
 }
 
 // workerRecorder is the shard a worker records into.
@@ -45,11 +47,22 @@ type workerRecorder struct {
 }
 
 func newRecorder() *recorder {
-	r := &recorder{total: newHist(), started: time.Now()}
+	r := &recorder{total: newHist(), began: make(chan struct{})}
 	for i := range r.shards {
 		r.shards[i].hist = newHist()
 	}
 	return r
+}
+
+// begin starts the recorder's clock at start, when every connection is
+// open and sending starts: progress intervals and their times count from
+// there, so that the handshakes do not show as a slow first interval. A
+// mode calls it once.
+func (r *recorder) begin(start time.Time) {
+	r.mu.Lock()
+	r.started = start
+	r.mu.Unlock()
+	close(r.began)
 }
 
 // worker returns the shard for the next worker.
@@ -87,16 +100,23 @@ func (r *recorder) collect() *hdrhistogram.Histogram {
 	return h
 }
 
-// report writes a progress line to w every interval until the returned
-// function is called.
+// report writes a progress line to w every interval, from when begin is
+// called until the returned function is.
 func (r *recorder) report(w io.Writer, mode string, interval time.Duration) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
+		select {
+		case <-r.began:
+		case <-done:
+			return
+		}
+		r.mu.Lock()
+		last := r.started
+		r.mu.Unlock()
 		t := time.NewTicker(interval)
 		defer t.Stop()
-		last := time.Now()
 		for {
 			select {
 			case <-done:
@@ -137,10 +157,12 @@ func unitOf(mode string) string {
 // BenchResult is what `duplex bench` measured; --out writes it as JSON.
 type BenchResult struct {
 	// URL, Mode (echo or subscribe), Conns, Size (payload bytes), Rate
-	// (messages a second per connection, or publishes a second, asked
-	// for; 0: as fast as possible), Text (text messages, echo mode),
-	// Channel (subscribe mode) and Duration (seconds of sending) repeat
-	// the run's settings, so that a results file says what it measured.
+	// (asked for, 0: as fast as possible; echo: messages a second in
+	// all, spread over the connections; subscribe: publishes a second,
+	// each delivered to every subscriber), Text (text messages, echo
+	// mode), Channel (subscribe mode) and Duration (seconds of sending)
+	// repeat the run's settings, so that a results file says what it
+	// measured.
 	URL      string  `json:"url"`
 	Mode     string  `json:"mode"`
 	Conns    int     `json:"conns"`
@@ -151,14 +173,19 @@ type BenchResult struct {
 	Duration float64 `json:"duration_s"`
 	// Sent counts messages sent (echo) or publishes acknowledged
 	// (subscribe); Received the echoes or deliveries that came back
-	// checked; Expected what Received should be; Lost the difference.
-	Sent     int64 `json:"sent"`
-	Received int64 `json:"received"`
-	Expected int64 `json:"expected"`
-	Lost     int64 `json:"lost"`
-	Errors   int64 `json:"errors"`
-	// PerSec is Received per second of sending; MBPerSec the same in
-	// payload bytes (10^6).
+	// checked, ReceivedWhileSending those of them that came within
+	// Duration (not during the drain); Expected what Received should be;
+	// Lost the difference.
+	Sent                 int64 `json:"sent"`
+	Received             int64 `json:"received"`
+	ReceivedWhileSending int64 `json:"received_while_sending"`
+	Expected             int64 `json:"expected"`
+	Lost                 int64 `json:"lost"`
+	Errors               int64 `json:"errors"`
+	// PerSec is ReceivedWhileSending per second of Duration: what came
+	// during the drain is left out, as the drain's time is not in
+	// Duration and counting it would inflate the rate. MBPerSec is the
+	// same in payload bytes (10^6).
 	PerSec   float64 `json:"per_sec"`
 	MBPerSec float64 `json:"mb_per_sec"`
 	// Latency is in microseconds: of each echo from when its message was
@@ -188,9 +215,10 @@ type LatencySummary struct {
 }
 
 // BenchInterval is one progress interval: when it ended (At, seconds
-// since the recorder started) and how long it lasted, how many echoes or
-// deliveries it had and their rate, and its latency percentiles in
-// microseconds, so that a stall shows in time rather than averaged away.
+// since sending started, after every connection was open) and how long
+// it lasted, how many echoes or deliveries it had and their rate, and its
+// latency percentiles in microseconds, so that a stall shows in time
+// rather than averaged away.
 type BenchInterval struct {
 	At      float64 `json:"at_s"`
 	Elapsed float64 `json:"elapsed_s"`
@@ -220,8 +248,8 @@ func (r *recorder) result(cfg benchConfig, run *benchRun) *BenchResult {
 	h := r.total
 	res := &BenchResult{
 		URL: cfg.URL, Mode: cfg.Mode, Conns: cfg.Conns, Size: cfg.Size, Rate: cfg.Rate, Text: cfg.Text,
-		Duration: run.Elapsed.Seconds(), Sent: run.Sent, Received: run.Received, Expected: run.Expected,
-		Errors: run.Errors, Intervals: r.intervals, Notes: run.Notes,
+		Duration: run.Elapsed.Seconds(), Sent: run.Sent, Received: run.Received, ReceivedWhileSending: run.WhileSending,
+		Expected: run.Expected, Errors: run.Errors, Intervals: r.intervals, Notes: run.Notes,
 	}
 	if cfg.Mode == "subscribe" {
 		res.Channel = cfg.Channel
@@ -233,7 +261,7 @@ func (r *recorder) result(cfg benchConfig, run *benchRun) *BenchResult {
 		res.Lost = run.Expected - run.Received
 	}
 	if s := run.Elapsed.Seconds(); s > 0 {
-		res.PerSec = float64(run.Received) / s
+		res.PerSec = float64(run.WhileSending) / s
 		res.MBPerSec = res.PerSec * float64(cfg.Size) / 1e6
 	}
 	if h.TotalCount() > 0 {
@@ -250,9 +278,13 @@ func (r *recorder) result(cfg benchConfig, run *benchRun) *BenchResult {
 
 // writeBenchTable writes the final table.
 func writeBenchTable(w io.Writer, r *BenchResult) {
+	// The rate row says what --rate counts, which differs by mode.
 	rate := "as fast as possible"
-	if r.Rate > 0 {
-		rate = fmt.Sprintf("%g/s", r.Rate)
+	switch {
+	case r.Rate > 0 && r.Mode == "subscribe":
+		rate = fmt.Sprintf("%g publishes/s (%g deliveries/s to %d subscribers)", r.Rate, r.Rate*float64(r.Conns), r.Conns)
+	case r.Rate > 0:
+		rate = fmt.Sprintf("%g messages/s in all (spread over %d connections)", r.Rate, r.Conns)
 	}
 	kind := "binary"
 	if r.Text || r.Mode == "subscribe" {
@@ -277,7 +309,11 @@ func writeBenchTable(w io.Writer, r *BenchResult) {
 		fmt.Fprintf(tw, "sent\t%s\n", group(r.Sent))
 		fmt.Fprintf(tw, "echoed\t%s of %s\n", group(r.Received), group(r.Expected))
 	}
-	fmt.Fprintf(tw, "throughput\t%s %s/s, %.2f MB/s\n", group(int64(math.Round(r.PerSec))), unitOf(r.Mode), r.MBPerSec)
+	verb := "echoed"
+	if r.Mode == "subscribe" {
+		verb = "delivered"
+	}
+	fmt.Fprintf(tw, "throughput\t%s %s/s, %.2f MB/s (counting the %s %s while sending)\n", group(int64(math.Round(r.PerSec))), unitOf(r.Mode), r.MBPerSec, group(r.ReceivedWhileSending), verb)
 	l := r.Latency
 	fmt.Fprintf(tw, "latency\tmin %s  p50 %s  p90 %s  p99 %s  p99.9 %s  p99.99 %s  max %s\n", us(l.Min), us(l.P50), us(l.P90), us(l.P99), us(l.P999), us(l.P9999), us(l.Max))
 	fmt.Fprintf(tw, "lost\t%s\n", group(r.Lost))

@@ -50,6 +50,9 @@ type subscriber struct {
 	seen map[uint64]bool
 	last uint64 // the highest channel offset delivered so far
 	got  atomic.Int64
+	// gotWhileSending counts the deliveries that came while sending,
+	// which the throughput counts.
+	gotWhileSending atomic.Int64
 }
 
 // runSubscribe subscribes cfg.Conns clients to cfg.Channel, publishes on
@@ -63,6 +66,7 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 		notesMu sync.Mutex
 		start   time.Time
 		running atomic.Bool
+		sending atomic.Bool // until run.Elapsed
 	)
 	note := func(format string, args ...any) {
 		errs.Add(1)
@@ -121,8 +125,12 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 					note("subscriber %d: message %d delivered twice", s.id+1, d.Seq)
 					return
 				}
-				s.rec.record(time.Since(start) - time.Duration(d.T))
+				at := time.Since(start)
+				s.rec.record(at - time.Duration(d.T))
 				s.got.Add(1) // it arrived; a fault below is noted, not counted as lost
+				if sending.Load() && at <= cfg.Duration {
+					s.gotWhileSending.Add(1)
+				}
 				switch {
 				case last != 0 && m.Offset != last+1:
 					// The channel's order is its offsets' (publishes
@@ -148,11 +156,19 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 	if first != nil {
 		return nil, first
 	}
+	// The publisher connects before the clock starts, so that its
+	// handshake counts neither in the first publishes' latency nor in
+	// the first progress interval.
 	pub := client.New(cfg.URL, opts("publisher"))
 	defer pub.Close()
+	if err := pub.Ping(setup); err != nil {
+		return nil, fmt.Errorf("publisher: %w", err)
+	}
 
 	start = time.Now()
+	rec.begin(start)
 	running.Store(true)
+	sending.Store(true)
 	sendCtx, stopSending := context.WithDeadline(ctx, start.Add(cfg.Duration))
 	defer stopSending()
 	var (
@@ -208,6 +224,7 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 	}
 	timer.Stop()
 	inflight.Wait()
+	sending.Store(false)
 	run.Elapsed = time.Since(start)
 	if run.Elapsed > cfg.Duration {
 		run.Elapsed = cfg.Duration
@@ -227,6 +244,7 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 	for _, s := range subs {
 		n := s.got.Load()
 		received += n
+		run.WhileSending += s.gotWhileSending.Load()
 		if n < want {
 			notesMu.Lock()
 			run.addNote("subscriber %d got %d of %d messages", s.id+1, n, want)

@@ -138,8 +138,118 @@ func TestBenchEchoOpenLoopText(t *testing.T) {
 	if got := tableValue(t, stdout, "message"); got != "100 B text" {
 		t.Fatalf("message row %q", got)
 	}
-	if got := tableValue(t, stdout, "rate"); got != "400/s" {
-		t.Fatalf("rate row %q", got)
+	// --rate is messages a second in all, not per connection.
+	if got, want := tableValue(t, stdout, "rate"), "400 messages/s in all (spread over 4 connections)"; got != want {
+		t.Fatalf("rate row %q, want %q", got, want)
+	}
+}
+
+// TestBenchProgressStartsWithSending runs against a server that takes
+// 300 ms over each handshake: the progress clock starts when every
+// connection is open and sending starts, so no interval of the sending
+// time is empty and the intervals' times count from the first message.
+func TestBenchProgressStartsWithSending(t *testing.T) {
+	const handshakeDelay = 300 * time.Millisecond
+	for _, tc := range []struct{ mode, path string }{{"echo", "/echo"}, {"subscribe", "/ws"}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			h := server.New(server.Config{Limits: server.Limits{MessageRate: -1}}).Handler()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				time.Sleep(handshakeDelay)
+				h.ServeHTTP(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			out := filepath.Join(t.TempDir(), "r.json")
+			began := time.Now()
+			stdout, stderr, status := runBenchCmd(t, "--mode", tc.mode, "--conns", "2", "--duration", "600ms", "--progress", "100ms", "--out", out, wsURL(srv, tc.path))
+			if status != 0 {
+				t.Fatalf("exit status %d\n%s%s", status, stdout, stderr)
+			}
+			if took := time.Since(began); took < handshakeDelay+600*time.Millisecond {
+				t.Fatalf("the run took %s: the handshakes were not delayed", took)
+			}
+			r := readBenchJSON(t, out)
+			if len(r.Intervals) == 0 {
+				t.Fatal("no progress intervals")
+			}
+			// The first interval starts at 0, when sending starts, and
+			// each begins where the one before ended.
+			prev := 0.0
+			for i, iv := range r.Intervals {
+				if d := iv.At - iv.Elapsed - prev; d < -0.005 || d > 0.005 {
+					t.Fatalf("interval %d: at %.3f s after %.3f s, but the one before ended at %.3f s", i+1, iv.At, iv.Elapsed, prev)
+				}
+				prev = iv.At
+				// Every interval that ended while sending saw messages:
+				// none is the handshakes' wait.
+				if iv.At <= r.Duration && iv.Count == 0 {
+					t.Fatalf("interval %d (at %.3f s of %.3f s of sending) counted no messages: %+v", i+1, iv.At, r.Duration, r.Intervals)
+				}
+			}
+			// The last ended near the end of sending, not a handshake
+			// later.
+			if last := r.Intervals[len(r.Intervals)-1].At; last > r.Duration+0.25 {
+				t.Fatalf("the last interval ended at %.3f s, %.3f s of sending: %+v", last, r.Duration, r.Intervals)
+			}
+		})
+	}
+}
+
+// TestBenchThroughputWhileSending runs against servers that answer each
+// message 600 ms late, one after another, for 900 ms of sending: two
+// messages go out (at 0 and 0.6 s closed loop, 0 and 0.5 s at --rate 2),
+// the first answer comes at 0.6 s, while sending, and the second at
+// 1.2 s, during the drain. Both count as received; the throughput counts
+// only the first, as the drain is not in the 0.9 s it divides by.
+func TestBenchThroughputWhileSending(t *testing.T) {
+	const delay = 600 * time.Millisecond
+	slowEcho := wsServer(t, nil, func(c *websocket.Conn, r *http.Request) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for {
+			typ, p, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			time.Sleep(delay)
+			if c.Write(ctx, typ, p) != nil {
+				return
+			}
+		}
+	})
+	slowDeliveries := alteringRelay(t, wsURL(echoServer(t), "/ws"), func(n int, p []byte) [][]byte {
+		time.Sleep(delay)
+		return [][]byte{p}
+	})
+	cases := []struct {
+		name, url, unit, verb string
+		args                  []string
+	}{
+		{"echo closed loop", wsURL(slowEcho, "/"), "echoes", "echoed", nil},
+		{"echo open loop", wsURL(slowEcho, "/"), "echoes", "echoed", []string{"--rate", "2"}},
+		{"subscribe", wsURL(slowDeliveries, "/ws"), "deliveries", "delivered", []string{"--mode", "subscribe", "--rate", "2"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "r.json")
+			args := append([]string{"--conns", "1", "--duration", "900ms", "--progress", "0", "--out", out}, tc.args...)
+			stdout, stderr, status := runBenchCmd(t, append(args, tc.url)...)
+			if status != 0 {
+				t.Fatalf("exit status %d\n%s%s", status, stdout, stderr)
+			}
+			r := readBenchJSON(t, out)
+			if r.Sent != 2 || r.Received != 2 || r.Lost != 0 || r.Duration != 0.9 {
+				t.Fatalf("sent %d, received %d, lost %d in %g s; want 2, 2, 0 in 0.9 s", r.Sent, r.Received, r.Lost, r.Duration)
+			}
+			if r.ReceivedWhileSending != 1 {
+				t.Fatalf("received_while_sending %d, want 1", r.ReceivedWhileSending)
+			}
+			if want := 1 / r.Duration; r.PerSec != want {
+				t.Fatalf("per_sec %g, want %g: the answer that came during the drain was counted", r.PerSec, want)
+			}
+			if got, want := tableValue(t, stdout, "throughput"), "1 "+tc.unit+"/s, 0.00 MB/s (counting the 1 "+tc.verb+" while sending)"; got != want {
+				t.Fatalf("throughput row %q, want %q", got, want)
+			}
+		})
 	}
 }
 
@@ -227,6 +337,28 @@ func TestBenchSubscribe(t *testing.T) {
 	}
 	if got, want := tableValue(t, stdout, "delivered"), fmt.Sprintf("%s of %s", group(r.Received), group(r.Expected)); got != want {
 		t.Fatalf("delivered row %q, want %q", got, want)
+	}
+}
+
+// TestBenchSubscribeRate checks what --rate means in subscribe mode:
+// publishes a second on the one publisher connection, each delivered to
+// every subscriber, and that the table says so.
+func TestBenchSubscribeRate(t *testing.T) {
+	srv := echoServer(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	stdout, stderr, status := runBenchCmd(t, "--mode", "subscribe", "--conns", "3", "--rate", "50", "--duration", "400ms", "--progress", "0", "--out", out, wsURL(srv, "/ws"))
+	if status != 0 || stderr != "" {
+		t.Fatalf("exit status %d\n%s%s", status, stdout, stderr)
+	}
+	r := readBenchJSON(t, out)
+	// 50/s over 0.4 s: 20 due (a 21st when its due time ties with the
+	// end); fewer only when the machine stalls the publisher near the
+	// end. Per subscriber it would be three times as many.
+	if r.Sent < 10 || r.Sent > 21 || r.Expected != 3*r.Sent || r.Received != r.Expected {
+		t.Fatalf("published %d at 50/s for 0.4 s, delivered %d of %d", r.Sent, r.Received, r.Expected)
+	}
+	if got, want := tableValue(t, stdout, "rate"), "50 publishes/s (150 deliveries/s to 3 subscribers)"; got != want {
+		t.Fatalf("rate row %q, want %q", got, want)
 	}
 }
 
