@@ -252,8 +252,9 @@ func (s *ServerParser) Parse(b []byte) (n int, ev Parsed, err error) {
 // that gathers a message split across reads may read up to that many bytes
 // straight into the free room of its message buffer and hand them to
 // Parse, which unmasks and checks them in place and returns them as the
-// event's Payload. The kernel then copies them once, into their place,
-// instead of into a read buffer and from there into the message.
+// event's Payload (they must be passed on their own, not after other
+// input). The kernel then copies them once, into their place, instead of
+// into a read buffer and from there into the message.
 func (s *ServerParser) PayloadLeft() int64 { return s.p.payloadLeft() }
 
 // control turns a complete control frame into its event.

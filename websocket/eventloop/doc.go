@@ -31,11 +31,12 @@
 // 256 KiB without; see "System calls"); a message that
 // arrives whole in one read is handed to OnMessage in place, without a
 // copy, and only a message split across reads is gathered in a buffer of
-// its own, returned to a pool once delivered. That buffer is sized for the
-// whole frame when its header arrives, and while at least 16 KiB of the
-// frame are still to come the loop reads them straight into it (up to the
-// frame's end, never past it), so that only the part that came with the
-// header is copied (1 MiB messages: 6 % less CPU per echo). The kernel's socket buffers
+// its own, returned to a pool once delivered. That buffer gets room for the
+// rest of the frame when the frame's first bytes arrive (up to 1 MiB more),
+// and while at least 16 KiB of the frame are still to come and fit, the
+// loop reads them straight into it (up to the frame's end, never past it)
+// instead of into its read buffer: mostly, only the bytes that came in the
+// same read as the frame's header are copied. The kernel's socket buffers
 // are not user-space memory and are not counted here.
 //
 // # Events and concurrency

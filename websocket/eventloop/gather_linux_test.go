@@ -12,89 +12,102 @@ import (
 )
 
 // TestSplitMessageReadInPlace checks the reads that go straight into the
-// buffer of a message split across reads (Conn.gatherRoom). Each large
-// message below reaches the server in two writes, the second sent only
-// once the server has read the first, so that the rest of the frame is
-// read into place; that read must stop at the frame's end, so the frames
-// behind it in the same write (a short text message, a ping, the next
-// fragment) are parsed as ever. The cases: a 100 KiB binary message; a
-// message of three fragments split inside the second; a 60 KiB text
-// message split inside a two-byte rune (its UTF-8 is checked across the
-// cut). The echoes must be exact, with io_uring's batched reads and
-// without, and the loop must have read in place at least once per split.
+// buffer of a message split across reads (Conn.gatherRoom). Three
+// connections each send a large message in two writes: the first part
+// alone, read by the server before anything else is sent; then, while the
+// loop is held, the rest with more frames behind it, so that the loop
+// reads all three connections in one round (one io_uring batch, when the
+// loop has io_uring). Each rest must be read into place, and the read must
+// stop at the frame's end, so that the frames behind it (a short text
+// message, a ping, the next fragment) are parsed as ever. The cases: a
+// 100 KiB binary message; a message of three fragments split inside the
+// second; a 60 KiB text message split inside a two-byte rune (its UTF-8 is
+// checked across the cut). The echoes must be exact, and frames must have
+// found at least one piece in place per split message.
 func TestSplitMessageReadInPlace(t *testing.T) {
 	for _, noRing := range []bool{false, true} {
 		t.Run(fmt.Sprintf("DisableIOURing=%v", noRing), func(t *testing.T) {
-			opened := make(chan *Conn, 1)
-			s := &Server{
-				DisableIOURing: noRing,
-				OnOpen:         func(c *Conn) { opened <- c },
-				OnMessage: func(c *Conn, typ websocket.MessageType, p []byte) {
-					if err := c.Write(typ, p); err != nil {
-						t.Errorf("Write: %v", err)
-					}
-				},
-			}
-			addr := startServer(t, s)
-			p := open(t, addr)
-			c := <-opened
-			if !noRing && !batching(t, s) {
-				return
-			}
-			c.mu.Lock()
-			fd := int(c.fd)
-			c.mu.Unlock()
-			// sendSplit writes b[:cut], waits until the server has read it
-			// all, then writes the rest.
-			sendSplit := func(b []byte, cut int) {
-				t.Helper()
-				p.write(b[:cut])
-				deadline := time.Now().Add(waitFor)
-				for {
-					n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
-					if err != nil {
-						t.Fatalf("SIOCINQ: %v", err)
-					}
-					if n == 0 {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("the server left %d bytes unread for %v", n, waitFor)
-					}
-					time.Sleep(time.Millisecond)
+			opened := make(chan *Conn, 4)
+			s := &Server{DisableIOURing: noRing, OnOpen: func(c *Conn) { opened <- c }}
+			addr, g := gatedServer(t, s, func(c *Conn, typ websocket.MessageType, p []byte) {
+				if err := c.Write(typ, p); err != nil {
+					t.Errorf("Write: %v", err)
 				}
-				p.write(b[cut:])
-			}
+			})
+			<-opened // the gate's
+			batched := !noRing && batching(t, s)
 
 			a := payload(100<<10, 1)
-			var stream []byte
-			stream = append(stream, frame(true, 0x2, a)...)
-			stream = append(stream, frame(true, 0x1, []byte("héllo wörld"))...)
-			stream = append(stream, frame(true, 0x9, []byte("p"))...)
-			sendSplit(stream, 14+20<<10) // header and 20 KiB of a
-
 			b1, b2, b3 := payload(40<<10, 2), payload(50<<10, 3), payload(1<<10, 4)
+			text := []byte(strings.Repeat("é", 30<<10)) // 60 KiB of two-byte runes
+			type split struct {
+				stream []byte
+				cut    int
+				want   func(p *peer)
+			}
+			var cases []split
+			stream := append(frame(true, 0x2, a), frame(true, 0x1, []byte("héllo wörld"))...)
+			stream = append(stream, frame(true, 0x9, []byte("p"))...)
+			cases = append(cases, split{stream, 14 + 20<<10, func(p *peer) { // header and 20 KiB of a
+				p.expectMessage(0x2, a)
+				p.expectMessage(0x1, []byte("héllo wörld"))
+				p.expectMessage(0xA, []byte("p"))
+			}})
 			stream = append(frame(false, 0x2, b1), frame(false, 0x0, b2)...)
 			stream = append(stream, frame(true, 0x0, b3)...)
-			sendSplit(stream, len(frame(false, 0x2, b1))+8+10<<10) // inside b2, 40 KiB of it to come
+			cases = append(cases, split{stream, len(frame(false, 0x2, b1)) + 8 + 10<<10, func(p *peer) { // inside b2, 40 KiB of it to come
+				p.expectMessage(0x2, bytes.Join([][]byte{b1, b2, b3}, nil))
+			}})
+			cases = append(cases, split{frame(true, 0x1, text), 8 + 5001, func(p *peer) { // inside a rune
+				p.expectMessage(0x1, text)
+			}})
 
-			text := []byte(strings.Repeat("é", 30<<10)) // 60 KiB of two-byte runes
-			stream = frame(true, 0x1, text)
-			sendSplit(stream, 8+5001) // inside a rune
-
-			p.expectMessage(0x2, a)
-			p.expectMessage(0x1, []byte("héllo wörld"))
-			p.expectMessage(0xA, []byte("p"))
-			p.expectMessage(0x2, bytes.Join([][]byte{b1, b2, b3}, nil))
-			p.expectMessage(0x1, text)
-			var direct uint64
-			for _, l := range loopsOf(s) {
-				direct += l.direct.Load()
+			peers := make([]*peer, len(cases))
+			for i, sc := range cases {
+				peers[i] = open(t, addr)
+				c := <-opened
+				c.mu.Lock()
+				fd := int(c.fd)
+				c.mu.Unlock()
+				peers[i].write(sc.stream[:sc.cut])
+				waitRead(t, fd)
 			}
-			if direct < 3 {
-				t.Fatalf("%d reads into a message's buffer, want at least one for each of the 3 split messages", direct)
+			calls := batchCalls(s)
+			g.hold()
+			for i, sc := range cases {
+				peers[i].write(sc.stream[sc.cut:])
+			}
+			g.open()
+			for i, sc := range cases {
+				sc.want(peers[i])
+			}
+			if n := loopsOf(s)[0].inPlace.Load(); n < uint64(len(cases)) {
+				t.Fatalf("%d payload pieces found in place, want at least one for each of the %d split messages", n, len(cases))
+			}
+			if batched && batchCalls(s) == calls {
+				t.Fatal("no io_uring batch read the three connections")
 			}
 		})
+	}
+}
+
+// waitRead returns once the server has read everything that arrived on
+// its socket fd.
+func waitRead(t *testing.T, fd int) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+		if err != nil {
+			t.Fatalf("SIOCINQ: %v", err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server left %d bytes unread for %v", n, waitFor)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -115,10 +115,10 @@ type loop struct {
 	// deferFor is the connection whose callbacks the loop runs in a
 	// batched read: its small writes wait for the batched flush.
 	deferFor atomic.Pointer[Conn]
-	// direct counts the reads that went straight into a message buffer
-	// (gatherRoom), for tests.
-	direct atomic.Uint64
-	quit   atomic.Bool
+	// inPlace counts the payload pieces that frames found already in their
+	// message buffer (read there through gatherRoom), for tests.
+	inPlace atomic.Uint64
+	quit    atomic.Bool
 	// woken is true while the loop is awake (it checks its posted work
 	// before it sleeps again) or the eventfd was written: work posted then
 	// needs no write to the eventfd.
@@ -742,8 +742,10 @@ const directMin = 16 << 10
 
 // gatherRoom returns the free room of c's message buffer that the current
 // frame's remaining payload fills, when c (in state st) is gathering a
-// split message and at least directMin bytes of the frame are to come; nil
-// otherwise. Reading into it, rather than into the loop's buffer, spares
+// split message, at least directMin bytes of the frame are to come and the
+// buffer has room for at least directMin of them; nil otherwise. The room
+// is at most maxBufHint, so that one read stays well within what a read
+// request can ask for. Reading into it, rather than into the loop's buffer, spares
 // copying the bytes into the message (frames sees that they are already
 // in place). It never reaches past the frame, so no byte of what follows
 // lands in the message buffer. Loop goroutine only.
@@ -752,11 +754,10 @@ func (c *Conn) gatherRoom(st uint8) []byte {
 		return nil
 	}
 	m := *c.msg
-	n := min(c.p.PayloadLeft(), int64(cap(m)-len(m)))
+	n := min(c.p.PayloadLeft(), int64(cap(m)-len(m)), maxBufHint)
 	if n < directMin {
 		return nil
 	}
-	c.loop.direct.Add(1)
 	return m[len(m) : len(m)+int(n)]
 }
 
@@ -911,6 +912,7 @@ func (l *loop) frames(c *Conn, b []byte) {
 			}
 			if m := *c.msg; inPlace(m, ev.Payload) {
 				*c.msg = m[:len(m)+len(ev.Payload)] // read into place, unmasked there
+				l.inPlace.Add(1)
 			} else {
 				// Room for the rest of the frame too (as getBuf gave the
 				// first), so that a later fragment's rest is read into
