@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -661,8 +662,8 @@ func TestCompressOldJSON(t *testing.T) {
 			t.Fatalf("%s: plots: %v", f, err)
 		}
 		md := markdown(&res)
-		if len(res.Compress) == 0 {
-			continue
+		if len(res.Compress) == 0 || slices.ContainsFunc(res.Compress, func(r EchoResult) bool { return r.Compression != "" }) {
+			continue // no compression rows, or written since the field exists: loaded and drawn above
 		}
 		withCompress++
 		for _, r := range res.Compress {
