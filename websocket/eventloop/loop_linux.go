@@ -745,9 +745,9 @@ const directMin = 16 << 10
 // split message, at least directMin bytes of the frame are to come and the
 // buffer has room for at least directMin of them; nil otherwise. The room
 // is at most maxBufHint, so that one read stays well within what a read
-// request can ask for. Reading into it, rather than into the loop's buffer, spares
-// copying the bytes into the message (frames sees that they are already
-// in place). It never reaches past the frame, so no byte of what follows
+// request can ask for. Reading into it, rather than into the loop's
+// buffer, spares copying the bytes into the message (frames sees that
+// they are already in place). It never reaches past the frame, so no byte of what follows
 // lands in the message buffer. Loop goroutine only.
 func (c *Conn) gatherRoom(st uint8) []byte {
 	if c.msg == nil || (st != connOpen && st != connClosing) {
@@ -901,6 +901,9 @@ func (l *loop) frames(c *Conn, b []byte) {
 				}
 				continue
 			}
+			// This piece and room for the rest of its frame, so that the
+			// rest can be read into place (gatherRoom).
+			need := len(ev.Payload) + int(min(ev.Left, maxBufHint))
 			if c.msg == nil {
 				if ev.Final {
 					if !l.deliver(c, ev.Type, ev.Payload, ev.Compressed) {
@@ -908,16 +911,13 @@ func (l *loop) frames(c *Conn, b []byte) {
 					}
 					continue
 				}
-				c.msg = getBuf(len(ev.Payload) + int(min(ev.Left, maxBufHint)))
+				c.msg = getBuf(need)
 			}
 			if m := *c.msg; inPlace(m, ev.Payload) {
 				*c.msg = m[:len(m)+len(ev.Payload)] // read into place, unmasked there
 				l.inPlace.Add(1)
 			} else {
-				// Room for the rest of the frame too (as getBuf gave the
-				// first), so that a later fragment's rest is read into
-				// place as well.
-				*c.msg = append(slices.Grow(m, len(ev.Payload)+int(min(ev.Left, maxBufHint))), ev.Payload...)
+				*c.msg = append(slices.Grow(m, need), ev.Payload...)
 			}
 			if ev.Final {
 				m := c.msg
