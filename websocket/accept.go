@@ -52,7 +52,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	if err := opts.Compression.Validate(); err != nil {
 		// A server misconfiguration, not the client's fault.
-		he := &HandshakeError{Check: CheckHijack, Status: http.StatusInternalServerError,
+		he := &HandshakeError{Check: CheckOptions, Status: http.StatusInternalServerError,
 			Reason: "the server's WebSocket options are invalid", Err: err}
 		refuse(w, he)
 		return nil, he
@@ -110,7 +110,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	netConn.SetWriteDeadline(time.Now().Add(timeout))
 	if err := bw.Flush(); err != nil {
 		netConn.Close()
-		return nil, &HandshakeError{Check: CheckHijack, Reason: "writing the 101 response failed", Err: err}
+		return nil, &HandshakeError{Check: CheckTransport, Reason: "writing the 101 response failed", Err: err}
 	}
 	netConn.SetDeadline(time.Time{})
 

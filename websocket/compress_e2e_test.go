@@ -171,12 +171,24 @@ func TestCompressionOptionsValidated(t *testing.T) {
 		!strings.Contains(err.Error(), "ServerMaxWindowBits is 7") {
 		t.Fatalf("Dial: %v", err)
 	}
+	accepted := make(chan error, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		Accept(w, r, &AcceptOptions{Options: Options{Compression: CompressionOptions{Enabled: true, Level: 10}}})
+		_, err := Accept(w, r, &AcceptOptions{Options: Options{Compression: CompressionOptions{Enabled: true, Level: 10}}})
+		accepted <- err
 	}))
 	defer srv.Close()
 	_, resp, err := Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	if err == nil || resp == nil || resp.StatusCode != http.StatusInternalServerError {
 		t.Fatalf("Accept with Level 10: resp %v err %v", resp, err)
+	}
+	// The server's own misconfiguration is named as such, not as a
+	// failed hijack or a fault of the request.
+	var he *HandshakeError
+	if err := <-accepted; !errors.As(err, &he) || he.Check != CheckOptions || he.Status != http.StatusInternalServerError ||
+		he.Err == nil || he.Err.Error() != "websocket: CompressionOptions.Level is 10, want 0..9" {
+		t.Fatalf("Accept = %#v, want a 500 CheckOptions HandshakeError wrapping the Level error", err)
+	}
+	if he.Check.String() != "options" {
+		t.Fatalf("CheckOptions.String() = %q", he.Check.String())
 	}
 }

@@ -60,7 +60,7 @@ func protocolErrorf(code StatusCode, format string, args ...any) *ProtocolError 
 // refusals by cause and clients can tell a bad server from a bad network.
 type HandshakeCheck int
 
-// The handshake checks, server side (Accept) then client side (Dial).
+// The handshake checks. The values are stable: a new check is added at the end.
 const (
 	CheckMethod      HandshakeCheck = iota + 1 // server: request method is not GET
 	CheckHTTPVersion                           // server: request is older than HTTP/1.1
@@ -74,7 +74,8 @@ const (
 	CheckAccept                                // client: Sec-WebSocket-Accept is wrong
 	CheckSubprotocol                           // client: the server chose a subprotocol that was not offered
 	CheckExtension                             // client: the server answered with an extension that was not offered
-	CheckTransport                             // client: the connection or HTTP exchange failed
+	CheckTransport                             // both: the connection or HTTP exchange failed (server: writing the 101 response)
+	CheckOptions                               // server: the server's own options are invalid (500; a misconfiguration, not the client's fault)
 )
 
 var checkNames = map[HandshakeCheck]string{
@@ -82,6 +83,7 @@ var checkNames = map[HandshakeCheck]string{
 	CheckConnection: "connection header", CheckVersion: "websocket version", CheckKey: "websocket key",
 	CheckOrigin: "origin", CheckHijack: "hijack", CheckStatus: "status", CheckAccept: "accept key",
 	CheckSubprotocol: "subprotocol", CheckExtension: "extension", CheckTransport: "transport",
+	CheckOptions: "options",
 }
 
 // String names the check.

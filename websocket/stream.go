@@ -37,7 +37,7 @@ func AnswerUpgrade(r *http.Request, opts *AcceptOptions) (resp []byte, agreed Ag
 	}
 	if err := opts.Compression.Validate(); err != nil {
 		// A server misconfiguration, not the client's fault.
-		he := &HandshakeError{Check: CheckHijack, Status: http.StatusInternalServerError,
+		he := &HandshakeError{Check: CheckOptions, Status: http.StatusInternalServerError,
 			Reason: "the server's WebSocket options are invalid", Err: err}
 		return refusalResponse(he), Agreement{}, he
 	}

@@ -72,9 +72,9 @@ func TestAnswerUpgradeDeflate(t *testing.T) {
 func TestAnswerUpgradeInvalidCompressionOptions(t *testing.T) {
 	resp, agreed, err := answerFor(t, &AcceptOptions{Options: Options{Compression: CompressionOptions{Enabled: true, Level: 12}}}, "permessage-deflate")
 	var he *HandshakeError
-	if !errors.As(err, &he) || he.Status != http.StatusInternalServerError || he.Err == nil ||
+	if !errors.As(err, &he) || he.Status != http.StatusInternalServerError || he.Check != CheckOptions || he.Err == nil ||
 		he.Err.Error() != "websocket: CompressionOptions.Level is 12, want 0..9" {
-		t.Fatalf("error %#v, want a 500 HandshakeError wrapping the Level error", err)
+		t.Fatalf("error %#v, want a 500 CheckOptions HandshakeError wrapping the Level error", err)
 	}
 	if !strings.HasPrefix(resp, "HTTP/1.1 500 Internal Server Error\r\n") || agreed != (Agreement{}) {
 		t.Fatalf("response %q, agreement %+v", resp, agreed)
