@@ -366,11 +366,12 @@ func runEventLoopSide(ctx context.Context, s *elSide, closer string, seq []messa
 			return fmt.Errorf("after Close: OnClose was not called: %w", err)
 		}
 		// The event-loop server reports a close it started as ErrClosed
-		// wrapped, and says only in the text whether the peer answered
-		// (rather than closing TCP, breaking the protocol or timing out);
-		// checkPlainCloses checks the answer's code on the wire.
-		if !errors.Is(err, websocket.ErrClosed) || !strings.Contains(err.Error(), "the peer answered") {
-			return fmt.Errorf("OnClose after Close: got %v, want an error wrapping ErrClosed that says the peer answered", err)
+		// wrapped, and, when the peer answered (rather than closing TCP,
+		// breaking the protocol or timing out), the peer's close frame
+		// with it: the peer must echo the code (RFC 6455 §5.5.1).
+		var ce *websocket.CloseError
+		if !errors.Is(err, websocket.ErrClosed) || !errors.As(err, &ce) || ce.Code != goCloseCode {
+			return fmt.Errorf("OnClose after Close: got %v, want an error wrapping ErrClosed and the peer's answer with code %d", err, goCloseCode)
 		}
 		if err := c.Write(websocket.MessageText, []byte("late")); !errors.Is(err, websocket.ErrClosed) {
 			return fmt.Errorf("Write after the close: got %v, want an error wrapping ErrClosed", err)

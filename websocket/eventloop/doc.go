@@ -148,7 +148,13 @@
 // ended without a close frame), *websocket.ProtocolError (this side failed
 // the connection, with the code it sent), websocket.ErrClosed wrapped
 // (this side closed with Conn.Close or Server.Shutdown),
-// ErrWriteQueueFull, or websocket.ErrKeepaliveTimeout (below).
+// ErrWriteQueueFull, or websocket.ErrKeepaliveTimeout (below). When this
+// side closed and the peer answered with its close frame, the error wraps
+// that answer too: errors.As finds the peer's *websocket.CloseError, so a
+// server can tell a completed closing handshake (and the code the peer
+// echoed) from a peer that closed TCP, broke the protocol or never
+// answered. Test errors.Is(err, websocket.ErrClosed) first to tell who
+// started the close.
 //
 // # Keepalive
 //

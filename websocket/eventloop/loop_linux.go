@@ -996,7 +996,9 @@ func (l *loop) peerClosed(c *Conn, ce *websocket.CloseError) {
 		c.sendClose(code, "")
 		err = ce
 	case connClosing:
-		err = closedErr(c.sentCode, "the peer answered")
+		// The closing handshake completed: ErrClosed (this side started
+		// it) and the peer's answer, both reachable with errors.Is/As.
+		err = fmt.Errorf("%w (sent close %v; the peer answered: %w)", websocket.ErrClosed, websocket.StatusCode(c.sentCode), ce)
 	default:
 		return
 	}

@@ -523,10 +523,12 @@ func TestCloseFromServerAndWritesFromManyGoroutines(t *testing.T) {
 		t.Fatalf("second Close: %v, want ErrClosed", err)
 	}
 	p.expectClose(4000, "bye")
-	p.write(frame(true, 0x8, []byte{0x0F, 0xA0}))
+	p.write(frame(true, 0x8, append([]byte{0x0F, 0xA0}, "ok"...)))
 	p.expectEOF()
-	if err := e.next(t); !errors.Is(err, websocket.ErrClosed) {
-		t.Fatalf("OnClose got %v, want ErrClosed", err)
+	// This side closed (ErrClosed), and the peer's answer is in the error.
+	var ce *websocket.CloseError
+	if err := e.next(t); !errors.Is(err, websocket.ErrClosed) || !errors.As(err, &ce) || ce.Code != 4000 || ce.Reason != "ok" {
+		t.Fatalf("OnClose got %v, want ErrClosed wrapping the peer's answer 4000 \"ok\"", err)
 	}
 	if err := c.Close(1000, strings.Repeat("r", 124)); err == nil {
 		t.Fatal("Close with a 124-byte reason succeeded")
@@ -565,9 +567,11 @@ func TestShutdown(t *testing.T) {
 	}
 	early.expectEOF()
 	silent.expectClose(1001, "server shutting down")
-	for range 3 { // the peers that answered are reported at once
-		if err := e.next(t); !errors.Is(err, websocket.ErrClosed) || !strings.Contains(err.Error(), "1001") {
-			t.Fatalf("OnClose got %v, want ErrClosed with 1001", err)
+	for range 3 { // the peers that answered are reported at once, with their answer
+		var ce *websocket.CloseError
+		if err := e.next(t); !errors.Is(err, websocket.ErrClosed) || !strings.Contains(err.Error(), "1001") ||
+			!errors.As(err, &ce) || ce.Code != 1001 {
+			t.Fatalf("OnClose got %v, want ErrClosed with 1001 wrapping the peer's answer 1001", err)
 		}
 	}
 	silent.expectEOF() // when ctx ends
@@ -579,9 +583,9 @@ func TestShutdown(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("Shutdown did not return")
 	}
-	for range 1 {
-		if err := e.next(t); !errors.Is(err, websocket.ErrClosed) || !strings.Contains(err.Error(), "1001") {
-			t.Fatalf("OnClose got %v, want ErrClosed with 1001", err)
-		}
+	// The silent peer never answered: no close frame to find in its error.
+	var ce *websocket.CloseError
+	if err := e.next(t); !errors.Is(err, websocket.ErrClosed) || !strings.Contains(err.Error(), "1001") || errors.As(err, &ce) {
+		t.Fatalf("OnClose got %v, want ErrClosed with 1001 and no peer answer", err)
 	}
 }
