@@ -114,7 +114,9 @@ func (o *CompressionOptions) enabled() bool { return o != nil && o.Enabled }
 // Validate reports the first field of o outside its documented range.
 // Accept, Dial and AnswerUpgrade call it, so that a misconfiguration is
 // reported instead of silently replaced by defaults; a server that answers
-// handshakes itself calls it before it starts. A nil o is valid.
+// handshakes itself calls it before it starts. A nil o is valid. The
+// fields are checked even when Enabled is false, on purpose: a setting out
+// of range is a mistake today, not only on the day compression is turned on.
 func (o *CompressionOptions) Validate() error {
 	if o == nil {
 		return nil
