@@ -234,7 +234,11 @@ func markdown(res *Results) string {
 
 	if len(res.Handshake) > 0 {
 		w("#### Connections per second (open, upgrade, close)\n\n")
-		w("Each of %d workers in a loop: TCP connect, opening handshake, a close frame, wait for the server to close.\n\n", res.Handshake[0].Workers)
+		w("Each of %d workers in a loop: TCP connect, opening handshake, a close frame, wait for the server to close.", hsWorkers(res.Handshake))
+		if res.Rounds > 1 {
+			w(" \"failures\" counts the failed cycles of every round; a round with a failure is left out of the medians, unless every round of the library had one.")
+		}
+		w("\n\n")
 		w("| library | connections/s | p50 µs | p99 µs | server µs/connection | server CPU | client CPU | failures |\n")
 		w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, r := range res.Handshake {
@@ -509,6 +513,44 @@ func mergeRounds[T any](rows []T, key func(T) string, failed func(T) bool, field
 	return out
 }
 
+// mergeHandshakes merges the rounds of the handshake scenario into one
+// row per library. A round with failed cycles has an error but may still
+// have completed thousands: it is left out of the medians when the
+// library has rounds without failures, and otherwise the medians are
+// those of its rounds that completed a cycle (the row keeps the first
+// error, so the ratios leave it out). Failures is the sum over every
+// round: a median would hide a round's failures.
+func mergeHandshakes(rows []HSResult) []HSResult {
+	clean := map[string]bool{}
+	failures := map[string]uint64{}
+	for _, r := range rows {
+		clean[r.Lib] = clean[r.Lib] || r.Error == ""
+		failures[r.Lib] += r.Failures
+	}
+	out := mergeRounds(rows,
+		func(r HSResult) string { return r.Lib },
+		func(r HSResult) bool { return r.Error != "" && (clean[r.Lib] || r.Count == 0) },
+		func(r *HSResult) []*float64 {
+			return []*float64{&r.PerSec, &r.P50us, &r.P99us, &r.ServerCPUPct, &r.ServerUsConn, &r.ClientCPUPct, &r.LoadAvg}
+		}, nil)
+	for i := range out {
+		out[i].Failures = failures[out[i].Lib]
+	}
+	return out
+}
+
+// hsWorkers is the handshake scenario's number of workers: that of the
+// first row that has one (a server that did not start leaves a row with
+// none).
+func hsWorkers(rows []HSResult) int {
+	for _, r := range rows {
+		if r.Workers > 0 {
+			return r.Workers
+		}
+	}
+	return 0
+}
+
 // summarize returns res with one row per library and scenario: medians
 // over the rounds, with the range of messages/s.
 func summarize(res *Results) *Results {
@@ -533,12 +575,7 @@ func summarize(res *Results) *Results {
 	s.Echo = mergeEcho(res.Echo)
 	s.Compress = mergeEcho(res.Compress)
 	s.Broadcast = mergeBroadcast(res.Broadcast)
-	s.Handshake = mergeRounds(res.Handshake,
-		func(r HSResult) string { return r.Lib },
-		func(r HSResult) bool { return r.Error != "" },
-		func(r *HSResult) []*float64 {
-			return []*float64{&r.PerSec, &r.P50us, &r.P99us, &r.ServerCPUPct, &r.ServerUsConn, &r.ClientCPUPct, &r.LoadAvg}
-		}, nil)
+	s.Handshake = mergeHandshakes(res.Handshake)
 	s.Idle = mergeRounds(res.Idle,
 		func(r IdleResult) string { return r.Lib },
 		func(r IdleResult) bool { return r.Error != "" },
