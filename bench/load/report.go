@@ -343,7 +343,9 @@ type panel struct {
 }
 
 // barChart draws panels of horizontal bars, one bar per library, each
-// panel scaled to its own largest value. Our bar has its own colour.
+// panel scaled to its own largest value (of the rows that did not fail;
+// a failed row says "failed" instead of a bar). Our bar has its own
+// colour.
 func barChart(title, unit string, panels []panel) []byte {
 	if unit != "" {
 		unit = " (" + unit + ")"
@@ -368,9 +370,14 @@ func barChart(title, unit string, panels []panel) []byte {
 	for _, p := range panels {
 		fmt.Fprintf(&b, `<text x="8" y="%d" font-weight="bold">%s</text>`+"\n", y+15, html.EscapeString(p.title))
 		y += titleH
+		// The scale is that of the figures drawn: a failed row may
+		// carry figures (a run that failed after measuring), which
+		// must not shrink every bar.
 		top := 0.0
-		for _, v := range p.values {
-			top = max(top, v)
+		for i, v := range p.values {
+			if !p.failed[i] {
+				top = max(top, v)
+			}
 		}
 		for i, l := range p.labels {
 			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", labelW-6, y+barH-4, html.EscapeString(l))
@@ -379,8 +386,10 @@ func barChart(title, unit string, panels []panel) []byte {
 				y += barH + gap
 				continue
 			}
+			// A negative figure (an idle slope where the RSS fell) is
+			// written, with no bar: SVG has no negative width.
 			bw := 0.0
-			if top > 0 {
+			if top > 0 && p.values[i] > 0 {
 				bw = float64(barMaxW) * p.values[i] / top
 			}
 			color := "#8c9bab"
