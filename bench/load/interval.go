@@ -52,18 +52,9 @@ func ratioInterval[T any](rows []T, round func(T) int, lib func(T) string, faile
 		}
 		fig[n][l] = f(r)
 	}
-	if len(rounds) < minIntervalRounds {
-		return 0, 0, false
-	}
 	better := func(a, b float64) bool { return (high && a > b) || (!high && a < b) }
-	rng := rand.New(rand.NewPCG(1, 2))
-	drawn := make([]int, len(rounds))
-	vals := make([]float64, 0, len(rounds))
-	ratios := make([]float64, 0, bootstrapDraws)
-	for range bootstrapDraws {
-		for i := range drawn {
-			drawn[i] = rounds[rng.IntN(len(rounds))]
-		}
+	var vals []float64
+	return bootstrap(rounds, func(drawn []int) (float64, bool) {
 		var us, peer float64
 		var okUs, okPeer bool
 		for _, l := range libs {
@@ -85,15 +76,38 @@ func ratioInterval[T any](rows []T, round func(T) int, lib func(T) string, faile
 				peer, okPeer = m, true
 			}
 		}
-		if okUs && okPeer && peer != 0 {
-			ratios = append(ratios, us/peer)
+		if !okUs || !okPeer || peer == 0 {
+			return 0, false
 		}
-	}
-	if len(ratios) < bootstrapDraws/2 {
+		return us / peer, true
+	})
+}
+
+// bootstrap draws rounds again with replacement, bootstrapDraws times from
+// a fixed seed, and returns the 2.5th and 97.5th percentiles of what stat
+// gives for the draws (stat returns false for a draw it has no figure
+// for); ok is false with fewer than minIntervalRounds rounds, or when
+// stat has no figure for half the draws or more.
+func bootstrap(rounds []int, stat func(drawn []int) (float64, bool)) (lo, hi float64, ok bool) {
+	if len(rounds) < minIntervalRounds {
 		return 0, 0, false
 	}
-	slices.Sort(ratios)
-	return percentile(ratios, 0.025), percentile(ratios, 0.975), true
+	rng := rand.New(rand.NewPCG(1, 2))
+	drawn := make([]int, len(rounds))
+	figs := make([]float64, 0, bootstrapDraws)
+	for range bootstrapDraws {
+		for i := range drawn {
+			drawn[i] = rounds[rng.IntN(len(rounds))]
+		}
+		if v, ok := stat(drawn); ok {
+			figs = append(figs, v)
+		}
+	}
+	if len(figs) < bootstrapDraws/2 {
+		return 0, 0, false
+	}
+	slices.Sort(figs)
+	return percentile(figs, 0.025), percentile(figs, 0.975), true
 }
 
 // percentile returns the p-quantile (0 ≤ p ≤ 1) of sorted, by nearest
