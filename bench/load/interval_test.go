@@ -127,8 +127,9 @@ func usOnOff(on, off []EchoResult) (lo, hi float64, ok bool) {
 // would spread it. With on steady at 10 µs and off 1 to 5 µs, the
 // ratio of medians is 10 ÷ off's median of 5 rounds drawn from 1 to 5:
 // that median is 5 (and 1) in 5.8 % of draws, more than 2.5 %, so the
-// interval is exactly 10/5–10/1. Failed rows count for nothing, and
-// fewer than 3 rounds, or a mode without a figure, give none.
+// interval is exactly 10/5–10/1. Failed rows count for nothing, a draw
+// without a figure of a mode has no ratio, and fewer than 3 rounds, or a
+// mode without a figure in any, give no interval.
 func TestOnOffInterval(t *testing.T) {
 	var on, off []EchoResult
 	for r := 1; r <= 5; r++ {
@@ -153,6 +154,15 @@ func TestOnOffInterval(t *testing.T) {
 	}
 	if lo, hi, ok := usOnOff(steady, off); !ok || lo != 2 || hi != 10 {
 		t.Errorf("on steady, off 1 to 5: interval %v–%v (ok %v), want exactly 2–10", lo, hi, ok)
+	}
+	// On ran only in rounds 4 and 5: a draw of neither (7.8 % of them)
+	// has no on figure and no ratio, not a ratio of 0.
+	onlyLate := slices.Clone(steady)
+	for i := range 3 {
+		onlyLate[i].Error = "boom"
+	}
+	if lo, hi, ok := usOnOff(onlyLate, off); !ok || lo < 2 || hi > 10 {
+		t.Errorf("on in two rounds of five: interval %v–%v (ok %v), want within 2–10", lo, hi, ok)
 	}
 	if lo, hi, ok := usOnOff(steady[:2], off[:2]); ok {
 		t.Errorf("two rounds gave %v–%v, want none", lo, hi)
