@@ -364,13 +364,14 @@ func compressMarkdown(w func(format string, args ...any), res, raw *Results) []s
 	for i, s := range distinctKeys(res.Compress, echoKey) {
 		on := rowsWithKey(res.Compress, compressKeyOf, compressKey{s, compressionOn})
 		off := rowsWithKey(res.Compress, compressKeyOf, compressKey{s, compressionOff})
+		rawOn := rowsWithKey(raw.Compress, compressKeyOf, compressKey{s, compressionOn})
+		rawOff := rowsWithKey(raw.Compress, compressKeyOf, compressKey{s, compressionOff})
 		if len(on) > 0 {
 			w("#### Echo with permessage-deflate, %s text\n\n", echoTitle(s.Conns, s.Size))
 			if i == 0 {
 				compressIntro(w, res)
 			}
 			compressTable(w, res, on)
-			rawOn := rowsWithKey(raw.Compress, compressKeyOf, compressKey{s, compressionOn})
 			sum = append(sum, compressAgainstPeers(w, deflateTitlePrefix+echoTitle(s.Conns, s.Size), on, rawOn)...)
 		}
 		if len(off) > 0 {
@@ -379,11 +380,10 @@ func compressMarkdown(w func(format string, args ...any), res, raw *Results) []s
 				compressIntro(w, res)
 			}
 			compressTable(w, res, off)
-			rawOff := rowsWithKey(raw.Compress, compressKeyOf, compressKey{s, compressionOff})
 			sum = append(sum, compressAgainstPeers(w, offTitlePrefix+echoTitle(s.Conns, s.Size), off, rawOff)...)
 		}
 		if len(on) > 0 && len(off) > 0 {
-			compressOnOff(w, res, s, on, off)
+			compressOnOff(w, res, s, on, off, rawOn, rawOff)
 		}
 	}
 	return sum
@@ -432,14 +432,18 @@ func compressAgainstPeers(w func(format string, args ...any), title string, rows
 // compressOnOff writes the table that sets each library's two runs of
 // compression scenario s side by side: messages/s, server µs per message
 // and frame bytes each way with the extension offered (on) and not (off),
-// and the ratios of on to off.
-func compressOnOff(w func(format string, args ...any), res *Results, s echoSpec, on, off []EchoResult) {
+// and the ratios of on to off (of the medians on and off, summarized;
+// rawOn and rawOff are their rounds, for the intervals of the ratios of
+// messages/s and server µs per message).
+func compressOnOff(w func(format string, args ...any), res *Results, s echoSpec, on, off, rawOn, rawOff []EchoResult) {
 	w("#### permessage-deflate on and off, %s text\n\n", echoTitle(s.Conns, s.Size))
 	w("Each library's two runs above side by side: \"on\" with the extension offered, \"off\" without (a fresh server with the same settings, the same text). ")
 	w("\"on ÷ off\" above 1 means more messages/s, or more server CPU per message, with compression; ")
 	w("the last column is the frame bytes per message both ways together, on against off.")
 	if res.Rounds > 1 {
-		w(" Every figure is the median of the rounds, and the ratios are those of the medians.")
+		w(" Every figure is the median of the rounds, and the ratios are those of the medians; the ratios of messages/s and of server µs/msg "+
+			"are followed by their 95 %% interval, the rounds drawn again as for the ratios to the best peer, each drawn round bringing the library's runs on and off of that round "+
+			"(with fewer than %d rounds there is none).", minIntervalRounds)
 	}
 	w("\n\n")
 	w("| library | messages/s, on | messages/s, off | on ÷ off | server µs/msg, on | server µs/msg, off | on ÷ off | frame B sent, on | frame B sent, off | frame B echoed, on | frame B echoed, off | frame B both ways, on ÷ off |\n")
@@ -471,14 +475,28 @@ func compressOnOff(w func(format string, args ...any), res *Results, s echoSpec,
 			}
 			return ratio(f(a), f(b))
 		}
+		libRows := func(rows []EchoResult) []EchoResult {
+			return rowsWithKey(rows, func(r EchoResult) string { return r.Lib }, lib)
+		}
+		// ratIv is rat followed by the ratio's interval over the rounds.
+		ratIv := func(f func(EchoResult) float64) string {
+			s := rat(f)
+			if s == "–" {
+				return s
+			}
+			if lo, hi, ok := onOffInterval(libRows(rawOn), libRows(rawOff), f); ok {
+				s += intervalText(lo, hi)
+			}
+			return s
+		}
 		msgs := func(r EchoResult) float64 { return r.MsgsPerSec }
 		us := func(r EchoResult) float64 { return r.ServerUsMsg }
 		sent := func(r EchoResult) float64 { return r.WireSentPerMsg }
 		echoed := func(r EchoResult) float64 { return r.WireEchoPerMsg }
 		both := func(r EchoResult) float64 { return r.WireSentPerMsg + r.WireEchoPerMsg }
 		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", lib,
-			cell(a, aBad, msgs), cell(b, bBad, msgs), rat(msgs),
-			cell(a, aBad, us), cell(b, bBad, us), rat(us),
+			cell(a, aBad, msgs), cell(b, bBad, msgs), ratIv(msgs),
+			cell(a, aBad, us), cell(b, bBad, us), ratIv(us),
 			cell(a, aBad, sent), cell(b, bBad, sent), cell(a, aBad, echoed), cell(b, bBad, echoed), rat(both))
 	}
 	w("\n")

@@ -584,7 +584,9 @@ func TestCompressOnOffReport(t *testing.T) {
 		"\nDuplex (duplex) ÷ best peer: messages/s 0.84 (best: gorilla); server CPU per message 1.12 (duplex against gorilla, lower is better).\n\n",
 		// The two side by side.
 		"#### permessage-deflate on and off, 2 connections × 1 KiB text\n\n",
-		" Every figure is the median of the rounds, and the ratios are those of the medians.\n\n" +
+		" Every figure is the median of the rounds, and the ratios are those of the medians; the ratios of messages/s and of server µs/msg " +
+			"are followed by their 95 % interval, the rounds drawn again as for the ratios to the best peer, each drawn round bringing the library's runs on and off of that round " +
+			"(with fewer than 3 rounds there is none).\n\n" +
 			"| library | messages/s, on | messages/s, off | on ÷ off | server µs/msg, on | server µs/msg, off | on ÷ off | frame B sent, on | frame B sent, off | frame B echoed, on | frame B echoed, off | frame B both ways, on ÷ off |\n" +
 			"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n" +
 			"| duplex | 21 000 | 52 000 | 0.40 | 39.0 | 14.0 | 2.79 | 324 | 1 032 | 342 | 1 028 | 0.32 |\n" +

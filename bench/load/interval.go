@@ -18,6 +18,12 @@ import (
 // Each draw recomputes the medians and the ratio exactly as the report
 // does, the best of ours and the best peer included; the interval runs
 // from the 2.5th to the 97.5th percentile of the draws' ratios.
+//
+// The compression scenario's ratio of a library's run with the extension
+// to its run without (on ÷ off) gets the same interval from the same
+// draws: the library's two runs of a round ran one after the other, so a
+// drawn round brings both (onOffInterval), and a slow moment of the
+// machine weighs on both sides of the ratio as it did when measured.
 
 // bootstrapDraws is how many times the rounds are drawn again.
 const bootstrapDraws = 4000
@@ -52,18 +58,9 @@ func ratioInterval[T any](rows []T, round func(T) int, lib func(T) string, faile
 		}
 		fig[n][l] = f(r)
 	}
-	if len(rounds) < minIntervalRounds {
-		return 0, 0, false
-	}
 	better := func(a, b float64) bool { return (high && a > b) || (!high && a < b) }
-	rng := rand.New(rand.NewPCG(1, 2))
-	drawn := make([]int, len(rounds))
-	vals := make([]float64, 0, len(rounds))
-	ratios := make([]float64, 0, bootstrapDraws)
-	for range bootstrapDraws {
-		for i := range drawn {
-			drawn[i] = rounds[rng.IntN(len(rounds))]
-		}
+	var vals []float64
+	return bootstrap(rounds, func(drawn []int) (float64, bool) {
 		var us, peer float64
 		var okUs, okPeer bool
 		for _, l := range libs {
@@ -85,15 +82,38 @@ func ratioInterval[T any](rows []T, round func(T) int, lib func(T) string, faile
 				peer, okPeer = m, true
 			}
 		}
-		if okUs && okPeer && peer != 0 {
-			ratios = append(ratios, us/peer)
+		if !okUs || !okPeer || peer == 0 {
+			return 0, false
 		}
-	}
-	if len(ratios) < bootstrapDraws/2 {
+		return us / peer, true
+	})
+}
+
+// bootstrap draws rounds again with replacement, bootstrapDraws times from
+// a fixed seed, and returns the 2.5th and 97.5th percentiles of what stat
+// gives for the draws (stat returns false for a draw it has no figure
+// for); ok is false with fewer than minIntervalRounds rounds, or when
+// stat has no figure for half the draws or more.
+func bootstrap(rounds []int, stat func(drawn []int) (float64, bool)) (lo, hi float64, ok bool) {
+	if len(rounds) < minIntervalRounds {
 		return 0, 0, false
 	}
-	slices.Sort(ratios)
-	return percentile(ratios, 0.025), percentile(ratios, 0.975), true
+	rng := rand.New(rand.NewPCG(1, 2))
+	drawn := make([]int, len(rounds))
+	figs := make([]float64, 0, bootstrapDraws)
+	for range bootstrapDraws {
+		for i := range drawn {
+			drawn[i] = rounds[rng.IntN(len(rounds))]
+		}
+		if v, ok := stat(drawn); ok {
+			figs = append(figs, v)
+		}
+	}
+	if len(figs) < bootstrapDraws/2 {
+		return 0, 0, false
+	}
+	slices.Sort(figs)
+	return percentile(figs, 0.025), percentile(figs, 0.975), true
 }
 
 // percentile returns the p-quantile (0 ≤ p ≤ 1) of sorted, by nearest
@@ -129,7 +149,52 @@ func (k rowKind[T]) compare(rows, raw []T, f func(T) float64, high bool) (us, pe
 		return us, peer, "", false
 	}
 	if lo, hi, ok := ratioInterval(raw, k.round, k.lib, k.failed, f, high); ok {
-		interval = fmt.Sprintf(", 95 %% interval %.2f–%.2f", lo, hi)
+		interval = intervalText(lo, hi)
 	}
 	return us, peer, interval, true
+}
+
+// intervalText is an interval as the report writes it after a ratio.
+func intervalText(lo, hi float64) string { return fmt.Sprintf(", 95 %% interval %.2f–%.2f", lo, hi) }
+
+// onOffInterval returns the 95 % bootstrap interval of one library's
+// ratio of its median f with the extension offered to its median without,
+// over on and off, its rows of one compression scenario in each mode
+// (every round, failed rows ignored): a drawn round brings the library's
+// figures of both runs of that round, and each draw takes the medians of
+// each mode and their ratio as the report does. ok is false with fewer
+// than minIntervalRounds rounds, or when either mode has no figure, or
+// off's median is 0, in most draws.
+func onOffInterval(on, off []EchoResult, f func(EchoResult) float64) (lo, hi float64, ok bool) {
+	var rounds []int
+	fig := [2]map[int]float64{{}, {}} // on, off: round → figure
+	for i, rows := range [2][]EchoResult{on, off} {
+		for _, r := range rows {
+			if r.Error != "" {
+				continue
+			}
+			if !slices.Contains(rounds, r.Round) {
+				rounds = append(rounds, r.Round)
+			}
+			fig[i][r.Round] = f(r)
+		}
+	}
+	var vals []float64
+	med := func(m map[int]float64, drawn []int) (float64, bool) {
+		vals = vals[:0]
+		for _, n := range drawn {
+			if v, there := m[n]; there {
+				vals = append(vals, v)
+			}
+		}
+		return median(vals), len(vals) > 0
+	}
+	return bootstrap(rounds, func(drawn []int) (float64, bool) {
+		a, okA := med(fig[0], drawn)
+		b, okB := med(fig[1], drawn)
+		if !okA || !okB || b == 0 {
+			return 0, false
+		}
+		return a / b, true
+	})
 }

@@ -19,7 +19,7 @@
 //     settings, the client offering no extension: the same text, plain,
 //     and no echo may carry RSV1. Reported: as echo for each run, plus the
 //     frame bytes per message each way, and per library the two runs side
-//     by side with the ratio of on to off.
+//     by side with the ratios of on to off and their intervals.
 //   - broadcast NxS: N subscribers and one publisher of S-byte messages,
 //     each delivered by the server to every subscriber, at most
 //     -bcast-window undelivered, for -duration after -warmup; every

@@ -234,7 +234,11 @@ func markdown(res *Results) string {
 
 	if len(res.Handshake) > 0 {
 		w("#### Connections per second (open, upgrade, close)\n\n")
-		w("Each of %d workers in a loop: TCP connect, opening handshake, a close frame, wait for the server to close.\n\n", res.Handshake[0].Workers)
+		w("Each of %d workers in a loop: TCP connect, opening handshake, a close frame, wait for the server to close.", hsWorkers(res.Handshake))
+		if res.Rounds > 1 {
+			w(" \"failures\" counts the failed cycles of every round; a round with a failure is left out of the medians, unless every round of the library had one.")
+		}
+		w("\n\n")
 		w("| library | connections/s | p50 µs | p99 µs | server µs/connection | server CPU | client CPU | failures |\n")
 		w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, r := range res.Handshake {
@@ -339,7 +343,9 @@ type panel struct {
 }
 
 // barChart draws panels of horizontal bars, one bar per library, each
-// panel scaled to its own largest value. Our bar has its own colour.
+// panel scaled to its own largest value (of the rows that did not fail;
+// a failed row says "failed" instead of a bar). Our bar has its own
+// colour.
 func barChart(title, unit string, panels []panel) []byte {
 	if unit != "" {
 		unit = " (" + unit + ")"
@@ -364,9 +370,14 @@ func barChart(title, unit string, panels []panel) []byte {
 	for _, p := range panels {
 		fmt.Fprintf(&b, `<text x="8" y="%d" font-weight="bold">%s</text>`+"\n", y+15, html.EscapeString(p.title))
 		y += titleH
+		// The scale is that of the figures drawn: a failed row may
+		// carry figures (a run that failed after measuring), which
+		// must not shrink every bar.
 		top := 0.0
-		for _, v := range p.values {
-			top = max(top, v)
+		for i, v := range p.values {
+			if !p.failed[i] {
+				top = max(top, v)
+			}
 		}
 		for i, l := range p.labels {
 			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", labelW-6, y+barH-4, html.EscapeString(l))
@@ -375,8 +386,10 @@ func barChart(title, unit string, panels []panel) []byte {
 				y += barH + gap
 				continue
 			}
+			// A negative figure (an idle slope where the RSS fell) is
+			// written, with no bar: SVG has no negative width.
 			bw := 0.0
-			if top > 0 {
+			if top > 0 && p.values[i] > 0 {
 				bw = float64(barMaxW) * p.values[i] / top
 			}
 			color := "#8c9bab"
@@ -509,6 +522,44 @@ func mergeRounds[T any](rows []T, key func(T) string, failed func(T) bool, field
 	return out
 }
 
+// mergeHandshakes merges the rounds of the handshake scenario into one
+// row per library. A round with failed cycles has an error but may still
+// have completed thousands: it is left out of the medians when the
+// library has rounds without failures, and otherwise the medians are
+// those of its rounds that completed a cycle (the row keeps the first
+// error, so the ratios leave it out). Failures is the sum over every
+// round: a median would hide a round's failures.
+func mergeHandshakes(rows []HSResult) []HSResult {
+	clean := map[string]bool{}
+	failures := map[string]uint64{}
+	for _, r := range rows {
+		clean[r.Lib] = clean[r.Lib] || r.Error == ""
+		failures[r.Lib] += r.Failures
+	}
+	out := mergeRounds(rows,
+		func(r HSResult) string { return r.Lib },
+		func(r HSResult) bool { return r.Error != "" && (clean[r.Lib] || r.Count == 0) },
+		func(r *HSResult) []*float64 {
+			return []*float64{&r.PerSec, &r.P50us, &r.P99us, &r.ServerCPUPct, &r.ServerUsConn, &r.ClientCPUPct, &r.LoadAvg}
+		}, nil)
+	for i := range out {
+		out[i].Failures = failures[out[i].Lib]
+	}
+	return out
+}
+
+// hsWorkers is the handshake scenario's number of workers: that of the
+// first row that has one (a server that did not start leaves a row with
+// none).
+func hsWorkers(rows []HSResult) int {
+	for _, r := range rows {
+		if r.Workers > 0 {
+			return r.Workers
+		}
+	}
+	return 0
+}
+
 // summarize returns res with one row per library and scenario: medians
 // over the rounds, with the range of messages/s.
 func summarize(res *Results) *Results {
@@ -533,12 +584,7 @@ func summarize(res *Results) *Results {
 	s.Echo = mergeEcho(res.Echo)
 	s.Compress = mergeEcho(res.Compress)
 	s.Broadcast = mergeBroadcast(res.Broadcast)
-	s.Handshake = mergeRounds(res.Handshake,
-		func(r HSResult) string { return r.Lib },
-		func(r HSResult) bool { return r.Error != "" },
-		func(r *HSResult) []*float64 {
-			return []*float64{&r.PerSec, &r.P50us, &r.P99us, &r.ServerCPUPct, &r.ServerUsConn, &r.ClientCPUPct, &r.LoadAvg}
-		}, nil)
+	s.Handshake = mergeHandshakes(res.Handshake)
 	s.Idle = mergeRounds(res.Idle,
 		func(r IdleResult) string { return r.Lib },
 		func(r IdleResult) bool { return r.Error != "" },
