@@ -74,11 +74,31 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 		run.addNote(format, args...)
 		notesMu.Unlock()
 	}
+	setup, cancelSetup := context.WithCancel(ctx)
+	defer cancelSetup()
+	setup, cancel := context.WithTimeout(setup, 30*time.Second)
+	defer cancel()
+	var (
+		settingUp atomic.Bool // until the publisher is connected
+		setupErr  atomic.Pointer[error]
+	)
+	settingUp.Store(true)
 	opts := func(who string) *client.Options {
 		return &client.Options{
 			DialTimeout: 10 * time.Second,
 			OnState: func(st client.State, err error) {
-				if st == client.StateDisconnected && running.Load() {
+				switch {
+				case err == nil || (st != client.StateDisconnected && st != client.StateClosed):
+				case settingUp.Load():
+					// A connection that fails before sending starts
+					// fails the run, at once and with its cause, as in
+					// echo mode: the client would try again until the
+					// setup's time is up, and then tell only that.
+					err = fmt.Errorf("%s: %w", who, err)
+					if setupErr.CompareAndSwap(nil, &err) {
+						cancelSetup()
+					}
+				case st == client.StateDisconnected && running.Load():
 					note("%s disconnected: %v", who, err)
 				}
 			},
@@ -92,8 +112,6 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 			}
 		}
 	}()
-	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	var (
 		wg      sync.WaitGroup
 		firstMu sync.Mutex
@@ -153,6 +171,9 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 		}()
 	}
 	wg.Wait()
+	if p := setupErr.Load(); p != nil {
+		return nil, *p
+	}
 	if first != nil {
 		return nil, first
 	}
@@ -162,8 +183,12 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 	pub := client.New(cfg.URL, opts("publisher"))
 	defer pub.Close()
 	if err := pub.Ping(setup); err != nil {
+		if p := setupErr.Load(); p != nil {
+			return nil, *p
+		}
 		return nil, fmt.Errorf("publisher: %w", err)
 	}
+	settingUp.Store(false)
 
 	start = time.Now()
 	rec.begin(start)
