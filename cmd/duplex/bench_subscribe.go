@@ -59,14 +59,14 @@ type subscriber struct {
 // another connection for cfg.Duration, and checks that every subscriber
 // got every acknowledged message once, unchanged, in the channel's offset
 // order.
-func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRun, error) {
+func runSubscribe(ctl *benchControl, cfg benchConfig, rec *recorder) (*benchRun, error) {
+	ctx := ctl.ctx
 	run := &benchRun{}
 	var (
 		errs    atomic.Int64
 		notesMu sync.Mutex
-		start   time.Time
 		running atomic.Bool
-		sending atomic.Bool // until run.Elapsed
+		window  atomic.Pointer[sendWindow] // set when sending starts
 	)
 	note := func(format string, args ...any) {
 		errs.Add(1)
@@ -74,7 +74,7 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 		run.addNote(format, args...)
 		notesMu.Unlock()
 	}
-	setup, cancelSetup := context.WithCancel(ctx)
+	setup, cancelSetup := context.WithCancel(ctl.stop)
 	defer cancelSetup()
 	setup, cancel := context.WithTimeout(setup, 30*time.Second)
 	defer cancel()
@@ -143,10 +143,15 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 					note("subscriber %d: message %d delivered twice", s.id+1, d.Seq)
 					return
 				}
-				at := time.Since(start)
+				win := window.Load()
+				if win == nil {
+					note("subscriber %d: message %d at offset %d arrived before publishing started", s.id+1, d.Seq, m.Offset)
+					return
+				}
+				at := time.Since(win.start)
 				s.rec.record(at - time.Duration(d.T))
 				s.got.Add(1) // it arrived; a fault below is noted, not counted as lost
-				if sending.Load() && at <= cfg.Duration {
+				if win.while(at) {
 					s.gotWhileSending.Add(1)
 				}
 				switch {
@@ -189,16 +194,20 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 		return nil, fmt.Errorf("publisher: %w", err)
 	}
 	settingUp.Store(false)
+	if err := ctl.stop.Err(); err != nil {
+		return nil, err
+	}
 
-	start = time.Now()
+	start := time.Now()
 	rec.begin(start)
+	win := ctl.window(start, cfg.Duration, cfg.Drain)
+	defer win.cancel()
+	window.Store(win)
 	running.Store(true)
-	sending.Store(true)
-	sendCtx, stopSending := context.WithDeadline(ctx, start.Add(cfg.Duration))
-	defer stopSending()
+	sendCtx := win.ctx
 	var (
 		published atomic.Int64
-		window    = make(chan struct{}, publishWindow)
+		slots     = make(chan struct{}, publishWindow)
 		inflight  sync.WaitGroup
 		interval  time.Duration
 		refused   atomic.Pointer[error]
@@ -223,7 +232,7 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 			break
 		}
 		select {
-		case window <- struct{}{}:
+		case slots <- struct{}{}:
 		case <-sendCtx.Done():
 		}
 		if sendCtx.Err() != nil {
@@ -233,10 +242,13 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
-			defer func() { <-window }()
+			defer func() { <-slots }()
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			if _, err := pub.Publish(pctx, cfg.Channel, data); err != nil {
+				if ctx.Err() != nil {
+					return // a second interrupt: not a fault of the server
+				}
 				var e *client.Error
 				if errors.As(err, &e) {
 					refused.CompareAndSwap(nil, &err)
@@ -249,11 +261,7 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 	}
 	timer.Stop()
 	inflight.Wait()
-	sending.Store(false)
-	run.Elapsed = time.Since(start)
-	if run.Elapsed > cfg.Duration {
-		run.Elapsed = cfg.Duration
-	}
+	run.Elapsed = win.elapsed(time.Since(start))
 	if p := refused.Load(); p != nil {
 		return nil, fmt.Errorf("the server refused to publish on %q: %w", cfg.Channel, *p)
 	}

@@ -291,6 +291,12 @@ func TestBenchEchoDetectsBadEchoes(t *testing.T) {
 			}
 			return [][]byte{p}
 		}, []string{"--rate", "100", "--drain", "200ms"}, "echoes not received within --drain 200ms"},
+		{"never answered, closed loop", func(n int, typ websocket.MessageType, p []byte) [][]byte {
+			if n >= 7 {
+				return nil
+			}
+			return [][]byte{p}
+		}, []string{"--drain", "200ms"}, "connection 1: echo of message 7 not received within --drain 200ms"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
