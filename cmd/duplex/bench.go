@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -50,7 +52,17 @@ A line of progress goes to standard error every --progress (rate and
 latency percentiles of that interval); the final table goes to standard
 output. Exit status: 0 when every message came back (echo) or reached
 every subscriber (subscribe) unchanged and in order, 1 when some did not
-or connections failed, 2 for bad flags.
+or connections failed, 2 for bad flags, 130 or 143 when interrupted.
+
+An interrupt (Ctrl-C, SIGINT) or SIGTERM stops sending. The answers
+already on their way are still awaited, within --drain (interrupt again
+to stop waiting: they then count as lost); then the table, --out and
+--plot give what was measured until the interrupt: the duration is the
+time sending ran, and the throughput counts what arrived within it. The
+exit status is then 128 + the signal's number, as for a command the
+signal killed (130 for SIGINT, 143 for SIGTERM), whatever the run found,
+so that a script can tell a run cut short; a run interrupted before
+sending started writes nothing.
 
 Flags:
 `
@@ -88,12 +100,14 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "duplex bench:", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	res, err := runBench(ctx, cfg, stderr)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	stderr = &lockedWriter{w: stderr} // progress lines and notices of signals
+	res, sig, err := runBench(cfg, sigs, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "duplex bench:", err)
-		return 1
+		return signalStatus(sig, 1)
 	}
 	writeBenchTable(stdout, res)
 	if cfg.Out != "" {
@@ -110,9 +124,36 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if res.Errors > 0 || res.Lost > 0 {
-		return 1
+		return signalStatus(sig, 1)
 	}
-	return 0
+	return signalStatus(sig, 0)
+}
+
+// signalStatus is the exit status of a run that sig interrupted: 128 + its
+// number, as a shell reports a command the signal killed, so that a
+// script can tell a cut-short run from a complete one; status when sig is
+// nil.
+func signalStatus(sig os.Signal, status int) int {
+	if sig == nil {
+		return status
+	}
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 128 + int(syscall.SIGINT)
+}
+
+// lockedWriter serialises writes to w, which the progress lines and the
+// notices of signals share.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // check validates cfg and fills in defaults.
@@ -156,30 +197,163 @@ func (cfg *benchConfig) check() error {
 	return nil
 }
 
-// runBench runs the load cfg describes and gathers its results.
-func runBench(ctx context.Context, cfg benchConfig, progress io.Writer) (*BenchResult, error) {
+// errInterruptedSetup is the error of a run interrupted before sending
+// started: nothing was measured.
+var errInterruptedSetup = errors.New("interrupted before sending started")
+
+// runBench runs the load cfg describes and gathers its results. The
+// first signal on sigs stops sending; the answers already on their way
+// are still awaited (within cfg.Drain), and the results count what was
+// measured until then. A second stops that wait (what has not arrived
+// counts as lost) and gives the signals back to their default action, so
+// that a third kills the process. sig is the first signal, nil if none
+// came.
+func runBench(cfg benchConfig, sigs chan os.Signal, progress io.Writer) (res *BenchResult, sig os.Signal, err error) {
+	ctl := newBenchControl()
+	defer ctl.cancel()
 	rec := newRecorder()
+	var again bool
+	done, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case sig = <-sigs:
+		case <-done:
+			return
+		}
+		select {
+		case <-rec.began:
+			if cfg.Drain > 0 {
+				fmt.Fprintf(progress, "duplex bench: %v: sending stopped; waiting up to %v (--drain) for the answers on their way; interrupt again not to wait\n", sig, cfg.Drain)
+			} else {
+				fmt.Fprintf(progress, "duplex bench: %v: sending stopped\n", sig)
+			}
+		default:
+		}
+		ctl.interrupt()
+		select {
+		case s := <-sigs:
+			again = true
+			signal.Stop(sigs)
+			fmt.Fprintf(progress, "duplex bench: %v: stopped waiting; what is still on its way counts as lost\n", s)
+			ctl.abort()
+		case <-done:
+		}
+	}()
 	var stopProgress func()
 	if cfg.Progress > 0 {
 		stopProgress = rec.report(progress, cfg.Mode, cfg.Progress)
 	}
-	var (
-		run *benchRun
-		err error
-	)
+	var run *benchRun
 	if cfg.Mode == "echo" {
-		run, err = runEcho(ctx, cfg, rec)
+		run, err = runEcho(ctl, cfg, rec)
 	} else {
-		run, err = runSubscribe(ctx, cfg, rec)
+		run, err = runSubscribe(ctl, cfg, rec)
 	}
 	if stopProgress != nil {
 		stopProgress()
 	}
+	close(done)
+	<-watched
 	if err != nil {
-		return nil, err
+		if sig != nil && !rec.hasBegun() {
+			err = errInterruptedSetup
+		}
+		return nil, sig, err
 	}
-	return rec.result(cfg, run), nil
+	res = rec.result(cfg, run)
+	if sig != nil {
+		res.Interrupted = true
+		if again {
+			res.Notes = append(res.Notes, "interrupted again while waiting for the answers: what was still on its way counts as lost")
+		}
+	}
+	return res, sig, nil
 }
+
+// benchControl is how signals stop a run: the first stops sending, the
+// second the wait for the answers still on their way.
+type benchControl struct {
+	// ctx is the run's: it ends on the second signal. stop ends on the
+	// first (or with ctx), after stoppedAt is set; a mode's setup and
+	// sending stop with it.
+	ctx, stop context.Context
+	abort     context.CancelFunc // the second signal
+	interrupt func()             // the first: sets stoppedAt, ends stop
+	cancel    func()             // ends both, when the run is over
+	stoppedAt atomic.Pointer[time.Time]
+}
+
+// newBenchControl returns the control of a run that no signal stopped yet.
+func newBenchControl() *benchControl {
+	c := &benchControl{}
+	c.ctx, c.abort = context.WithCancel(context.Background())
+	stop, cancelStop := context.WithCancel(c.ctx)
+	c.stop = stop
+	c.interrupt = func() {
+		now := time.Now()
+		c.stoppedAt.CompareAndSwap(nil, &now)
+		cancelStop()
+	}
+	c.cancel = func() { cancelStop(); c.abort() }
+	return c
+}
+
+// sendWindow is when a mode sends: from start for d, or until the first
+// signal if that comes sooner.
+type sendWindow struct {
+	// ctx ends when sending stops; drained, drain after that (or with
+	// the run's context): the time left for the answers on their way.
+	ctx, drained context.Context
+	start        time.Time
+	d            time.Duration
+	ctl          *benchControl
+	cancel       func()
+}
+
+// window starts the sending time at start, for d, then drain.
+func (c *benchControl) window(start time.Time, d, drain time.Duration) *sendWindow {
+	w := &sendWindow{start: start, d: d, ctl: c}
+	ctx, cancelSend := context.WithDeadline(c.stop, start.Add(d))
+	drained, cancelDrain := context.WithDeadline(c.ctx, start.Add(d+drain))
+	var timer *time.Timer
+	var mu sync.Mutex
+	unhook := context.AfterFunc(c.stop, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if drained.Err() == nil {
+			timer = time.AfterFunc(time.Until(start.Add(w.end()+drain)), cancelDrain)
+		}
+	})
+	w.ctx, w.drained = ctx, drained
+	w.cancel = func() {
+		unhook()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancelDrain()
+		cancelSend()
+	}
+	return w
+}
+
+// end is when sending stopped, or is to stop, since start.
+func (w *sendWindow) end() time.Duration {
+	if t := w.ctl.stoppedAt.Load(); t != nil {
+		return max(0, min(w.d, t.Sub(w.start)))
+	}
+	return w.d
+}
+
+// while reports whether an answer that arrived at (since start) came while
+// sending: the throughput counts only those.
+func (w *sendWindow) while(at time.Duration) bool { return at <= w.end() }
+
+// elapsed is how long sending ran, for a mode whose load finished at
+// (since start): sooner than planned when all its connections failed.
+func (w *sendWindow) elapsed(at time.Duration) time.Duration { return min(at, w.end()) }
 
 // benchRun is what a mode's load reports besides latencies.
 type benchRun struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -67,9 +68,15 @@ func echoPayload(size int) []byte {
 }
 
 // runEcho opens cfg.Conns connections and runs the echo load on each.
-func runEcho(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRun, error) {
-	conns, err := dialMany(ctx, cfg)
+func runEcho(ctl *benchControl, cfg benchConfig, rec *recorder) (*benchRun, error) {
+	conns, err := dialMany(ctl.stop, cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := ctl.stop.Err(); err != nil {
+		for _, c := range conns {
+			c.CloseNow()
+		}
 		return nil, err
 	}
 	run := &benchRun{}
@@ -86,26 +93,23 @@ func runEcho(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRun, er
 	}
 	start := time.Now()
 	rec.begin(start)
-	sendCtx, stopSending := context.WithDeadline(ctx, start.Add(cfg.Duration))
-	defer stopSending()
+	win := ctl.window(start, cfg.Duration, cfg.Drain)
+	defer win.cancel()
 	var wg sync.WaitGroup
 	for i, c := range conns {
-		w := &echoWorker{cfg: cfg, c: c, id: i, start: start, rec: rec.worker(), sent: &sent, received: &received, whileSending: &whileSending, note: note}
+		w := &echoWorker{cfg: cfg, c: c, id: i, start: start, win: win, ctx: ctl.ctx, rec: rec.worker(), sent: &sent, received: &received, whileSending: &whileSending, note: note}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if cfg.Rate > 0 {
-				w.openLoop(sendCtx, ctx)
+				w.openLoop()
 			} else {
-				w.closedLoop(sendCtx, ctx)
+				w.closedLoop()
 			}
 		}()
 	}
 	wg.Wait()
-	run.Elapsed = time.Since(start)
-	if run.Elapsed > cfg.Duration && ctx.Err() == nil {
-		run.Elapsed = cfg.Duration
-	}
+	run.Elapsed = win.elapsed(time.Since(start))
 	for _, c := range conns {
 		c.Close(websocket.StatusNormalClosure, "")
 	}
@@ -155,6 +159,8 @@ type echoWorker struct {
 	c                            *websocket.Conn
 	id                           int
 	start                        time.Time
+	win                          *sendWindow
+	ctx                          context.Context // the run's: ends on a second interrupt
 	rec                          *workerRecorder
 	sent, received, whileSending *atomic.Int64
 	note                         func(format string, args ...any)
@@ -162,11 +168,11 @@ type echoWorker struct {
 
 // got counts an echo that arrived at (since the run's start), and records
 // its latency from due; it counts towards the throughput only when it
-// came while sending, within cfg.Duration, as the drain is not in the
-// time the throughput divides by.
+// came while sending (within cfg.Duration, or until an interrupt), as
+// the drain is not in the time the throughput divides by.
 func (w *echoWorker) got(at, due time.Duration) {
 	w.received.Add(1)
-	if at <= w.cfg.Duration {
+	if w.win.while(at) {
 		w.whileSending.Add(1)
 	}
 	w.rec.record(at - due)
@@ -199,15 +205,13 @@ func (w *echoWorker) check(p, filler []byte, wantSeq uint64) (due time.Duration,
 	return due, true
 }
 
-// closedLoop sends a message, waits for its echo, and again, until sendCtx
-// ends; the last echo is awaited within cfg.Drain, unless ctx (the run's)
-// ends.
-func (w *echoWorker) closedLoop(sendCtx, ctx context.Context) {
+// closedLoop sends a message, waits for its echo, and again, until sending
+// stops; the last echo is awaited within cfg.Drain, unless the run's
+// context ends.
+func (w *echoWorker) closedLoop() {
 	typ := w.messageType()
 	p := echoPayload(w.cfg.Size)
-	readCtx, cancel := context.WithDeadline(ctx, w.start.Add(w.cfg.Duration+w.cfg.Drain))
-	defer cancel()
-	for seq := uint64(1); sendCtx.Err() == nil; seq++ {
+	for seq := uint64(1); w.win.ctx.Err() == nil; seq++ {
 		sentAt := time.Since(w.start)
 		stampEcho(p, w.cfg.Text, sentAt, seq)
 		if err := w.c.Write(context.Background(), typ, p); err != nil {
@@ -215,9 +219,15 @@ func (w *echoWorker) closedLoop(sendCtx, ctx context.Context) {
 			return
 		}
 		w.sent.Add(1)
-		_, got, err := w.c.Read(readCtx)
+		_, got, err := w.c.Read(w.win.drained)
 		if err != nil {
-			if ctx.Err() == nil {
+			switch {
+			case w.ctx.Err() != nil: // a second interrupt: not a fault of the server
+			case w.win.drained.Err() != nil || errors.Is(err, context.DeadlineExceeded):
+				// (The transport's deadline may end the read a moment
+				// before the context's timer.)
+				w.note("connection %d: echo of message %d not received within --drain %s", w.id+1, seq, w.cfg.Drain)
+			default:
 				w.note("connection %d: echo of message %d: %v", w.id+1, seq, err)
 			}
 			return
@@ -229,10 +239,11 @@ func (w *echoWorker) closedLoop(sendCtx, ctx context.Context) {
 	}
 }
 
-// openLoop sends at the connection's share of cfg.Rate until sendCtx ends,
-// while another goroutine reads the echoes; it then waits for the echoes
-// still due, within cfg.Drain, unless ctx (the run's) ends.
-func (w *echoWorker) openLoop(sendCtx, ctx context.Context) {
+// openLoop sends at the connection's share of cfg.Rate until sending
+// stops, while another goroutine reads the echoes; it then waits for the
+// echoes still due, within cfg.Drain, unless the run's context ends.
+func (w *echoWorker) openLoop() {
+	sendCtx, ctx := w.win.ctx, w.ctx
 	interval := time.Duration(float64(w.cfg.Conns) / w.cfg.Rate * float64(time.Second))
 	// Spread the connections' first messages over one interval.
 	first := time.Duration(int64(interval) * int64(w.id) / int64(w.cfg.Conns))
@@ -301,13 +312,11 @@ func (w *echoWorker) openLoop(sendCtx, ctx context.Context) {
 	}
 	writeFinished.Store(true)
 	if got.Load() != sent.Load() {
-		drain := time.NewTimer(w.cfg.Drain)
 		select {
 		case <-caughtUp:
-		case <-drain.C:
+		case <-w.win.drained.Done():
 		case <-readDone:
 		}
-		drain.Stop()
 	}
 	stopReading()
 	<-readDone

@@ -54,6 +54,16 @@ func newRecorder() *recorder {
 	return r
 }
 
+// hasBegun reports whether begin was called: whether sending started.
+func (r *recorder) hasBegun() bool {
+	select {
+	case <-r.began:
+		return true
+	default:
+		return false
+	}
+}
+
 // begin starts the recorder's clock at start, when every connection is
 // open and sending starts: progress intervals and their times count from
 // there, so that the handshakes do not show as a slow first interval. A
@@ -198,6 +208,10 @@ type BenchResult struct {
 	Intervals    []BenchInterval `json:"intervals"`
 	Distribution []Percentile    `json:"distribution"`
 	Notes        []string        `json:"notes,omitempty"`
+	// Interrupted says that a signal (SIGINT, SIGTERM) stopped sending
+	// before Duration was up: the figures are what was measured until
+	// then, Duration the time sending ran.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // LatencySummary is the latency distribution in a few numbers, the ones
@@ -301,7 +315,11 @@ func writeBenchTable(w io.Writer, r *BenchResult) {
 	}
 	fmt.Fprintf(tw, "message\t%d B %s\n", r.Size, kind)
 	fmt.Fprintf(tw, "rate\t%s\n", rate)
-	fmt.Fprintf(tw, "duration\t%.2f s\n", r.Duration)
+	if r.Interrupted {
+		fmt.Fprintf(tw, "duration\t%.2f s (interrupted)\n", r.Duration)
+	} else {
+		fmt.Fprintf(tw, "duration\t%.2f s\n", r.Duration)
+	}
 	if r.Mode == "subscribe" {
 		fmt.Fprintf(tw, "published\t%s\n", group(r.Sent))
 		fmt.Fprintf(tw, "delivered\t%s of %s\n", group(r.Received), group(r.Expected))

@@ -59,14 +59,14 @@ type subscriber struct {
 // another connection for cfg.Duration, and checks that every subscriber
 // got every acknowledged message once, unchanged, in the channel's offset
 // order.
-func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRun, error) {
+func runSubscribe(ctl *benchControl, cfg benchConfig, rec *recorder) (*benchRun, error) {
+	ctx := ctl.ctx
 	run := &benchRun{}
 	var (
 		errs    atomic.Int64
 		notesMu sync.Mutex
-		start   time.Time
 		running atomic.Bool
-		sending atomic.Bool // until run.Elapsed
+		window  atomic.Pointer[sendWindow] // set when sending starts
 	)
 	note := func(format string, args ...any) {
 		errs.Add(1)
@@ -74,11 +74,31 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 		run.addNote(format, args...)
 		notesMu.Unlock()
 	}
+	setup, cancelSetup := context.WithCancel(ctl.stop)
+	defer cancelSetup()
+	setup, cancel := context.WithTimeout(setup, 30*time.Second)
+	defer cancel()
+	var (
+		settingUp atomic.Bool // until the publisher is connected
+		setupErr  atomic.Pointer[error]
+	)
+	settingUp.Store(true)
 	opts := func(who string) *client.Options {
 		return &client.Options{
 			DialTimeout: 10 * time.Second,
 			OnState: func(st client.State, err error) {
-				if st == client.StateDisconnected && running.Load() {
+				switch {
+				case err == nil || (st != client.StateDisconnected && st != client.StateClosed):
+				case settingUp.Load():
+					// A connection that fails before sending starts
+					// fails the run, at once and with its cause, as in
+					// echo mode: the client would try again until the
+					// setup's time is up, and then tell only that.
+					err = fmt.Errorf("%s: %w", who, err)
+					if setupErr.CompareAndSwap(nil, &err) {
+						cancelSetup()
+					}
+				case st == client.StateDisconnected && running.Load():
 					note("%s disconnected: %v", who, err)
 				}
 			},
@@ -92,8 +112,6 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 			}
 		}
 	}()
-	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	var (
 		wg      sync.WaitGroup
 		firstMu sync.Mutex
@@ -125,10 +143,15 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 					note("subscriber %d: message %d delivered twice", s.id+1, d.Seq)
 					return
 				}
-				at := time.Since(start)
+				win := window.Load()
+				if win == nil {
+					note("subscriber %d: message %d at offset %d arrived before publishing started", s.id+1, d.Seq, m.Offset)
+					return
+				}
+				at := time.Since(win.start)
 				s.rec.record(at - time.Duration(d.T))
 				s.got.Add(1) // it arrived; a fault below is noted, not counted as lost
-				if sending.Load() && at <= cfg.Duration {
+				if win.while(at) {
 					s.gotWhileSending.Add(1)
 				}
 				switch {
@@ -153,6 +176,9 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 		}()
 	}
 	wg.Wait()
+	if p := setupErr.Load(); p != nil {
+		return nil, *p
+	}
 	if first != nil {
 		return nil, first
 	}
@@ -162,18 +188,26 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 	pub := client.New(cfg.URL, opts("publisher"))
 	defer pub.Close()
 	if err := pub.Ping(setup); err != nil {
+		if p := setupErr.Load(); p != nil {
+			return nil, *p
+		}
 		return nil, fmt.Errorf("publisher: %w", err)
 	}
+	settingUp.Store(false)
+	if err := ctl.stop.Err(); err != nil {
+		return nil, err
+	}
 
-	start = time.Now()
+	start := time.Now()
 	rec.begin(start)
+	win := ctl.window(start, cfg.Duration, cfg.Drain)
+	defer win.cancel()
+	window.Store(win)
 	running.Store(true)
-	sending.Store(true)
-	sendCtx, stopSending := context.WithDeadline(ctx, start.Add(cfg.Duration))
-	defer stopSending()
+	sendCtx := win.ctx
 	var (
 		published atomic.Int64
-		window    = make(chan struct{}, publishWindow)
+		slots     = make(chan struct{}, publishWindow)
 		inflight  sync.WaitGroup
 		interval  time.Duration
 		refused   atomic.Pointer[error]
@@ -198,7 +232,7 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 			break
 		}
 		select {
-		case window <- struct{}{}:
+		case slots <- struct{}{}:
 		case <-sendCtx.Done():
 		}
 		if sendCtx.Err() != nil {
@@ -208,10 +242,13 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
-			defer func() { <-window }()
+			defer func() { <-slots }()
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			if _, err := pub.Publish(pctx, cfg.Channel, data); err != nil {
+				if ctx.Err() != nil {
+					return // a second interrupt: not a fault of the server
+				}
 				var e *client.Error
 				if errors.As(err, &e) {
 					refused.CompareAndSwap(nil, &err)
@@ -224,11 +261,7 @@ func runSubscribe(ctx context.Context, cfg benchConfig, rec *recorder) (*benchRu
 	}
 	timer.Stop()
 	inflight.Wait()
-	sending.Store(false)
-	run.Elapsed = time.Since(start)
-	if run.Elapsed > cfg.Duration {
-		run.Elapsed = cfg.Duration
-	}
+	run.Elapsed = win.elapsed(time.Since(start))
 	if p := refused.Load(); p != nil {
 		return nil, fmt.Errorf("the server refused to publish on %q: %w", cfg.Channel, *p)
 	}

@@ -6,12 +6,17 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -286,6 +291,12 @@ func TestBenchEchoDetectsBadEchoes(t *testing.T) {
 			}
 			return [][]byte{p}
 		}, []string{"--rate", "100", "--drain", "200ms"}, "echoes not received within --drain 200ms"},
+		{"never answered, closed loop", func(n int, typ websocket.MessageType, p []byte) [][]byte {
+			if n >= 7 {
+				return nil
+			}
+			return [][]byte{p}
+		}, []string{"--drain", "200ms"}, "connection 1: echo of message 7 not received within --drain 200ms"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -523,5 +534,121 @@ func TestBenchStamps(t *testing.T) {
 		if err := json.Unmarshal(d, &bd); err != nil || bd.Seq != 1<<63 || bd.T != 1<<62 {
 			t.Fatalf("size %d: decoded %+v, %v", size, bd, err)
 		}
+	}
+}
+
+// countingListener counts the connections a test server accepted and
+// those still open (not yet closed by the server).
+type countingListener struct {
+	net.Listener
+	accepted, open atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.accepted.Add(1)
+	l.open.Add(1)
+	return &countedConn{Conn: c, l: l}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	l    *countingListener
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.l.open.Add(-1) })
+	return c.Conn.Close()
+}
+
+// TestBenchSubscribePublisherFails: the publisher dials the URL the
+// subscribers dialled, once they are all subscribed. A server that
+// accepts the subscribers and refuses the publisher's handshake (403)
+// fails the run at once with the refusal named, before anything is
+// published (no progress line, no table, nothing on the channel), and
+// the subscribers' connections are closed, nothing of the run left
+// running.
+func TestBenchSubscribePublisherFails(t *testing.T) {
+	const conns = 3
+	h := server.New(server.Config{Limits: server.Limits{MessageRate: -1}}).Handler()
+	var upgrades, refused atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("observer") { // the test's own client
+			h.ServeHTTP(w, r)
+			return
+		}
+		if upgrades.Add(1) > conns {
+			refused.Add(1)
+			http.Error(w, "no publishers here", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	l := &countingListener{Listener: srv.Listener}
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	// An observer on the channel sees anything published there.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	obs := client.New(wsURL(srv, "/ws?observer"), nil)
+	defer obs.Close()
+	var published atomic.Int64
+	if _, err := obs.Subscribe(ctx, "load", func(client.Message) { published.Add(1) }, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The run's signal.Notify starts os/signal's goroutine, once per
+	// process, for good: not the run's.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt)
+	signal.Stop(sigs)
+	goroutines := runtime.NumGoroutine()
+
+	type result struct {
+		stdout, stderr string
+		status         int
+	}
+	done := make(chan result, 1)
+	began := time.Now()
+	go func() {
+		var out, errb bytes.Buffer
+		status := run([]string{"bench", "--mode", "subscribe", "--conns", fmt.Sprint(conns), "--channel", "load", "--progress", "50ms", wsURL(srv, "/ws")}, &out, &errb)
+		done <- result{out.String(), errb.String(), status}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("duplex bench did not return within 15 s")
+	}
+	// At once: not after the setup's 30-second bound, not after retries.
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("the run took %v to fail", took)
+	}
+	checkRun(t, r.stdout, r.stderr, r.status, "",
+		"duplex bench: publisher: websocket: handshake failed (status): server answered 403 Forbidden instead of 101 Switching Protocols\n", 1)
+	if n := refused.Load(); n < 1 {
+		t.Fatalf("the publisher's handshake was refused %d times", n)
+	}
+	// The subscribers' connections close (the observer's stays open), and
+	// the run's goroutines end.
+	deadline := time.Now().Add(5 * time.Second)
+	for (l.open.Load() != 1 || runtime.NumGoroutine() > goroutines) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := l.open.Load(); n != 1 {
+		t.Fatalf("%d connections still open of %d accepted, want only the observer's", n, l.accepted.Load())
+	}
+	if n := runtime.NumGoroutine(); n > goroutines {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines, %d before the run:\n%s", n, goroutines, buf[:runtime.Stack(buf, true)])
+	}
+	if obs.Ping(ctx) != nil || published.Load() != 0 {
+		t.Fatalf("%d messages were published on the channel", published.Load())
 	}
 }
