@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"net/http"
@@ -248,22 +247,7 @@ func TestBenchInterrupt(t *testing.T) {
 					t.Errorf("%s row %q, want %q", row, got, want)
 				}
 			}
-			svg, err := os.ReadFile(plot)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var doc struct {
-				XMLName  xml.Name `xml:"svg"`
-				Polyline struct {
-					Points string `xml:"points,attr"`
-				} `xml:"polyline"`
-			}
-			if err := xml.Unmarshal(svg, &doc); err != nil {
-				t.Fatalf("--plot is not XML: %v", err)
-			}
-			if n := len(strings.Fields(doc.Polyline.Points)); n != len(distributionPoints) {
-				t.Fatalf("plot has %d points, want %d", n, len(distributionPoints))
-			}
+			checkPlot(t, plot)
 		})
 	}
 }
@@ -284,21 +268,7 @@ func TestBenchInterruptTwice(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			answered := make(chan int, 10)
-			url, relay := slowAnswerServers(t, 0, 2, answered)
-			if tc.subscribe {
-				url = relay
-			}
-			out := filepath.Join(t.TempDir(), "r.json")
-			args := append([]string{"--conns", "1", "--duration", "30s", "--drain", "30s", "--progress", "0", "--out", out}, tc.args...)
-			p := startBench(t, append(args, url)...)
-			select {
-			case <-answered:
-			case <-time.After(15 * time.Second):
-				t.Fatal("no answer within 15 s")
-			}
-			time.Sleep(500 * time.Millisecond)
-			p.signal(t, os.Interrupt)
+			p, out := interruptAfterFirstAnswer(t, tc.subscribe, "30s", tc.args)
 			if got, want := p.waitLine(t, 5*time.Second), "duplex bench: interrupt: sending stopped; waiting up to 30s (--drain) for the answers on their way; interrupt again not to wait"; got != want {
 				t.Fatalf("stderr line %q, want %q", got, want)
 			}
@@ -389,21 +359,7 @@ func TestBenchInterruptDrain(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			answered := make(chan int, 10)
-			url, relay := slowAnswerServers(t, 0, 2, answered)
-			if tc.subscribe {
-				url = relay
-			}
-			out := filepath.Join(t.TempDir(), "r.json")
-			args := append([]string{"--conns", "1", "--duration", "30s", "--drain", "300ms", "--progress", "0", "--out", out}, tc.args...)
-			p := startBench(t, append(args, url)...)
-			select {
-			case <-answered:
-			case <-time.After(15 * time.Second):
-				t.Fatal("no answer within 15 s")
-			}
-			time.Sleep(500 * time.Millisecond)
-			p.signal(t, os.Interrupt)
+			p, out := interruptAfterFirstAnswer(t, tc.subscribe, "300ms", tc.args)
 			signalled := time.Now()
 			status, stdout, stderr := p.wait(t, 10*time.Second)
 			if took := time.Since(signalled); took < 300*time.Millisecond || took > 3*time.Second {
@@ -421,4 +377,29 @@ func TestBenchInterruptDrain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// interruptAfterFirstAnswer starts a 30 s run on one connection against a
+// server that answers the first message only (through the relay when
+// subscribe), with --drain drain and --out in a temporary file, and
+// interrupts it half a second after that answer. It returns the process
+// and the --out path.
+func interruptAfterFirstAnswer(t *testing.T, subscribe bool, drain string, extra []string) (*benchProcess, string) {
+	t.Helper()
+	answered := make(chan int, 10)
+	url, relay := slowAnswerServers(t, 0, 2, answered)
+	if subscribe {
+		url = relay
+	}
+	out := filepath.Join(t.TempDir(), "r.json")
+	args := append([]string{"--conns", "1", "--duration", "30s", "--drain", drain, "--progress", "0", "--out", out}, extra...)
+	p := startBench(t, append(args, url)...)
+	select {
+	case <-answered:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no answer within 15 s")
+	}
+	time.Sleep(500 * time.Millisecond)
+	p.signal(t, os.Interrupt)
+	return p, out
 }

@@ -103,8 +103,14 @@ func TestBenchEchoClosedLoop(t *testing.T) {
 	if len(lines) != len(r.Intervals) {
 		t.Fatalf("%d progress lines for %d intervals:\n%s", len(lines), len(r.Intervals), stderr)
 	}
-	// The plot is SVG with one point per percentile.
-	svg, err := os.ReadFile(plot)
+	checkPlot(t, plot)
+}
+
+// checkPlot checks that the --plot file at path is SVG with one point per
+// percentile of the latency distribution.
+func checkPlot(t *testing.T, path string) {
+	t.Helper()
+	svg, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
