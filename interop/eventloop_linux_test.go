@@ -365,13 +365,13 @@ func runEventLoopSide(ctx context.Context, s *elSide, closer string, seq []messa
 		if ctx.Err() != nil {
 			return fmt.Errorf("after Close: OnClose was not called: %w", err)
 		}
-		// The event-loop server reports a close it started as ErrClosed
-		// wrapped, and, when the peer answered (rather than closing TCP,
-		// breaking the protocol or timing out), the peer's close frame
-		// with it: the peer must echo the code (RFC 6455 §5.5.1).
-		var ce *websocket.CloseError
-		if !errors.Is(err, websocket.ErrClosed) || !errors.As(err, &ce) || ce.Code != goCloseCode {
-			return fmt.Errorf("OnClose after Close: got %v, want an error wrapping ErrClosed and the peer's answer with code %d", err, goCloseCode)
+		// The event-loop server reports a close it started as a
+		// *ClosedError (ErrClosed) that carries the peer's close frame
+		// when it answered (rather than closing TCP, breaking the protocol
+		// or timing out): the peer must echo the code (RFC 6455 §5.5.1).
+		var closed *eventloop.ClosedError
+		if !errors.Is(err, websocket.ErrClosed) || !errors.As(err, &closed) || closed.Answer == nil || closed.Answer.Code != goCloseCode {
+			return fmt.Errorf("OnClose after Close: got %v, want a *eventloop.ClosedError whose answer has code %d", err, goCloseCode)
 		}
 		if err := c.Write(websocket.MessageText, []byte("late")); !errors.Is(err, websocket.ErrClosed) {
 			return fmt.Errorf("Write after the close: got %v, want an error wrapping ErrClosed", err)

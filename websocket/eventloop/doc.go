@@ -148,13 +148,13 @@
 // ended without a close frame), *websocket.ProtocolError (this side failed
 // the connection, with the code it sent), websocket.ErrClosed wrapped
 // (this side closed with Conn.Close or Server.Shutdown),
-// ErrWriteQueueFull, or websocket.ErrKeepaliveTimeout (below). When this
-// side closed and the peer answered with its close frame, the error wraps
-// that answer too: errors.As finds the peer's *websocket.CloseError, so a
-// server can tell a completed closing handshake (and the code the peer
-// echoed) from a peer that closed TCP, broke the protocol or never
-// answered. Test errors.Is(err, websocket.ErrClosed) first to tell who
-// started the close.
+// ErrWriteQueueFull, or websocket.ErrKeepaliveTimeout (below). A close this
+// side started is a *ClosedError, which wraps websocket.ErrClosed and
+// carries the peer's answer (its close frame, or nil when the peer closed
+// TCP, broke the protocol or never answered), so a server can count
+// completed closing handshakes without reading error text; it does not
+// unwrap to a *websocket.CloseError, so websocket.CloseStatus stays -1 for
+// it, as for a websocket.Conn that closed itself.
 //
 // # Keepalive
 //

@@ -714,7 +714,7 @@ func (l *loop) reportLocked(c *Conn, err error) {
 // closedErr is the error of a connection this side closed, as
 // websocket.Conn reports it.
 func closedErr(code uint16, why string) error {
-	return fmt.Errorf("%w (sent close %v; %s)", websocket.ErrClosed, websocket.StatusCode(code), why)
+	return &ClosedError{Sent: websocket.StatusCode(code), why: why}
 }
 
 // readable reads what the socket has and acts on it.
@@ -996,9 +996,8 @@ func (l *loop) peerClosed(c *Conn, ce *websocket.CloseError) {
 		c.sendClose(code, "")
 		err = ce
 	case connClosing:
-		// The closing handshake completed: ErrClosed (this side started
-		// it) and the peer's answer, both reachable with errors.Is/As.
-		err = fmt.Errorf("%w (sent close %v; the peer answered: %w)", websocket.ErrClosed, websocket.StatusCode(c.sentCode), ce)
+		// The closing handshake completed: the answer goes with the error.
+		err = &ClosedError{Sent: websocket.StatusCode(c.sentCode), Answer: ce, why: "the peer answered"}
 	default:
 		return
 	}

@@ -525,10 +525,20 @@ func TestCloseFromServerAndWritesFromManyGoroutines(t *testing.T) {
 	p.expectClose(4000, "bye")
 	p.write(frame(true, 0x8, append([]byte{0x0F, 0xA0}, "ok"...)))
 	p.expectEOF()
-	// This side closed (ErrClosed), and the peer's answer is in the error.
+	// This side closed (ErrClosed), and the peer's answer is in the
+	// *ClosedError; it is not a close the peer started.
+	var closed *ClosedError
+	err := e.next(t)
+	if !errors.Is(err, websocket.ErrClosed) || !errors.As(err, &closed) || closed.Sent != 4000 ||
+		closed.Answer == nil || closed.Answer.Code != 4000 || closed.Answer.Reason != "ok" {
+		t.Fatalf("OnClose got %#v, want a *ClosedError (ErrClosed) with Sent 4000 and the peer's answer 4000 \"ok\"", err)
+	}
 	var ce *websocket.CloseError
-	if err := e.next(t); !errors.Is(err, websocket.ErrClosed) || !errors.As(err, &ce) || ce.Code != 4000 || ce.Reason != "ok" {
-		t.Fatalf("OnClose got %v, want ErrClosed wrapping the peer's answer 4000 \"ok\"", err)
+	if errors.As(err, &ce) || websocket.CloseStatus(err) != -1 {
+		t.Fatalf("OnClose's %v after this side's Close looks like a close the peer started (CloseStatus %d)", err, websocket.CloseStatus(err))
+	}
+	if got, want := err.Error(), "websocket: connection closed (sent close 4000; the peer answered)"; got != want {
+		t.Fatalf("OnClose error text %q, want %q", got, want)
 	}
 	if err := c.Close(1000, strings.Repeat("r", 124)); err == nil {
 		t.Fatal("Close with a 124-byte reason succeeded")
@@ -568,10 +578,10 @@ func TestShutdown(t *testing.T) {
 	early.expectEOF()
 	silent.expectClose(1001, "server shutting down")
 	for range 3 { // the peers that answered are reported at once, with their answer
-		var ce *websocket.CloseError
-		if err := e.next(t); !errors.Is(err, websocket.ErrClosed) || !strings.Contains(err.Error(), "1001") ||
-			!errors.As(err, &ce) || ce.Code != 1001 {
-			t.Fatalf("OnClose got %v, want ErrClosed with 1001 wrapping the peer's answer 1001", err)
+		var closed *ClosedError
+		if err := e.next(t); !errors.Is(err, websocket.ErrClosed) || !errors.As(err, &closed) ||
+			closed.Sent != 1001 || closed.Answer == nil || closed.Answer.Code != 1001 {
+			t.Fatalf("OnClose got %v, want a *ClosedError with Sent 1001 and the peer's answer 1001", err)
 		}
 	}
 	silent.expectEOF() // when ctx ends
@@ -583,9 +593,9 @@ func TestShutdown(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("Shutdown did not return")
 	}
-	// The silent peer never answered: no close frame to find in its error.
-	var ce *websocket.CloseError
-	if err := e.next(t); !errors.Is(err, websocket.ErrClosed) || !strings.Contains(err.Error(), "1001") || errors.As(err, &ce) {
-		t.Fatalf("OnClose got %v, want ErrClosed with 1001 and no peer answer", err)
+	// The silent peer never answered: no close frame in its error.
+	var closed *ClosedError
+	if err := e.next(t); !errors.Is(err, websocket.ErrClosed) || !errors.As(err, &closed) || closed.Sent != 1001 || closed.Answer != nil {
+		t.Fatalf("OnClose got %v, want a *ClosedError with Sent 1001 and no answer", err)
 	}
 }
