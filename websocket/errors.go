@@ -95,13 +95,14 @@ func (c HandshakeCheck) String() string {
 }
 
 // HandshakeError reports a refused or failed opening handshake. On the
-// server, Status is the HTTP status Accept answered with; on the client, it
-// is the status the server answered (0 when no response arrived).
+// server, Status is the HTTP status Accept answered with (0 when writing
+// the 101 response failed: the client never got an answer); on the client,
+// it is the status the server answered (0 when no response arrived).
 type HandshakeError struct {
 	Check  HandshakeCheck // the rule that failed
 	Status int            // the HTTP status answered (server) or received (client)
 	Reason string         // one line, also the body of a server's refusal
-	Err    error          // underlying transport error, if any
+	Err    error          // the cause, if any: a transport error, or the options' (CheckOptions)
 }
 
 // Error describes the refusal.
@@ -113,5 +114,6 @@ func (e *HandshakeError) Error() string {
 	return s
 }
 
-// Unwrap returns the underlying transport error.
+// Unwrap returns the cause: the transport's error, or for CheckOptions
+// the error of CompressionOptions.Validate.
 func (e *HandshakeError) Unwrap() error { return e.Err }
