@@ -403,3 +403,91 @@ func interruptAfterFirstAnswer(t *testing.T, subscribe bool, drain string, extra
 	p.signal(t, os.Interrupt)
 	return p, out
 }
+
+// TestBenchInterruptTwiceStalledServer: a second interrupt ends the run at
+// once even when the server completed the handshake and then stopped
+// reading, so that writes block on a full send buffer and a closing
+// handshake would wait for an answer that never comes: the run neither
+// waits out its writes nor a CloseTimeout per connection. It still writes
+// its table and exits 130.
+func TestBenchInterruptTwiceStalledServer(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+	}{
+		// Waiting for echoes: only the closing handshakes could hold it.
+		{"echo closed loop, reading", nil},
+		// Blocked in writes that the server never reads.
+		{"echo closed loop, writing", []string{"--size", "16000000"}},
+		{"echo open loop, writing", []string{"--rate", "50", "--size", "1000000"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			accepted := make(chan struct{}, 10)
+			release := make(chan struct{})
+			t.Cleanup(func() { close(release) })
+			srv := wsServer(t, nil, func(c *websocket.Conn, r *http.Request) {
+				accepted <- struct{}{}
+				<-release // never reads
+			})
+			args := append([]string{"--conns", "3", "--duration", "30s", "--drain", "30s", "--progress", "0"}, tc.args...)
+			p := startBench(t, append(args, wsURL(srv, "/"))...)
+			for range 3 {
+				select {
+				case <-accepted:
+				case <-time.After(15 * time.Second):
+					t.Fatal("no handshake within 15 s")
+				}
+			}
+			time.Sleep(500 * time.Millisecond) // sending runs
+			p.signal(t, os.Interrupt)
+			if got, want := p.waitLine(t, 5*time.Second), "duplex bench: interrupt: sending stopped; waiting up to 30s (--drain) for the answers on their way; interrupt again not to wait"; got != want {
+				t.Fatalf("stderr line %q, want %q", got, want)
+			}
+			p.signal(t, os.Interrupt)
+			signalled := time.Now()
+			status, stdout, stderr := p.wait(t, 10*time.Second)
+			if took := time.Since(signalled); took > 2*time.Second {
+				t.Errorf("exited %v after the second signal, want at once", took)
+			}
+			if status != 130 {
+				t.Fatalf("exit status %d, want 130\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+			}
+			if got := tableValue(t, stdout, "duration"); !strings.HasSuffix(got, " s (interrupted)") {
+				t.Fatalf("duration row %q, want an interrupted run's", got)
+			}
+		})
+	}
+}
+
+// TestBenchCloseStalledServer: at the end of a run that no signal cut
+// short, the connections' closing handshakes run at the same time, so
+// that a server that stopped reading holds the run one CloseTimeout (5 s)
+// in all, not one per connection.
+func TestBenchCloseStalledServer(t *testing.T) {
+	accepted := make(chan struct{}, 10)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	srv := wsServer(t, nil, func(c *websocket.Conn, r *http.Request) {
+		accepted <- struct{}{}
+		<-release // never reads
+	})
+	p := startBench(t, "--conns", "4", "--duration", "200ms", "--drain", "200ms", "--progress", "0", wsURL(srv, "/"))
+	for range 4 {
+		select {
+		case <-accepted:
+		case <-time.After(15 * time.Second):
+			t.Fatal("no handshake within 15 s")
+		}
+	}
+	started := time.Now()
+	status, stdout, stderr := p.wait(t, 30*time.Second)
+	// 0.4 s of run and one CloseTimeout: well under the 20 s of four
+	// in turn.
+	if took := time.Since(started); took > 10*time.Second {
+		t.Errorf("exited %v after the connections opened, want about 5.4 s", took)
+	}
+	if status != 1 || tableValue(t, stdout, "lost") != "4" {
+		t.Fatalf("exit status %d, want 1 with the 4 echoes lost\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+}
