@@ -11,12 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/duplex-ws/duplex/client"
 	"github.com/duplex-ws/duplex/websocket"
 )
 
@@ -489,5 +491,75 @@ func TestBenchCloseStalledServer(t *testing.T) {
 	}
 	if status != 1 || tableValue(t, stdout, "lost") != "4" {
 		t.Fatalf("exit status %d, want 1 with the 4 echoes lost\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+}
+
+// TestBenchInterruptDrainPublishes: after an interrupt in subscribe mode,
+// the publishes still awaiting their acknowledgement are awaited within
+// --drain from the interrupt too, not for their own 10 s each and the
+// drain after them: the relay passes on the first publish only, so the
+// others are never acknowledged. They count as one fault, and not as
+// published.
+func TestBenchInterruptDrainPublishes(t *testing.T) {
+	opts := &websocket.AcceptOptions{Subprotocols: []string{client.Subprotocol}}
+	backend := wsURL(echoServer(t), "/ws")
+	published := make(chan struct{}, 10)
+	relay := wsServer(t, opts, func(c *websocket.Conn, r *http.Request) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		up, _, err := websocket.Dial(ctx, backend, &websocket.DialOptions{Subprotocols: []string{client.Subprotocol}})
+		if err != nil {
+			t.Errorf("relay: %v", err)
+			return
+		}
+		defer up.CloseNow()
+		go func() { // server to client, unchanged
+			for {
+				typ, p, err := up.Read(ctx)
+				if err != nil || c.Write(ctx, typ, p) != nil {
+					cancel()
+					return
+				}
+			}
+		}()
+		for n := 0; ; {
+			typ, p, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			if bytes.Contains(p, []byte(`"op":"publish"`)) {
+				if n++; n > 1 {
+					continue // held: never acknowledged
+				}
+				published <- struct{}{}
+			}
+			if up.Write(ctx, typ, p) != nil {
+				return
+			}
+		}
+	})
+	out := filepath.Join(t.TempDir(), "r.json")
+	p := startBench(t, "--mode", "subscribe", "--rate", "5", "--conns", "1", "--duration", "30s", "--drain", "300ms", "--progress", "0", "--out", out, wsURL(relay, "/ws"))
+	select {
+	case <-published:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no publish within 15 s")
+	}
+	time.Sleep(time.Second) // publishes 2 to 6 wait for their answers
+	p.signal(t, os.Interrupt)
+	signalled := time.Now()
+	status, stdout, stderr := p.wait(t, 20*time.Second)
+	if took := time.Since(signalled); took > 3*time.Second {
+		t.Errorf("exited %v after the signal, want --drain 300ms after it", took)
+	}
+	if want := "duplex bench: interrupt: sending stopped; waiting up to 300ms (--drain) for the answers on their way; interrupt again not to wait\n"; status != 130 || stderr != want {
+		t.Fatalf("exit status %d, stderr %q; want 130, %q\nstdout:\n%s", status, stderr, want, stdout)
+	}
+	r := readBenchJSON(t, out)
+	if !r.Interrupted || r.Sent != 1 || r.Received != 1 || r.Expected != 1 || r.Lost != 0 || r.Errors != 1 {
+		t.Fatalf("interrupted %v, sent %d, received %d of %d, lost %d, errors %d; want 1 published and delivered, 1 error", r.Interrupted, r.Sent, r.Received, r.Expected, r.Lost, r.Errors)
+	}
+	if len(r.Notes) != 1 || !regexp.MustCompile(`^[1-9][0-9]* publishes not acknowledged within --drain 300ms$`).MatchString(r.Notes[0]) {
+		t.Fatalf("notes %q, want the publishes not acknowledged within --drain", r.Notes)
 	}
 }
