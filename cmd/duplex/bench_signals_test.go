@@ -563,3 +563,81 @@ func TestBenchInterruptDrainPublishes(t *testing.T) {
 		t.Fatalf("notes %q, want the publishes not acknowledged within --drain", r.Notes)
 	}
 }
+
+// TestBenchInterruptInDrain: a signal during the drain after --duration
+// does not cut the run short: the server answers the one message 3 s
+// after it came, the run sends for 300 ms, and the signal comes 1 s in.
+// The answer is still awaited; the run is complete, so its results do not
+// say interrupted and it exits 0, not 130.
+func TestBenchInterruptInDrain(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	srv := wsServer(t, nil, func(c *websocket.Conn, r *http.Request) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		typ, p, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		arrived <- struct{}{}
+		time.Sleep(3 * time.Second)
+		c.Write(ctx, typ, p)
+		c.Read(ctx) // the close
+	})
+	out := filepath.Join(t.TempDir(), "r.json")
+	p := startBench(t, "--conns", "1", "--duration", "300ms", "--drain", "20s", "--progress", "0", "--out", out, wsURL(srv, "/"))
+	select {
+	case <-arrived:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no message within 15 s")
+	}
+	time.Sleep(time.Second)
+	p.signal(t, os.Interrupt)
+	status, stdout, stderr := p.wait(t, 15*time.Second)
+	if want := "duplex bench: interrupt: sending had already ended (--duration); waiting for the rest of --drain; interrupt again not to wait\n"; status != 0 || stderr != want {
+		t.Fatalf("exit status %d, stderr %q; want 0, %q\nstdout:\n%s", status, stderr, want, stdout)
+	}
+	r := readBenchJSON(t, out)
+	if r.Interrupted || r.Sent != 1 || r.Received != 1 || r.Lost != 0 || r.Errors != 0 || r.Duration != 0.3 {
+		t.Fatalf("interrupted %v, sent %d, received %d, lost %d, errors %d, duration_s %g; want false, 1, 1, 0, 0, 0.3", r.Interrupted, r.Sent, r.Received, r.Lost, r.Errors, r.Duration)
+	}
+	if got := tableValue(t, stdout, "duration"); got != "0.30 s" {
+		t.Fatalf("duration row %q, want %q", got, "0.30 s")
+	}
+}
+
+// TestBenchInterruptSetupError: a handshake the server refused is the
+// run's error even when a signal came while another connection's
+// handshake was still held; the signal still sets the exit status.
+func TestBenchInterruptSetupError(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	arrived := make(chan struct{}, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		first := n == 1
+		mu.Unlock()
+		if first {
+			http.Error(w, "no", http.StatusForbidden)
+		} else {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(20 * time.Second):
+			}
+		}
+		arrived <- struct{}{}
+	}))
+	t.Cleanup(srv.Close)
+	p := startBench(t, "--conns", "2", "--progress", "0", wsURL(srv, "/"))
+	select {
+	case <-arrived: // the refusal
+	case <-time.After(15 * time.Second):
+		t.Fatal("no handshake within 15 s")
+	}
+	time.Sleep(200 * time.Millisecond)
+	p.signal(t, os.Interrupt)
+	status, stdout, stderr := p.wait(t, 5*time.Second)
+	if status != 130 || stdout != "" || !regexp.MustCompile(`^duplex bench: connection [12]: .*403.*\n$`).MatchString(stderr) {
+		t.Fatalf("exit status %d, stdout %q, stderr %q; want 130, nothing, the refusal", status, stdout, stderr)
+	}
+}
