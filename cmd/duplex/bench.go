@@ -52,7 +52,8 @@ A line of progress goes to standard error every --progress (rate and
 latency percentiles of that interval); the final table goes to standard
 output. Exit status: 0 when every message came back (echo) or reached
 every subscriber (subscribe) unchanged and in order, 1 when some did not
-or connections failed, 2 for bad flags, 130 or 143 when interrupted.
+or connections failed, 2 for bad flags, 130 or 143 when interrupted
+(below).
 
 An interrupt (Ctrl-C, SIGINT) or SIGTERM stops sending. The answers
 already on their way are still awaited, within --drain (interrupt again
@@ -62,7 +63,10 @@ time sending ran, and the throughput counts what arrived within it. The
 exit status is then 128 + the signal's number, as for a command the
 signal killed (130 for SIGINT, 143 for SIGTERM), whatever the run found,
 so that a script can tell a run cut short; a run interrupted before
-sending started writes nothing.
+sending started writes nothing. A signal during the drain after
+--duration does not cut the run short: the run sent for all its time and
+reports, and exits, as a complete one (what a second signal leaves on its
+way counts as lost).
 
 Flags:
 `
@@ -206,8 +210,9 @@ var errInterruptedSetup = errors.New("interrupted before sending started")
 // are still awaited (within cfg.Drain), and the results count what was
 // measured until then. A second stops that wait (what has not arrived
 // counts as lost) and gives the signals back to their default action, so
-// that a third kills the process. sig is the first signal, nil if none
-// came.
+// that a third kills the process. sig is the first signal when it cut the
+// run short (before sending started, or before cfg.Duration was over);
+// nil if none came, or only in the drain after cfg.Duration.
 func runBench(cfg benchConfig, sigs chan os.Signal, progress io.Writer) (res *BenchResult, sig os.Signal, err error) {
 	ctl := newBenchControl()
 	defer ctl.cancel()
@@ -221,14 +226,14 @@ func runBench(cfg benchConfig, sigs chan os.Signal, progress io.Writer) (res *Be
 		case <-done:
 			return
 		}
-		select {
-		case <-rec.began:
+		if start, ok := rec.sendingSince(); ok && time.Since(start) >= cfg.Duration {
+			fmt.Fprintf(progress, "duplex bench: %v: sending had already ended (--duration); waiting for the rest of --drain; interrupt again not to wait\n", sig)
+		} else if ok {
 			if cfg.Drain > 0 {
 				fmt.Fprintf(progress, "duplex bench: %v: sending stopped; waiting up to %v (--drain) for the answers on their way; interrupt again not to wait\n", sig, cfg.Drain)
 			} else {
 				fmt.Fprintf(progress, "duplex bench: %v: sending stopped\n", sig)
 			}
-		default:
 		}
 		ctl.interrupt()
 		select {
@@ -256,19 +261,27 @@ func runBench(cfg benchConfig, sigs chan os.Signal, progress io.Writer) (res *Be
 	close(done)
 	<-watched
 	if err != nil {
-		if sig != nil && !rec.hasBegun() {
+		// The cancellation the signal caused is not the run's error; a
+		// real one (a handshake refused meanwhile) is.
+		if sig != nil && !rec.hasBegun() && errors.Is(err, context.Canceled) {
 			err = errInterruptedSetup
 		}
 		return nil, sig, err
 	}
 	res = rec.result(cfg, run)
-	if sig != nil {
-		res.Interrupted = true
-		if again {
-			res.Notes = append(res.Notes, "interrupted again while waiting for the answers: what was still on its way counts as lost")
+	if again {
+		res.Notes = append(res.Notes, "interrupted again while waiting for the answers: what was still on its way counts as lost")
+	}
+	// A signal during the drain after --duration did not cut the run
+	// short: it sent for all its time and is reported, and exits, as a
+	// complete one (a second signal's lost answers still count as lost).
+	if start, ok := rec.sendingSince(); ok && sig != nil {
+		if t := ctl.stoppedAt.Load(); t != nil && t.Sub(start) < cfg.Duration {
+			res.Interrupted = true
+			return res, sig, nil
 		}
 	}
-	return res, sig, nil
+	return res, nil, nil
 }
 
 // benchControl is how signals stop a run: the first stops sending, the
@@ -328,12 +341,15 @@ func (c *benchControl) window(start time.Time, d, drain time.Duration) *sendWind
 	w.ctx, w.drained = ctx, drained
 	w.cancel = func() {
 		unhook()
+		// drained ends before the lock is taken, so that a hook running
+		// meanwhile sees it ended and starts no timer after this one
+		// stopped the last.
+		cancelDrain()
 		mu.Lock()
 		if timer != nil {
 			timer.Stop()
 		}
 		mu.Unlock()
-		cancelDrain()
 		cancelSend()
 	}
 	return w

@@ -110,12 +110,32 @@ func runEcho(ctl *benchControl, cfg benchConfig, rec *recorder) (*benchRun, erro
 	}
 	wg.Wait()
 	run.Elapsed = win.elapsed(time.Since(start))
-	for _, c := range conns {
-		c.Close(websocket.StatusNormalClosure, "")
-	}
+	closeAll(ctl.ctx, conns)
 	run.Sent, run.Received, run.WhileSending, run.Errors = sent.Load(), received.Load(), whileSending.Load(), errs.Load()
 	run.Expected = run.Sent
 	return run, nil
+}
+
+// closeAll closes conns: at once when ctx (the run's) has ended, as a
+// second interrupt asks not to wait; otherwise with their closing
+// handshakes, all at the same time, so that a server that stopped reading
+// holds the run one CloseTimeout in all, not one per connection.
+func closeAll(ctx context.Context, conns []*websocket.Conn) {
+	if ctx.Err() != nil {
+		for _, c := range conns {
+			c.CloseNow()
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Close(websocket.StatusNormalClosure, "")
+		}()
+	}
+	wg.Wait()
 }
 
 // dialMany opens cfg.Conns connections to cfg.URL, a few at a time.
@@ -214,8 +234,12 @@ func (w *echoWorker) closedLoop() {
 	for seq := uint64(1); w.win.ctx.Err() == nil; seq++ {
 		sentAt := time.Since(w.start)
 		stampEcho(p, w.cfg.Text, sentAt, seq)
-		if err := w.c.Write(context.Background(), typ, p); err != nil {
-			w.note("connection %d: write: %v", w.id+1, err)
+		// The run's context, not sending's: a message is not cut in half
+		// when sending stops, only on a second interrupt.
+		if err := w.c.Write(w.ctx, typ, p); err != nil {
+			if w.ctx.Err() == nil { // else a second interrupt: not a fault of the server
+				w.note("connection %d: write: %v", w.id+1, err)
+			}
 			return
 		}
 		w.sent.Add(1)
@@ -303,8 +327,10 @@ func (w *echoWorker) openLoop() {
 			break
 		}
 		stampEcho(p, w.cfg.Text, due, seq)
-		if err := w.c.Write(context.Background(), typ, p); err != nil {
-			w.note("connection %d: write: %v", w.id+1, err)
+		if err := w.c.Write(ctx, typ, p); err != nil { // the run's context, as in closedLoop
+			if ctx.Err() == nil {
+				w.note("connection %d: write: %v", w.id+1, err)
+			}
 			break
 		}
 		sent.Store(seq)

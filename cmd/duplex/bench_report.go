@@ -75,6 +75,16 @@ func (r *recorder) begin(start time.Time) {
 	close(r.began)
 }
 
+// sendingSince returns when sending started, and whether it did.
+func (r *recorder) sendingSince() (time.Time, bool) {
+	if !r.hasBegun() {
+		return time.Time{}, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.started, true
+}
+
 // worker returns the shard for the next worker.
 func (r *recorder) worker() *workerRecorder {
 	w := &r.shards[r.next%recorderShards]

@@ -105,12 +105,15 @@ func runSubscribe(ctl *benchControl, cfg benchConfig, rec *recorder) (*benchRun,
 		}
 	}
 	subs := make([]*subscriber, cfg.Conns)
+	var pub *client.Client
 	defer func() {
+		cs := []*client.Client{pub}
 		for _, s := range subs {
 			if s != nil {
-				s.c.Close()
+				cs = append(cs, s.c)
 			}
 		}
+		closeClients(ctx, cs)
 	}()
 	var (
 		wg      sync.WaitGroup
@@ -185,8 +188,7 @@ func runSubscribe(ctl *benchControl, cfg benchConfig, rec *recorder) (*benchRun,
 	// The publisher connects before the clock starts, so that its
 	// handshake counts neither in the first publishes' latency nor in
 	// the first progress interval.
-	pub := client.New(cfg.URL, opts("publisher"))
-	defer pub.Close()
+	pub = client.New(cfg.URL, opts("publisher"))
 	if err := pub.Ping(setup); err != nil {
 		if p := setupErr.Load(); p != nil {
 			return nil, *p
@@ -211,6 +213,7 @@ func runSubscribe(ctl *benchControl, cfg benchConfig, rec *recorder) (*benchRun,
 		inflight  sync.WaitGroup
 		interval  time.Duration
 		refused   atomic.Pointer[error]
+		unacked   atomic.Int64 // publishes not acknowledged within the drain
 	)
 	if cfg.Rate > 0 {
 		interval = time.Duration(float64(time.Second) / cfg.Rate)
@@ -243,11 +246,17 @@ func runSubscribe(ctl *benchControl, cfg benchConfig, rec *recorder) (*benchRun,
 		go func() {
 			defer inflight.Done()
 			defer func() { <-slots }()
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			// Within the drain, as the deliveries (which ends on a
+			// second interrupt too).
+			pctx, cancel := context.WithTimeout(win.drained, 10*time.Second)
 			defer cancel()
 			if _, err := pub.Publish(pctx, cfg.Channel, data); err != nil {
 				if ctx.Err() != nil {
 					return // a second interrupt: not a fault of the server
+				}
+				if win.drained.Err() != nil {
+					unacked.Add(1) // one note for them all, below
+					return
 				}
 				var e *client.Error
 				if errors.As(err, &e) {
@@ -266,10 +275,15 @@ func runSubscribe(ctl *benchControl, cfg benchConfig, rec *recorder) (*benchRun,
 		return nil, fmt.Errorf("the server refused to publish on %q: %w", cfg.Channel, *p)
 	}
 
-	// Wait, within the drain time, for the deliveries still on their way.
+	if n := unacked.Load(); n > 0 {
+		note("%d publishes not acknowledged within --drain %s", n, cfg.Drain)
+	}
+
+	// Wait, within the drain time (from when sending stopped, as the
+	// publishes above; it ends on a second interrupt too), for the
+	// deliveries still on their way.
 	want := published.Load()
-	deadline := time.Now().Add(cfg.Drain)
-	for ctx.Err() == nil && time.Now().Before(deadline) && !allGot(subs, want) {
+	for win.drained.Err() == nil && !allGot(subs, want) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	running.Store(false)
@@ -297,4 +311,26 @@ func allGot(subs []*subscriber, want int64) bool {
 		}
 	}
 	return true
+}
+
+// closeClients closes cs (nil ones skipped) all at the same time, so that
+// a server that stopped reading holds the run one closing handshake's
+// timeout in all, not one per connection. When ctx (the run's) has ended,
+// as a second interrupt asks not to wait, it does not wait for them: the
+// process is about to exit.
+func closeClients(ctx context.Context, cs []*client.Client) {
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		if c == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Close()
+		}()
+	}
+	if ctx.Err() == nil {
+		wg.Wait()
+	}
 }
