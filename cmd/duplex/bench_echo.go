@@ -323,7 +323,10 @@ func (w *echoWorker) openLoop() {
 			case <-sendCtx.Done():
 			}
 		}
-		if sendCtx.Err() != nil {
+		// The clock as well as the context: on a loaded machine the
+		// context's deadline can fire late, and messages due after the
+		// end would go out in a burst.
+		if sendCtx.Err() != nil || due >= w.cfg.Duration {
 			break
 		}
 		stampEcho(p, w.cfg.Text, due, seq)

@@ -231,7 +231,10 @@ func runSubscribe(ctl *benchControl, cfg benchConfig, rec *recorder) (*benchRun,
 				}
 			}
 		}
-		if sendCtx.Err() != nil || refused.Load() != nil {
+		// The clock as well as the context: on a loaded machine the
+		// context's deadline can fire late, and messages due after the
+		// end would go out in a burst.
+		if sendCtx.Err() != nil || due >= cfg.Duration || refused.Load() != nil {
 			break
 		}
 		select {

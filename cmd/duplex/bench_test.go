@@ -368,10 +368,11 @@ func TestBenchSubscribeRate(t *testing.T) {
 		t.Fatalf("exit status %d\n%s%s", status, stdout, stderr)
 	}
 	r := readBenchJSON(t, out)
-	// 50/s over 0.4 s: 20 due (a 21st when its due time ties with the
-	// end); fewer only when the machine stalls the publisher near the
-	// end. Per subscriber it would be three times as many.
-	if r.Sent < 10 || r.Sent > 21 || r.Expected != 3*r.Sent || r.Received != r.Expected {
+	// 50/s over 0.4 s: 20 due (at 0 to 0.38 s; none due at or after the
+	// end, even when the machine fires the window's deadline late); fewer
+	// only when the machine stalls the publisher near the end. Per
+	// subscriber it would be three times as many.
+	if r.Sent < 10 || r.Sent > 20 || r.Expected != 3*r.Sent || r.Received != r.Expected {
 		t.Fatalf("published %d at 50/s for 0.4 s, delivered %d of %d", r.Sent, r.Received, r.Expected)
 	}
 	if got, want := tableValue(t, stdout, "rate"), "50 publishes/s (150 deliveries/s to 3 subscribers)"; got != want {
